@@ -1,0 +1,506 @@
+//! The device context: one adapter and device per process, shared by every
+//! caller, with every wgpu error turned into an [`Error`] value.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Environment variable: a substring of the adapter name to use.
+pub const ADAPTER_ENV: &str = "FUSEDMLP_ADAPTER";
+/// Environment variable: seconds to wait for the GPU before giving up (default 600).
+pub const TIMEOUT_ENV: &str = "FUSEDMLP_GPU_TIMEOUT_SECS";
+
+/// A handle to the GPU: cheap to clone, `Send + Sync`, and shared. Every
+/// [`Gpu::new`] in a process returns a handle to the same device, because
+/// creating devices repeatedly leaks on some drivers (lavapipe among them).
+///
+/// ```no_run
+/// use fusedmlp::{Activation, Gpu};
+/// let gpu = Gpu::new()?;
+/// println!("running on {}", gpu.adapter_info().name);
+/// let y = gpu.activation_forward(Activation::Gelu, &[-1.0, 0.0, 1.0])?;
+/// # Ok::<(), fusedmlp::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) inner: Arc<GpuInner>,
+}
+
+pub(crate) struct GpuInner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) features: wgpu::Features,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    readbacks: AtomicU64,
+    timeout: Duration,
+}
+
+static SHARED: Mutex<Option<Gpu>> = Mutex::new(None);
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.inner.info.name)
+            .field("backend", &self.inner.info.backend)
+            .finish()
+    }
+}
+
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+impl Gpu {
+    /// Returns the process's shared GPU, creating it on first use (blocking).
+    ///
+    /// The best adapter is picked (discrete, then integrated, then virtual,
+    /// then CPU); set `FUSEDMLP_ADAPTER` to a substring of an adapter's name
+    /// to pick another. Every limit the adapter offers is requested, not
+    /// wgpu's conservative defaults.
+    pub fn new() -> Result<Gpu, Error> {
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gpu) = shared.as_ref() {
+            if gpu.inner.lost.lock().map(|l| l.is_none()).unwrap_or(false) {
+                return Ok(gpu.clone());
+            }
+        }
+        let gpu = Self::create()?;
+        *shared = Some(gpu.clone());
+        Ok(gpu)
+    }
+
+    fn create() -> Result<Gpu, Error> {
+        // The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset;
+        // harmless, so point it at a private temporary folder.
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            let dir = std::env::temp_dir().join("fusedmlp-runtime");
+            if std::fs::create_dir_all(&dir).is_ok() {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+                }
+                // SAFETY: set once before any GPU thread exists, under the SHARED lock.
+                unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+            }
+        }
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let wanted = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
+        let names: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
+        let mut candidates: Vec<wgpu::Adapter> = adapters
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                // Compute needs storage buffers in compute shaders: skip GL-only
+                // downlevel adapters that lack them.
+                let downlevel = a.get_downlevel_capabilities();
+                downlevel
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+                    && wanted
+                        .as_ref()
+                        .is_none_or(|w| info.name.to_lowercase().contains(&w.to_lowercase()))
+            })
+            .collect();
+        candidates.sort_by_key(|a| device_type_rank(a.get_info().device_type));
+        let Some(adapter) = candidates.into_iter().next() else {
+            let seen = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            };
+            let detail = match &wanted {
+                Some(w) => format!(" matching {ADAPTER_ENV}='{w}' (adapters seen: {seen})"),
+                None => format!(" (adapters seen: {seen})"),
+            };
+            return Err(Error::NoAdapter { detail });
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted_features = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & wanted_features;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("fusedmlp"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::DeviceRequest {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_flag.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        // wgpu's default for an error outside any scope is to panic; keep it
+        // instead, so the next scoped call reports it as an Error.
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("uncaptured GPU error: {e}");
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let timeout = std::env::var(TIMEOUT_ENV)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(600);
+        Ok(Gpu {
+            inner: Arc::new(GpuInner {
+                device,
+                queue,
+                info,
+                limits,
+                features,
+                pipelines: Mutex::new(HashMap::new()),
+                lost,
+                uncaptured,
+                readbacks: AtomicU64::new(0),
+                timeout: Duration::from_secs(timeout),
+            }),
+        })
+    }
+
+    /// The adapter in use: name, backend, driver.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The limits the device was created with (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// The optional features enabled on the device.
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+
+    /// One line naming the adapter, its backend and driver.
+    pub fn describe(&self) -> String {
+        let i = &self.inner.info;
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        )
+    }
+
+    /// The raw wgpu device, for users who record their own work.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The raw wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// How many GPU-to-host readbacks this process has made so far.
+    pub fn readback_count(&self) -> u64 {
+        self.inner.readbacks.load(Ordering::Relaxed)
+    }
+
+    /// Fails if the device has been lost.
+    pub(crate) fn check_lost(&self) -> Result<(), Error> {
+        if let Some(reason) = self.inner.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(Error::DeviceLost { reason });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes
+    /// and turns anything they catch into an [`Error`].
+    pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
+        self.check_lost()?;
+        let device = &self.inner.device;
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(match e {
+                wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory {
+                    context: context.to_string(),
+                    message: e.to_string(),
+                },
+                other => Error::GpuValidation {
+                    context: context.to_string(),
+                    message: other.to_string(),
+                },
+            });
+        }
+        if let Some(message) = self.inner.uncaptured.lock().ok().and_then(|mut v| v.pop()) {
+            return Err(Error::GpuValidation {
+                context: format!("{context} (reported by an earlier operation)"),
+                message,
+            });
+        }
+        self.check_lost()?;
+        Ok(value)
+    }
+
+    /// Returns the cached pipeline for `key`, compiling `source` on first use.
+    /// `trusted` drops wgpu's runtime bounds checks: only for kernels whose
+    /// indexing the tests cover at ragged shapes.
+    pub(crate) fn pipeline(
+        &self,
+        key: &str,
+        entry: &str,
+        source: impl FnOnce() -> String,
+        trusted: bool,
+    ) -> Result<Arc<wgpu::ComputePipeline>, Error> {
+        let full_key = format!("{key}::{entry}::{trusted}");
+        if let Some(p) = self
+            .inner
+            .pipelines
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&full_key).cloned())
+        {
+            return Ok(p);
+        }
+        let source = source();
+        // Catch shader errors with naga's full report before wgpu sees them.
+        super::shader::validate(key, &source)?;
+        let device = &self.inner.device;
+        let pipeline = self.scoped(&format!("compiling kernel {key}::{entry}"), || {
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(key),
+                source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
+            };
+            let module = if trusted {
+                // SAFETY: callers pass only kernels whose every index is kept in
+                // bounds by construction and covered by ragged-shape tests.
+                unsafe {
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            } else {
+                device.create_shader_module(desc)
+            };
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })?;
+        let pipeline = Arc::new(pipeline);
+        if let Ok(mut m) = self.inner.pipelines.lock() {
+            m.insert(full_key, pipeline.clone());
+        }
+        Ok(pipeline)
+    }
+
+    /// Submits command buffers (inside error scopes) and returns the index.
+    pub(crate) fn submit(
+        &self,
+        context: &str,
+        commands: Vec<wgpu::CommandBuffer>,
+    ) -> Result<wgpu::SubmissionIndex, Error> {
+        self.scoped(context, || self.inner.queue.submit(commands))
+    }
+
+    /// Blocks until `index` (or all work) has finished, with a timeout.
+    pub(crate) fn wait(
+        &self,
+        context: &str,
+        index: Option<wgpu::SubmissionIndex>,
+    ) -> Result<(), Error> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: Some(self.inner.timeout),
+            })
+            .map_err(|e| Error::GpuWait {
+                context: context.to_string(),
+                message: format!(
+                    "{e} (waited up to {} s; set {TIMEOUT_ENV} to wait longer)",
+                    self.inner.timeout.as_secs()
+                ),
+            })?;
+        self.check_lost()
+    }
+
+    /// Copies `len` floats starting at float `offset` of `buffer` back to the host.
+    pub(crate) fn read_f32(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<f32>, Error> {
+        let bytes = self.read_bytes(buffer, offset * 4, (len * 4) as u64)?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Copies `size` bytes from `offset` of `buffer` back to the host.
+    pub(crate) fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, Error> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let device = &self.inner.device;
+        // Copies must be multiples of 4 bytes.
+        let padded = size.div_ceil(4) * 4;
+        let staging = self.scoped("allocating a readback buffer", || {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fusedmlp readback"),
+                size: padded,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut encoder = device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
+        let index = self.submit("copying results back", vec![encoder.finish()])?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait("reading results back", Some(index))?;
+        let mapped = rx
+            .recv_timeout(self.inner.timeout)
+            .map_err(|_| Error::GpuWait {
+                context: "reading results back".into(),
+                message: "the buffer was never mapped".into(),
+            })?;
+        mapped.map_err(|e| Error::GpuWait {
+            context: "reading results back".into(),
+            message: e.to_string(),
+        })?;
+        self.inner.readbacks.fetch_add(1, Ordering::Relaxed);
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::GpuWait {
+                context: "reading results back".into(),
+                message: e.to_string(),
+            })?;
+        let out = view[..size as usize].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn gpu_is_send_sync_clone() {
+        assert_send_sync_clone::<Gpu>();
+    }
+
+    fn gpu_for_test() -> Option<Gpu> {
+        match Gpu::new() {
+            Ok(g) => Some(g),
+            Err(e) if std::env::var("FUSEDMLP_REQUIRE_GPU").as_deref() == Ok("0") => {
+                eprintln!("SKIPPED (NOT PASSED): {e}");
+                None
+            }
+            Err(e) => panic!("GPU test needs an adapter (run scripts/test.sh): {e}"),
+        }
+    }
+
+    #[test]
+    fn an_invalid_dispatch_is_an_error_not_silent_zeros() {
+        let Some(gpu) = gpu_for_test() else { return };
+        let act = crate::Activation::Relu;
+        let pipeline = gpu
+            .pipeline(
+                "elementwise[relu]",
+                "activation_forward",
+                || {
+                    super::super::shader::assemble(
+                        super::super::shader::ELEMENTWISE_WGSL,
+                        Some(act),
+                    )
+                },
+                false,
+            )
+            .unwrap();
+        let z = gpu.upload(&[1.0; 4], 1, 4).unwrap();
+        let y = gpu.zeros(1, 4).unwrap();
+        let params = gpu.uniform(&[4u32, 256, 0, 0]).unwrap();
+        let too_many = gpu.limits().max_compute_workgroups_per_dimension + 1;
+        let result = gpu.scoped("an over-limit dispatch", || {
+            let mut encoder = gpu.device().create_command_encoder(&Default::default());
+            super::super::elementwise::record_pass(
+                &gpu,
+                &mut encoder,
+                "over-limit",
+                &pipeline,
+                &[(0, &params), (1, &z.buffer), (3, &y.buffer)],
+                (too_many, 1, 1),
+            );
+            gpu.queue().submit([encoder.finish()]);
+        });
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::GpuValidation { .. }), "{err}");
+        // The device stays usable after a caught error.
+        assert_eq!(
+            gpu.activation_forward(act, &[-1.0, 2.0]).unwrap(),
+            vec![0.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn a_shader_that_does_not_compile_is_an_error() {
+        let Some(gpu) = gpu_for_test() else { return };
+        let err = gpu
+            .pipeline(
+                "broken",
+                "main",
+                || "@compute @workgroup_size(1) fn main() { let x: f32 = nope; }".into(),
+                false,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Shader { .. }), "{err}");
+    }
+}

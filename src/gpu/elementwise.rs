@@ -1,0 +1,258 @@
+//! Elementwise activation kernels (`shaders/elementwise.wgsl`) and the small
+//! dispatch helpers every kernel uses.
+
+use std::time::Instant;
+
+use super::context::Gpu;
+use super::shader;
+use super::tensor::GpuTensor;
+use crate::activation::Activation;
+use crate::error::Error;
+
+/// Invocations per workgroup of the elementwise kernels.
+const WORKGROUP: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ElementwiseParams {
+    len: u32,
+    row_stride: u32,
+    _pad: [u32; 2],
+}
+
+/// A 2-D grid of workgroups covering `invocations` with `per_group` each,
+/// within the per-dimension dispatch limit. Returns (x, y, invocations per row).
+pub(crate) fn grid_1d(
+    gpu: &Gpu,
+    invocations: u64,
+    per_group: u32,
+) -> Result<(u32, u32, u32), Error> {
+    let groups = invocations.div_ceil(per_group as u64).max(1);
+    let max_dim = gpu.limits().max_compute_workgroups_per_dimension as u64;
+    let x = groups.min(max_dim);
+    let y = groups.div_ceil(x);
+    if y > max_dim {
+        return Err(Error::DeviceLimit {
+            what: format!("a dispatch of {invocations} invocations"),
+            limit: "max_compute_workgroups_per_dimension (squared)".into(),
+            needed: groups,
+            available: max_dim * max_dim,
+        });
+    }
+    Ok((x as u32, y as u32, x as u32 * per_group))
+}
+
+/// Records one compute pass: `pipeline` over a grid, with `bindings`
+/// (binding index, buffer) in group 0. Bind groups are built from the
+/// pipeline's own layout, so each entry point binds only what it uses.
+pub(crate) fn record_pass(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    bindings: &[(u32, &wgpu::Buffer)],
+    groups: (u32, u32, u32),
+) {
+    let layout = pipeline.get_bind_group_layout(0);
+    let entries: Vec<wgpu::BindGroupEntry> = bindings
+        .iter()
+        .map(|(binding, buffer)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: buffer.as_entire_binding(),
+        })
+        .collect();
+    let bind_group = gpu
+        .inner
+        .device
+        .create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &layout,
+            entries: &entries,
+        });
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, &bind_group, &[]);
+    pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+}
+
+impl Gpu {
+    fn elementwise_pipeline(
+        &self,
+        act: Activation,
+        entry: &str,
+    ) -> Result<std::sync::Arc<wgpu::ComputePipeline>, Error> {
+        act.validate()?;
+        self.pipeline(
+            &format!("elementwise[{act}]"),
+            entry,
+            || shader::assemble(shader::ELEMENTWISE_WGSL, Some(act)),
+            false,
+        )
+    }
+
+    /// Records `out = f(z)` on device tensors of equal length.
+    pub fn record_activation_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        act: Activation,
+        z: &GpuTensor,
+        out: &GpuTensor,
+    ) -> Result<(), Error> {
+        if z.len() != out.len() {
+            return Err(Error::shape(
+                "activation_forward: out must have z's length",
+                z.len(),
+                out.len(),
+            ));
+        }
+        self.record_elementwise(
+            encoder,
+            act,
+            "activation_forward",
+            &[(1, &z.buffer), (3, &out.buffer)],
+            z.len(),
+        )
+    }
+
+    fn record_elementwise(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        act: Activation,
+        entry: &str,
+        tensors: &[(u32, &wgpu::Buffer)],
+        len: usize,
+    ) -> Result<(), Error> {
+        let pipeline = self.elementwise_pipeline(act, entry)?;
+        let (x, y, row_stride) = grid_1d(self, len as u64, WORKGROUP)?;
+        let params = self.uniform(&ElementwiseParams {
+            len: len as u32,
+            row_stride,
+            _pad: [0; 2],
+        })?;
+        let mut bindings = vec![(0, &params)];
+        bindings.extend_from_slice(tensors);
+        self.scoped(&format!("recording {entry}"), || {
+            record_pass(self, encoder, entry, &pipeline, &bindings, (x, y, 1))
+        })
+    }
+
+    /// Records `dz = dy ⊙ f'(z)` on device tensors of equal length.
+    pub fn record_activation_backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        act: Activation,
+        z: &GpuTensor,
+        dy: &GpuTensor,
+        dz: &GpuTensor,
+    ) -> Result<(), Error> {
+        if z.len() != dy.len() || z.len() != dz.len() {
+            return Err(Error::shape(
+                "activation_backward: z, dy and dz must have one length",
+                format!("{} for each", z.len()),
+                format!("z {}, dy {}, dz {}", z.len(), dy.len(), dz.len()),
+            ));
+        }
+        self.record_elementwise(
+            encoder,
+            act,
+            "activation_backward",
+            &[(1, &z.buffer), (2, &dy.buffer), (3, &dz.buffer)],
+            z.len(),
+        )
+    }
+
+    /// Elements per chunk for host-side elementwise calls: whatever fits in
+    /// one storage binding (longer inputs are processed in several chunks).
+    fn elementwise_chunk(&self) -> usize {
+        let binding = self.limits().max_storage_buffer_binding_size;
+        let buffer = self.limits().max_buffer_size;
+        (binding.min(buffer) / 4).min(u32::MAX as u64) as usize
+    }
+
+    /// `f(z)` for every element, on the GPU. Any length, including 0.
+    pub fn activation_forward(&self, act: Activation, z: &[f32]) -> Result<Vec<f32>, Error> {
+        act.validate()?;
+        let mut out = Vec::with_capacity(z.len());
+        for chunk in z.chunks(self.elementwise_chunk()) {
+            let zt = self.upload(chunk, 1, chunk.len())?;
+            let yt = self.zeros(1, chunk.len())?;
+            let mut encoder = self
+                .inner
+                .device
+                .create_command_encoder(&Default::default());
+            self.record_activation_forward(&mut encoder, act, &zt, &yt)?;
+            self.submit("activation_forward", vec![encoder.finish()])?;
+            out.extend(self.download(&yt)?);
+        }
+        Ok(out)
+    }
+
+    /// `dL/dz = dy ⊙ f'(z)` on the GPU, the same contract as
+    /// [`reference::activation_backward`](crate::reference::activation_backward).
+    pub fn activation_backward(
+        &self,
+        act: Activation,
+        z: &[f32],
+        dy: &[f32],
+    ) -> Result<Vec<f32>, Error> {
+        act.validate()?;
+        if z.len() != dy.len() {
+            return Err(Error::shape(
+                "activation_backward: dy must have z's length",
+                format!("dy of length {}", z.len()),
+                format!("dy of length {} (z has {})", dy.len(), z.len()),
+            ));
+        }
+        let chunk = self.elementwise_chunk();
+        let mut out = Vec::with_capacity(z.len());
+        for (zc, dyc) in z.chunks(chunk).zip(dy.chunks(chunk)) {
+            let zt = self.upload(zc, 1, zc.len())?;
+            let dyt = self.upload(dyc, 1, dyc.len())?;
+            let dzt = self.zeros(1, zc.len())?;
+            let mut encoder = self
+                .inner
+                .device
+                .create_command_encoder(&Default::default());
+            self.record_activation_backward(&mut encoder, act, &zt, &dyt, &dzt)?;
+            self.submit("activation_backward", vec![encoder.finish()])?;
+            out.extend(self.download(&dzt)?);
+        }
+        Ok(out)
+    }
+
+    /// Measures the elementwise forward kernel's throughput in GB/s (bytes
+    /// read plus written) on `len` elements: median of `repeats` timed runs
+    /// after a warm-up, wall time including the wait.
+    pub fn elementwise_throughput(
+        &self,
+        act: Activation,
+        len: usize,
+        repeats: usize,
+    ) -> Result<f64, Error> {
+        let data: Vec<f32> = (0..len)
+            .map(|i| ((i % 2001) as f32 - 1000.0) * 0.01)
+            .collect();
+        let zt = self.upload(&data, 1, len)?;
+        let yt = self.zeros(1, len)?;
+        let mut times = Vec::new();
+        for i in 0..repeats + 1 {
+            let mut encoder = self
+                .inner
+                .device
+                .create_command_encoder(&Default::default());
+            self.record_activation_forward(&mut encoder, act, &zt, &yt)?;
+            let start = Instant::now();
+            let index = self.submit("elementwise throughput", vec![encoder.finish()])?;
+            self.wait("elementwise throughput", Some(index))?;
+            if i > 0 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        let median = times[times.len() / 2];
+        Ok((len as f64 * 8.0) / median / 1e9)
+    }
+}

@@ -1,0 +1,165 @@
+//! Shader assembly: every kernel is its WGSL file plus, where it applies an
+//! activation, `shaders/activations.wgsl` and a generated binding that names
+//! the activation and bakes its parameters in as literals.
+
+use crate::activation::{Activation, Saved};
+use crate::error::Error;
+use crate::reference;
+
+/// The WGSL activation library.
+pub const ACTIVATIONS_WGSL: &str = include_str!("../../shaders/activations.wgsl");
+/// Elementwise activation kernels (forward and backward).
+pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
+/// The adapter's peak multiply-add rate kernels.
+pub const PEAK_WGSL: &str = include_str!("../../shaders/peak.wgsl");
+
+/// Formats an f32 as a WGSL literal that parses back to the same value
+/// (always with a decimal point or an exponent, as WGSL requires).
+pub fn wgsl_f32(v: f32) -> String {
+    let s = format!("{v:?}");
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// The WGSL expression for the value an activation (or its derivative) takes
+/// at an infinite input `z`. Infinity has no WGSL literal (and a constant
+/// infinity is a compile error), so an infinite limit is expressed through `z`.
+fn limit_expr(value: f64, z_positive: bool) -> String {
+    if value.is_infinite() {
+        let same_sign = (value > 0.0) == z_positive;
+        return if same_sign { "z".into() } else { "-z".into() };
+    }
+    wgsl_f32(value as f32)
+}
+
+fn params_of(act: Activation) -> (f32, f32) {
+    match act {
+        Activation::LeakyRelu { negative_slope: s } | Activation::Prelu { weight: s } => (s, 0.0),
+        Activation::Elu { alpha } | Activation::Celu { alpha } => (alpha, 0.0),
+        Activation::Softplus { beta, threshold } => (beta, threshold),
+        Activation::Hardtanh { min_val, max_val } => (min_val, max_val),
+        _ => (0.0, 0.0),
+    }
+}
+
+fn wgsl_name(act: Activation) -> &'static str {
+    match act {
+        Activation::Prelu { .. } => "leaky_relu",
+        other => other.name(),
+    }
+}
+
+/// The generated WGSL that binds `activation(z)`, `activation_derivative(z)`
+/// and, where the activation supports it, `activation_derivative_from_output(y)`
+/// to one activation with its parameters.
+pub fn activation_binding(act: Activation) -> String {
+    let (p0, p1) = params_of(act);
+    let (p0, p1) = (wgsl_f32(p0), wgsl_f32(p1));
+    let name = wgsl_name(act);
+    let f = |x: f64| reference::activation::forward_f64(act, x);
+    let df = |x: f64| reference::activation::derivative_f64(act, x);
+    let mut out = format!(
+        "// Binding generated for `{act}`.\n\
+         fn activation(z: f32) -> f32 {{\n\
+         \x20   if (is_nan_f32(z)) {{ return z; }}\n\
+         \x20   if (is_inf_f32(z)) {{ return select({neg}, {pos}, z > 0.0); }}\n\
+         \x20   return act_{name}(z, {p0}, {p1});\n\
+         }}\n\
+         fn activation_derivative(z: f32) -> f32 {{\n\
+         \x20   if (is_nan_f32(z)) {{ return z; }}\n\
+         \x20   if (is_inf_f32(z)) {{ return select({dneg}, {dpos}, z > 0.0); }}\n\
+         \x20   return dact_{name}(z, {p0}, {p1});\n\
+         }}\n",
+        neg = limit_expr(f(f64::NEG_INFINITY), false),
+        pos = limit_expr(f(f64::INFINITY), true),
+        dneg = limit_expr(df(f64::NEG_INFINITY), false),
+        dpos = limit_expr(df(f64::INFINITY), true),
+    );
+    let from_output = match act {
+        Activation::Identity => Some(("identity", p0.clone(), p1.clone())),
+        Activation::Relu => Some(("relu", p0.clone(), p1.clone())),
+        Activation::LeakyRelu { .. } | Activation::Prelu { .. } => {
+            Some(("leaky_relu", p0.clone(), p1.clone()))
+        }
+        Activation::Hardtanh { .. } => Some(("hardtanh", p0.clone(), p1.clone())),
+        Activation::Relu6 => Some(("hardtanh", "0.0".into(), "6.0".into())),
+        _ => None,
+    };
+    if act.saved() != Saved::PreActivation {
+        let (fname, a, b) = from_output.expect("every Saved::Output activation has a WGSL form");
+        out.push_str(&format!(
+            "fn activation_derivative_from_output(y: f32) -> f32 {{\n\
+             \x20   if (is_nan_f32(y)) {{ return y; }}\n\
+             \x20   return dact_from_output_{fname}(y, {a}, {b});\n\
+             }}\n"
+        ));
+    }
+    out
+}
+
+/// A kernel's full source: the activation library and binding (when an
+/// activation is given) followed by the kernel file.
+pub fn assemble(kernel: &str, act: Option<Activation>) -> String {
+    match act {
+        Some(a) => format!("{ACTIVATIONS_WGSL}\n{}\n{kernel}", activation_binding(a)),
+        None => kernel.to_string(),
+    }
+}
+
+/// Parses and validates WGSL with naga, as wgpu will; no device needed.
+pub fn validate(name: &str, source: &str) -> Result<(), Error> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| Error::Shader {
+        name: name.to_string(),
+        message: e.emit_to_string(source),
+    })?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| Error::Shader {
+        name: name.to_string(),
+        message: e.emit_to_string(source),
+    })?;
+    Ok(())
+}
+
+/// Every kernel that applies an activation, assembled for `act`, as
+/// (name, source) pairs: what the naga validation test walks.
+pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
+    vec![(
+        format!("elementwise[{act}]"),
+        assemble(ELEMENTWISE_WGSL, Some(act)),
+    )]
+}
+
+/// The peak-rate kernel with `mad` bound to `fma()` (`use_fma`) or `a * b + c`.
+pub fn peak_source(use_fma: bool) -> String {
+    let body = if use_fma { "fma(a, b, c)" } else { "a * b + c" };
+    format!("fn mad(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>) -> vec4<f32> {{ return {body}; }}\n{PEAK_WGSL}")
+}
+
+/// Every kernel that applies no activation, as (name, source) pairs.
+pub fn activation_free_sources() -> Vec<(String, String)> {
+    vec![
+        ("peak[fma]".to_string(), peak_source(true)),
+        ("peak[mul_add]".to_string(), peak_source(false)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_always_have_a_point_or_exponent() {
+        assert_eq!(wgsl_f32(1.0), "1.0");
+        assert_eq!(wgsl_f32(-2.0), "-2.0");
+        assert_eq!(wgsl_f32(0.01), "0.01");
+        assert_eq!(wgsl_f32(1e-30), "1e-30");
+        assert_eq!(wgsl_f32(0.1).parse::<f32>().unwrap(), 0.1);
+    }
+}

@@ -1,0 +1,6 @@
+//! The CPU reference path: every GPU op in plain Rust with f64 accumulation,
+//! rounded once to f32. Tests hold each GPU kernel to its twin here.
+
+pub mod activation;
+
+pub use activation::{activation_backward, activation_forward};
