@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod reference;
@@ -24,4 +25,4 @@ pub mod selftest;
 
 pub use activation::{Activation, Saved};
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuTensor};
+pub use gpu::{Gpu, GpuTensor, LinearGrads, LinearShape};

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fusedmlp::{selftest, Error, Gpu};
+use fusedmlp::{bench, selftest, Activation, Error, Gpu};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +31,106 @@ enum Command {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Benchmark the fused linear kernels: forward and backward GFLOP/s, the
+    /// unfused path for contrast, each as a fraction of the adapter's peak
+    /// measured in the same run.
+    Bench {
+        /// Also run 2048³ and 4096³ (for real GPUs).
+        #[arg(long)]
+        large: bool,
+        /// Timed repeats per median.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Comma-separated activations (default: identity,relu,sigmoid,tanh,gelu).
+        #[arg(long, value_delimiter = ',')]
+        activations: Option<Vec<Activation>>,
+        /// Comma-separated shapes as BATCHxINxOUT (default: 256x256x256,1024x1024x1024,4096x512x512).
+        #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
+        shapes: Option<Vec<fusedmlp::LinearShape>>,
+        /// Also write the table as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+}
+
+fn parse_shape(s: &str) -> Result<fusedmlp::LinearShape, String> {
+    let parts: Vec<&str> = s.split('x').collect();
+    let nums: Result<Vec<usize>, _> = parts.iter().map(|p| p.trim().parse::<usize>()).collect();
+    match nums {
+        Ok(n) if n.len() == 3 && n.iter().all(|&v| v > 0) => {
+            Ok(fusedmlp::LinearShape::new(n[0], n[1], n[2]))
+        }
+        _ => Err(format!(
+            "'{s}' is not a shape: write BATCHxINxOUT with positive sizes, e.g. 256x784x128"
+        )),
+    }
+}
+
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config(e.to_string()))?;
+    std::fs::write(path, text).map_err(|e| Error::Io {
+        context: format!("writing {}", path.display()),
+        source: e,
+    })
+}
+
+fn run_bench(
+    large: bool,
+    repeats: usize,
+    activations: Option<Vec<Activation>>,
+    shapes: Option<Vec<fusedmlp::LinearShape>>,
+    json: Option<std::path::PathBuf>,
+) -> Result<bool, Error> {
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.describe());
+    let shapes = shapes.unwrap_or_else(|| bench::default_shapes(large));
+    let activations = activations.unwrap_or_else(|| bench::BENCH_ACTIVATIONS.to_vec());
+    println!(
+        "{:<16} {:<10} {:<22} {:>9} {:>6} {:>9} {:>6} {:>11} {:>9}",
+        "shape b×i×o",
+        "activation",
+        "forward variant",
+        "fwd GF/s",
+        "peak",
+        "bwd GF/s",
+        "peak",
+        "unfused GF/s",
+        "fused ×"
+    );
+    let report = bench::run(&gpu, &shapes, &activations, repeats.max(1), |r| {
+        let s = r.shape;
+        println!(
+            "{:<16} {:<10} {:<22} {:>9.2} {:>5.0}% {:>9.2} {:>5.0}% {:>11.2} {:>8.2}×",
+            format!("{}×{}×{}", s.batch, s.in_features, s.out_features),
+            r.activation,
+            r.forward_variant,
+            r.forward_gflops,
+            100.0 * r.forward_fraction_of_peak,
+            r.backward_gflops,
+            100.0 * r.backward_fraction_of_peak,
+            r.unfused_forward_gflops,
+            r.forward_gflops / r.unfused_forward_gflops
+        );
+    })?;
+    println!(
+        "peak: {:.2} GFLOP/s (fma() {:.2}, a*b+c {:.2}); times from {:?}, median of {}",
+        report.peak_gflops,
+        report.peak_fma_gflops,
+        report.peak_mul_add_gflops,
+        report.time_source,
+        report.repeats
+    );
+    for t in &report.tuning {
+        println!(
+            "autotune {}: {} ({}, {:.2} s)",
+            t.class, t.variant, t.how, t.seconds
+        );
+    }
+    if let Some(path) = json {
+        write_json(&path, &report)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(true)
 }
 
 fn run_selftest(
@@ -78,15 +178,10 @@ fn run_selftest(
     }
     println!("('tol' is the worst error as a fraction of the tolerance: at most 1 passes)");
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&serde_json::json!({
-            "adapter": gpu.describe(),
-            "rows": rows,
-        }))
-        .map_err(|e| Error::Config(e.to_string()))?;
-        std::fs::write(&path, text).map_err(|e| Error::Io {
-            context: format!("writing {}", path.display()),
-            source: e,
-        })?;
+        write_json(
+            &path,
+            &serde_json::json!({ "adapter": gpu.describe(), "rows": rows }),
+        )?;
     }
     println!(
         "{}",
@@ -108,6 +203,13 @@ fn main() -> ExitCode {
             throughput_len,
             json,
         } => run_selftest(inputs, throughput_len, json),
+        Command::Bench {
+            large,
+            repeats,
+            activations,
+            shapes,
+            json,
+        } => run_bench(large, repeats, activations, shapes, json),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -41,6 +41,7 @@ pub(crate) struct GpuInner {
     uncaptured: Arc<Mutex<Vec<String>>>,
     readbacks: AtomicU64,
     timeout: Duration,
+    pub(crate) tuning: Mutex<super::autotune::TuningState>,
 }
 
 static SHARED: Mutex<Option<Gpu>> = Mutex::new(None);
@@ -141,7 +142,8 @@ impl Gpu {
         let limits = adapter.limits();
         let wanted_features = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted_features;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("fusedmlp"),
@@ -188,6 +190,7 @@ impl Gpu {
                 uncaptured,
                 readbacks: AtomicU64::new(0),
                 timeout: Duration::from_secs(timeout),
+                tuning: Mutex::new(Default::default()),
             }),
         })
     }

@@ -12,6 +12,10 @@ pub const ACTIVATIONS_WGSL: &str = include_str!("../../shaders/activations.wgsl"
 pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
 /// The adapter's peak multiply-add rate kernels.
 pub const PEAK_WGSL: &str = include_str!("../../shaders/peak.wgsl");
+/// The transpose (with a padded destination stride) feeding the backward GEMMs.
+pub const TRANSPOSE_WGSL: &str = include_str!("../../shaders/transpose.wgsl");
+/// The activation step of the linear backward pass, with the bias gradient.
+pub const LINEAR_BACKWARD_WGSL: &str = include_str!("../../shaders/linear_backward.wgsl");
 
 /// Formats an f32 as a WGSL literal that parses back to the same value
 /// (always with a decimal point or an exponent, as WGSL requires).
@@ -88,14 +92,21 @@ pub fn activation_binding(act: Activation) -> String {
         Activation::Relu6 => Some(("hardtanh", "0.0".into(), "6.0".into())),
         _ => None,
     };
-    if act.saved() != Saved::PreActivation {
-        let (fname, a, b) = from_output.expect("every Saved::Output activation has a WGSL form");
-        out.push_str(&format!(
-            "fn activation_derivative_from_output(y: f32) -> f32 {{\n\
-             \x20   if (is_nan_f32(y)) {{ return y; }}\n\
-             \x20   return dact_from_output_{fname}(y, {a}, {b});\n\
-             }}\n"
-        ));
+    match act.saved() {
+        Saved::PreActivation => out.push_str(
+            "fn derivative_from_saved(s: f32) -> f32 { return activation_derivative(s); }\n",
+        ),
+        Saved::Output | Saved::Nothing => {
+            let (fname, a, b) =
+                from_output.expect("every Saved::Output activation has a WGSL form");
+            out.push_str(&format!(
+                "fn activation_derivative_from_output(y: f32) -> f32 {{\n\
+                 \x20   if (is_nan_f32(y)) {{ return y; }}\n\
+                 \x20   return dact_from_output_{fname}(y, {a}, {b});\n\
+                 }}\n\
+                 fn derivative_from_saved(s: f32) -> f32 {{ return activation_derivative_from_output(s); }}\n"
+            ));
+        }
     }
     out
 }
@@ -130,10 +141,26 @@ pub fn validate(name: &str, source: &str) -> Result<(), Error> {
 /// Every kernel that applies an activation, assembled for `act`, as
 /// (name, source) pairs: what the naga validation test walks.
 pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
-    vec![(
-        format!("elementwise[{act}]"),
-        assemble(ELEMENTWISE_WGSL, Some(act)),
-    )]
+    use super::gemm::{generate, Epilogue, GemmVariant};
+    let mut out = vec![
+        (
+            format!("elementwise[{act}]"),
+            assemble(ELEMENTWISE_WGSL, Some(act)),
+        ),
+        (
+            format!("linear_backward[{act}]"),
+            assemble(LINEAR_BACKWARD_WGSL, Some(act)),
+        ),
+    ];
+    for v in GemmVariant::CANDIDATES {
+        for save_z in [false, true] {
+            out.push((
+                format!("linear_forward[{act}, {}, save_z={save_z}]", v.name()),
+                generate(v, Epilogue::BiasActivation { act, save_z }),
+            ));
+        }
+    }
+    out
 }
 
 /// The peak-rate kernel with `mad` bound to `fma()` (`use_fma`) or `a * b + c`.
@@ -144,10 +171,18 @@ pub fn peak_source(use_fma: bool) -> String {
 
 /// Every kernel that applies no activation, as (name, source) pairs.
 pub fn activation_free_sources() -> Vec<(String, String)> {
-    vec![
+    let mut out = vec![
         ("peak[fma]".to_string(), peak_source(true)),
         ("peak[mul_add]".to_string(), peak_source(false)),
-    ]
+        ("transpose".to_string(), TRANSPOSE_WGSL.to_string()),
+    ];
+    for v in super::gemm::GemmVariant::CANDIDATES {
+        out.push((
+            format!("gemm[{}]", v.name()),
+            super::gemm::generate(v, super::gemm::Epilogue::Plain),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -2,5 +2,7 @@
 //! rounded once to f32. Tests hold each GPU kernel to its twin here.
 
 pub mod activation;
+pub mod linear;
 
 pub use activation::{activation_backward, activation_forward};
+pub use linear::{linear_backward, linear_forward};

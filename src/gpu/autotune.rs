@@ -1,0 +1,266 @@
+//! Per-adapter choice of GEMM kernel variants.
+//!
+//! Lavapipe and real GPUs want opposite kernel designs, so the variant for
+//! each class of GEMM shape is measured on the adapter itself the first time
+//! that class is needed: every applicable candidate runs on a problem capped
+//! at 384 in each dimension, and the fastest wins. Choices are cached in
+//! memory and on disk (keyed by crate version, adapter, backend, driver and
+//! shape class) so later processes skip the measurement. The whole
+//! measurement of one class is bounded by a time budget; when no cache can
+//! be written, or `FUSEDMLP_AUTOTUNE=0`, a heuristic picks without measuring.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::context::Gpu;
+use super::gemm::{Epilogue, GemmKind, GemmVariant};
+use super::linear::GemmDims;
+use crate::error::Error;
+
+/// Environment variable: `0` disables measuring (heuristic choice only).
+pub const AUTOTUNE_ENV: &str = "FUSEDMLP_AUTOTUNE";
+/// Environment variable: the folder for the autotune cache.
+pub const CACHE_DIR_ENV: &str = "FUSEDMLP_CACHE_DIR";
+/// Environment variable: force one candidate by its index in
+/// [`GemmVariant::CANDIDATES`] (where it applies).
+pub const FORCE_VARIANT_ENV: &str = "FUSEDMLP_GEMM_VARIANT";
+
+/// Time budget for tuning one shape class.
+const BUDGET: Duration = Duration::from_millis(1500);
+
+/// One tuning decision, for reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TuningRecord {
+    /// The shape class.
+    pub class: String,
+    /// The chosen variant's name.
+    pub variant: String,
+    /// How it was chosen: `measured`, `cache`, `heuristic` or `forced`.
+    pub how: String,
+    /// Seconds spent measuring (0 unless measured).
+    pub seconds: f64,
+    /// The measured GFLOP/s of each candidate (empty unless measured).
+    pub candidates: BTreeMap<String, f64>,
+}
+
+#[derive(Default)]
+pub(crate) struct TuningState {
+    chosen: HashMap<String, GemmVariant>,
+    records: Vec<TuningRecord>,
+    disk_loaded: bool,
+    disk: BTreeMap<String, GemmVariant>,
+}
+
+fn bucket(v: usize) -> &'static str {
+    match v {
+        0..=16 => "16",
+        17..=64 => "64",
+        65..=256 => "256",
+        257..=1024 => "1k",
+        _ => "big",
+    }
+}
+
+fn shape_class(dims: GemmDims) -> String {
+    format!(
+        "m{}-n{}-k{}-{}",
+        bucket(dims.m),
+        bucket(dims.n),
+        bucket(dims.k),
+        if dims.vec4_ok() { "vec4" } else { "scalar" }
+    )
+}
+
+fn cache_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(CACHE_DIR_ENV) {
+        return Some(PathBuf::from(dir).join("autotune.json"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("fusedmlp").join("autotune.json"))
+}
+
+impl Gpu {
+    fn adapter_key(&self) -> String {
+        let i = self.adapter_info();
+        format!(
+            "fusedmlp-{}|{}|{:?}|{}|{}",
+            env!("CARGO_PKG_VERSION"),
+            i.name,
+            i.backend,
+            i.driver,
+            i.driver_info
+        )
+    }
+
+    /// The candidates that can run for these dimensions on this adapter.
+    pub fn applicable_variants(&self, dims: GemmDims) -> Vec<GemmVariant> {
+        GemmVariant::CANDIDATES
+            .iter()
+            .copied()
+            .filter(|v| !v.needs_vec4() || dims.vec4_ok())
+            .filter(|v| v.kind != GemmKind::Vec4Subgroup || self.subgroups_ok())
+            .collect()
+    }
+
+    /// The choice made without measuring.
+    fn heuristic_variant(&self, dims: GemmDims) -> GemmVariant {
+        let applicable = self.applicable_variants(dims);
+        let is_cpu = self.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        let prefer = |kind: GemmKind, rows: u32, cols: u32| {
+            applicable
+                .iter()
+                .copied()
+                .find(|v| v.kind == kind && v.rows == rows && v.cols == cols && v.fma)
+        };
+        let pick = if is_cpu {
+            // Measured on lavapipe: subgroup sharing of A beats plain vec4 tiles by ~2x.
+            prefer(GemmKind::Vec4Subgroup, 16, 4).or_else(|| prefer(GemmKind::Vec4, 8, 8))
+        } else {
+            prefer(GemmKind::Vec4, 4, 4)
+        };
+        pick.or_else(|| prefer(GemmKind::Scalar, 4, 4))
+            .unwrap_or(applicable[0])
+    }
+
+    /// Every tuning decision made in this process so far.
+    pub fn tuning_records(&self) -> Vec<TuningRecord> {
+        self.inner
+            .tuning
+            .lock()
+            .map(|t| t.records.clone())
+            .unwrap_or_default()
+    }
+
+    /// The variant to use for a GEMM of these dimensions.
+    pub(crate) fn gemm_variant(&self, dims: GemmDims) -> Result<GemmVariant, Error> {
+        let applicable = self.applicable_variants(dims);
+        if let Some(v) = std::env::var(FORCE_VARIANT_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .and_then(|i| GemmVariant::CANDIDATES.get(i).copied())
+            .filter(|v| applicable.contains(v))
+        {
+            return Ok(v);
+        }
+        let class = shape_class(dims);
+        let key = format!("{}|{class}", self.adapter_key());
+        let mut state = self.inner.tuning.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = state.chosen.get(&key) {
+            return Ok(*v);
+        }
+        let path = cache_path();
+        if !state.disk_loaded {
+            state.disk_loaded = true;
+            if let Some(text) = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+                // A corrupt or outdated cache is simply re-measured.
+                state.disk = serde_json::from_str(&text).unwrap_or_default();
+            }
+        }
+        let record = |variant: GemmVariant, how: &str, seconds: f64, candidates| TuningRecord {
+            class: class.clone(),
+            variant: variant.name(),
+            how: how.to_string(),
+            seconds,
+            candidates,
+        };
+        if let Some(v) = state
+            .disk
+            .get(&key)
+            .copied()
+            .filter(|v| applicable.contains(v))
+        {
+            state.chosen.insert(key, v);
+            state.records.push(record(v, "cache", 0.0, BTreeMap::new()));
+            return Ok(v);
+        }
+        let measure = std::env::var(AUTOTUNE_ENV).as_deref() != Ok("0") && path.is_some();
+        if !measure {
+            let v = self.heuristic_variant(dims);
+            state.chosen.insert(key, v);
+            state
+                .records
+                .push(record(v, "heuristic", 0.0, BTreeMap::new()));
+            return Ok(v);
+        }
+        let start = Instant::now();
+        let (best, rates) = self.measure_variants(dims, &applicable)?;
+        let seconds = start.elapsed().as_secs_f64();
+        log::info!("autotuned {class}: {} in {seconds:.2} s", best.name());
+        state.chosen.insert(key.clone(), best);
+        state.disk.insert(key, best);
+        state.records.push(record(best, "measured", seconds, rates));
+        if let Some(path) = path {
+            // Best effort: a read-only home only costs a re-measure next time.
+            let text = serde_json::to_string_pretty(&state.disk).unwrap_or_default();
+            let _ = path
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| {
+                    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                    std::fs::write(&tmp, text)?;
+                    std::fs::rename(&tmp, &path)
+                });
+        }
+        Ok(best)
+    }
+
+    /// Times each candidate on the capped problem; returns the fastest and
+    /// every rate measured (GFLOP/s).
+    fn measure_variants(
+        &self,
+        dims: GemmDims,
+        candidates: &[GemmVariant],
+    ) -> Result<(GemmVariant, BTreeMap<String, f64>), Error> {
+        let cap = |v: usize| v.clamp(1, 384);
+        let (m, n, k) = (cap(dims.m), cap(dims.n), cap(dims.k));
+        let k_pad = if dims.vec4_ok() { k.div_ceil(4) * 4 } else { k };
+        let probe = GemmDims {
+            m,
+            n,
+            k,
+            lda: k_pad,
+            ldb: k_pad,
+            ldc: n,
+        };
+        let a = self.upload(&vec![0.01f32; m * k_pad], m, k_pad)?;
+        let b = self.upload(&vec![0.02f32; n * k_pad], n, k_pad)?;
+        let y = self.zeros(m, n)?;
+        let flops = 2.0 * (m * n * k) as f64;
+        let start = Instant::now();
+        let mut rates = BTreeMap::new();
+        let mut best: Option<(GemmVariant, f64)> = None;
+        for &v in candidates {
+            if start.elapsed() > BUDGET && best.is_some() {
+                break;
+            }
+            let t = self.time_recorded(1, 3, |encoder| {
+                self.record_gemm_with(
+                    encoder,
+                    v,
+                    Epilogue::Plain,
+                    probe,
+                    a.buffer(),
+                    b.buffer(),
+                    None,
+                    y.buffer(),
+                    None,
+                )
+            })?;
+            let rate = flops / t.seconds / 1e9;
+            rates.insert(v.name(), rate);
+            if best.is_none_or(|(_, r)| rate > r) {
+                best = Some((v, rate));
+            }
+        }
+        let best = best
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| self.heuristic_variant(dims));
+        Ok((best, rates))
+    }
+}

@@ -1,0 +1,656 @@
+//! The fused linear layer on the GPU: `Y = act(X·Wᵀ + b)` forward and
+//! `dX, dW, db` backward, recorded into caller-owned command encoders so
+//! layers chain with no readback.
+
+use std::sync::Arc;
+
+use super::context::Gpu;
+use super::elementwise::record_pass;
+use super::gemm::{self, Epilogue, GemmKind, GemmParams, GemmVariant};
+use super::shader;
+use super::tensor::GpuTensor;
+use crate::activation::{Activation, Saved};
+use crate::error::Error;
+
+/// The shape of a linear layer applied to a batch: X is `[batch, in_features]`,
+/// W is `[out_features, in_features]` (PyTorch's layout), b is `[out_features]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct LinearShape {
+    /// Rows of X and Y.
+    pub batch: usize,
+    /// Columns of X and W.
+    pub in_features: usize,
+    /// Rows of W, columns of Y.
+    pub out_features: usize,
+}
+
+impl LinearShape {
+    /// Builds a shape.
+    pub fn new(batch: usize, in_features: usize, out_features: usize) -> Self {
+        LinearShape {
+            batch,
+            in_features,
+            out_features,
+        }
+    }
+
+    /// Floating-point operations of the forward GEMM (2·b·i·o).
+    pub fn forward_flops(&self) -> f64 {
+        2.0 * self.batch as f64 * self.in_features as f64 * self.out_features as f64
+    }
+
+    /// Checks a layer's host slices (x, w, b and optionally dy) against the shape.
+    pub(crate) fn check_slices(
+        &self,
+        op: &str,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: Option<&[f32]>,
+    ) -> Result<(), Error> {
+        let (bt, i, o) = (self.batch, self.in_features, self.out_features);
+        let mut args = vec![
+            ("x", x.len(), bt * i),
+            ("w", w.len(), o * i),
+            ("b", b.len(), o),
+        ];
+        if let Some(dy) = dy {
+            args.push(("dy", dy.len(), bt * o));
+        }
+        self.check(op, &args)
+    }
+
+    /// Checks host slices against the shape, naming expected and actual lengths.
+    pub(crate) fn check(&self, op: &str, args: &[(&str, usize, usize)]) -> Result<(), Error> {
+        for &(name, actual, expected) in args {
+            if actual != expected {
+                return Err(Error::shape(
+                    format!("{op}: {name} for {self:?}"),
+                    format!("{name} of length {expected}"),
+                    format!("{name} of length {actual}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The gradients of a linear layer, each row-major like its parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearGrads {
+    /// dL/dX, `[batch, in_features]`.
+    pub dx: Vec<f32>,
+    /// dL/dW, `[out_features, in_features]`.
+    pub dw: Vec<f32>,
+    /// dL/db, `[out_features]`.
+    pub db: Vec<f32>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DzParams {
+    batch: u32,
+    cols: u32,
+    dz_stride: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TransposeParams {
+    rows: u32,
+    cols: u32,
+    src_stride: u32,
+    dst_stride: u32,
+}
+
+/// The dimensions and row strides of one GEMM `C[m, n] = Σ_k A[m, k]·B[n, k]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmDims {
+    /// Rows of A and C.
+    pub m: usize,
+    /// Rows of B, columns of C.
+    pub n: usize,
+    /// The reduction length.
+    pub k: usize,
+    /// Row stride of A (>= k).
+    pub lda: usize,
+    /// Row stride of B (>= k).
+    pub ldb: usize,
+    /// Row stride of C (>= n).
+    pub ldc: usize,
+}
+
+impl GemmDims {
+    /// Contiguous operands: strides k, k and n.
+    pub fn dense(m: usize, n: usize, k: usize) -> Self {
+        GemmDims {
+            m,
+            n,
+            k,
+            lda: k,
+            ldb: k,
+            ldc: n,
+        }
+    }
+    /// Whether vec4 kernels can read the operands.
+    pub fn vec4_ok(&self) -> bool {
+        self.lda.is_multiple_of(4) && self.ldb.is_multiple_of(4)
+    }
+}
+
+/// Rounds up to a multiple of 4 (the padded stride of backward operands).
+pub fn pad4(n: usize) -> usize {
+    n.div_ceil(4) * 4
+}
+
+/// Device scratch for one linear layer's backward pass at one batch size.
+#[derive(Debug, Clone)]
+pub struct LinearScratch {
+    /// `dz` with rows padded to a multiple of 4: `[batch, pad4(out)]`.
+    pub dz: GpuTensor,
+    /// `Wᵀ`: `[in, pad4(out)]`.
+    pub wt: GpuTensor,
+    /// `dzᵀ`: `[out, pad4(batch)]`.
+    pub dzt: GpuTensor,
+    /// `Xᵀ`: `[in, pad4(batch)]`.
+    pub xt: GpuTensor,
+}
+
+impl Gpu {
+    /// Allocates the backward scratch for `shape`.
+    pub fn linear_scratch(&self, shape: LinearShape) -> Result<LinearScratch, Error> {
+        let LinearShape {
+            batch,
+            in_features: i,
+            out_features: o,
+        } = shape;
+        Ok(LinearScratch {
+            dz: self.zeros(batch, pad4(o))?,
+            wt: self.zeros(i, pad4(o))?,
+            dzt: self.zeros(o, pad4(batch))?,
+            xt: self.zeros(i, pad4(batch))?,
+        })
+    }
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::DeviceLimit {
+        what: what.to_string(),
+        limit: "u32 indexing".into(),
+        needed: v as u64,
+        available: u32::MAX as u64,
+    })
+}
+
+impl Gpu {
+    fn gemm_pipeline(
+        &self,
+        variant: GemmVariant,
+        epilogue: Epilogue,
+    ) -> Result<Arc<wgpu::ComputePipeline>, Error> {
+        if variant.kind == GemmKind::Vec4Subgroup && !self.subgroups_ok() {
+            return Err(Error::Config(format!(
+                "GEMM variant {} needs subgroups of at least 8 invocations, which this adapter lacks",
+                variant.name()
+            )));
+        }
+        let key = match epilogue {
+            Epilogue::Plain => format!("gemm[{}]", variant.name()),
+            Epilogue::BiasActivation { act, save_z } => {
+                act.validate()?;
+                format!("gemm[{}, {act}, save_z={save_z}]", variant.name())
+            }
+        };
+        // Trusted (no runtime bounds checks): every index is clamped into
+        // range by construction, and the tests run every variant at ragged
+        // shapes that hit every tile edge.
+        self.pipeline(&key, "gemm", || gemm::generate(variant, epilogue), true)
+    }
+
+    /// Whether subgroup variants can run here.
+    pub fn subgroups_ok(&self) -> bool {
+        self.features().contains(wgpu::Features::SUBGROUP)
+            && self.adapter_info().subgroup_min_size >= 8
+    }
+
+    /// Records `C = A·Bᵀ` (plus the epilogue) with a chosen variant. `bias`
+    /// and `z` are used only by the epilogue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_gemm_with(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        variant: GemmVariant,
+        epilogue: Epilogue,
+        dims: GemmDims,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        bias: Option<&wgpu::Buffer>,
+        y: &wgpu::Buffer,
+        z: Option<&wgpu::Buffer>,
+    ) -> Result<(), Error> {
+        let GemmDims {
+            m,
+            n,
+            k,
+            lda,
+            ldb,
+            ldc,
+        } = dims;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        if variant.needs_vec4() && !dims.vec4_ok() {
+            return Err(Error::Config(format!(
+                "GEMM variant {} needs row strides that are multiples of 4, got {dims:?}",
+                variant.name()
+            )));
+        }
+        let params_of = |row_offset: u32| -> Result<GemmParams, Error> {
+            Ok(GemmParams {
+                m: to_u32("GEMM rows", m)?,
+                n: to_u32("GEMM columns", n)?,
+                k: to_u32("GEMM depth", k)?,
+                lda: to_u32("GEMM stride", lda)?,
+                ldb: to_u32("GEMM stride", ldb)?,
+                ldc: to_u32("GEMM stride", ldc)?,
+                row_offset,
+                pad: 0,
+            })
+        };
+        let pipeline = self.gemm_pipeline(variant, epilogue)?;
+        let max_dim = self.limits().max_compute_workgroups_per_dimension;
+        let col_groups = to_u32("GEMM columns", n)?.div_ceil(variant.tile_cols());
+        if col_groups > max_dim {
+            return Err(Error::DeviceLimit {
+                what: format!("a GEMM with {n} output columns"),
+                limit: "max_compute_workgroups_per_dimension".into(),
+                needed: col_groups as u64,
+                available: max_dim as u64,
+            });
+        }
+        let row_groups_total = to_u32("GEMM rows", m)?.div_ceil(variant.tile_rows());
+        // Past the per-dimension limit, split the rows over several dispatches.
+        let mut first = 0u32;
+        while first < row_groups_total {
+            let groups = (row_groups_total - first).min(max_dim);
+            let params = self.uniform(&params_of(first * variant.tile_rows())?)?;
+            let mut bindings: Vec<(u32, &wgpu::Buffer)> =
+                vec![(0, &params), (1, a), (2, b), (4, y)];
+            if let Epilogue::BiasActivation { save_z, .. } = epilogue {
+                let bias =
+                    bias.ok_or_else(|| Error::Config("GEMM epilogue needs a bias".into()))?;
+                bindings.push((3, bias));
+                if save_z {
+                    let z = z.ok_or_else(|| Error::Config("GEMM epilogue needs z".into()))?;
+                    bindings.push((5, z));
+                }
+            }
+            self.scoped("recording a GEMM", || {
+                record_pass(
+                    self,
+                    encoder,
+                    "gemm",
+                    &pipeline,
+                    &bindings,
+                    (col_groups, groups, 1),
+                )
+            })?;
+            first += groups;
+        }
+        Ok(())
+    }
+
+    /// Records a GEMM with the variant chosen for this adapter and shape.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_gemm(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        epilogue: Epilogue,
+        dims: GemmDims,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        bias: Option<&wgpu::Buffer>,
+        y: &wgpu::Buffer,
+        z: Option<&wgpu::Buffer>,
+    ) -> Result<(), Error> {
+        let variant = self.gemm_variant(dims)?;
+        self.record_gemm_with(encoder, variant, epilogue, dims, a, b, bias, y, z)
+    }
+
+    /// Records `dst[c, r] = src[r, c]` with row strides.
+    pub(crate) fn record_transpose(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        (rows, cols, src_stride): (usize, usize, usize),
+        dst: &wgpu::Buffer,
+        dst_stride: usize,
+    ) -> Result<(), Error> {
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        let pipeline = self.pipeline(
+            "transpose",
+            "transpose",
+            || shader::TRANSPOSE_WGSL.to_string(),
+            false,
+        )?;
+        let params = self.uniform(&TransposeParams {
+            rows: to_u32("transpose rows", rows)?,
+            cols: to_u32("transpose columns", cols)?,
+            src_stride: to_u32("transpose stride", src_stride)?,
+            dst_stride: to_u32("transpose stride", dst_stride)?,
+        })?;
+        let gx = to_u32("transpose rows", rows)?.div_ceil(64);
+        let cols32 = to_u32("transpose columns", cols)?;
+        let (gy, gz) = (cols32.min(65_535), cols32.div_ceil(65_535));
+        self.scoped("recording a transpose", || {
+            record_pass(
+                self,
+                encoder,
+                "transpose",
+                &pipeline,
+                &[(0, &params), (1, src), (2, dst)],
+                (gx, gy, gz),
+            )
+        })
+    }
+
+    /// Records the fused forward pass `y = act(x·wᵀ + b)` on device tensors.
+    /// When `z` is given (training), the pre-activation is written there too;
+    /// pass it only when `act.saved()` is [`Saved::PreActivation`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_linear_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        act: Activation,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        b: &GpuTensor,
+        y: &GpuTensor,
+        z: Option<&GpuTensor>,
+    ) -> Result<(), Error> {
+        let shape = LinearShape::new(x.rows(), x.cols(), w.rows());
+        check_tensor(
+            "linear_forward",
+            "w",
+            w,
+            shape.out_features,
+            shape.in_features,
+        )?;
+        check_tensor("linear_forward", "b", b, 1, shape.out_features)
+            .or_else(|_| check_tensor("linear_forward", "b", b, shape.out_features, 1))?;
+        check_tensor("linear_forward", "y", y, shape.batch, shape.out_features)?;
+        if let Some(z) = z {
+            check_tensor("linear_forward", "z", z, shape.batch, shape.out_features)?;
+        }
+        self.record_gemm(
+            encoder,
+            Epilogue::BiasActivation {
+                act,
+                save_z: z.is_some(),
+            },
+            GemmDims::dense(shape.batch, shape.out_features, shape.in_features),
+            &x.buffer,
+            &w.buffer,
+            Some(&b.buffer),
+            &y.buffer,
+            z.map(|t| &*t.buffer),
+        )
+    }
+
+    /// Records the backward pass of a fused linear layer.
+    ///
+    /// `saved` is what the forward kept for `f'`: `z` when `act.saved()` is
+    /// `PreActivation`, else the output `y`. `scratch` comes from
+    /// [`Gpu::linear_scratch`]. `dx` may be `None` for the first layer (its
+    /// input needs no gradient).
+    ///
+    /// Steps: `dz = dy ⊙ f'(saved)` and `db = Σ_batch dz` in one kernel
+    /// (writing dz once beats recomputing f' inside both GEMMs, which would
+    /// evaluate it once per tile that reads it), then `dX = dz·W` and
+    /// `dW = dzᵀ·X`, both through the one k-contiguous GEMM kernel family on
+    /// transposed, zero-padded copies (the transposes are O(n²) next to the
+    /// O(n³) GEMMs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_linear_backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        act: Activation,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        saved: &GpuTensor,
+        dy: &GpuTensor,
+        scratch: &LinearScratch,
+        dx: Option<&GpuTensor>,
+        dw: &GpuTensor,
+        db: &GpuTensor,
+    ) -> Result<(), Error> {
+        act.validate()?;
+        let shape = LinearShape::new(x.rows(), x.cols(), w.rows());
+        let (bt, i, o) = (shape.batch, shape.in_features, shape.out_features);
+        check_tensor("linear_backward", "w", w, o, i)?;
+        check_tensor("linear_backward", "saved", saved, bt, o)?;
+        check_tensor("linear_backward", "dy", dy, bt, o)?;
+        check_tensor("linear_backward", "scratch.dz", &scratch.dz, bt, pad4(o))?;
+        check_tensor("linear_backward", "scratch.wt", &scratch.wt, i, pad4(o))?;
+        check_tensor("linear_backward", "scratch.dzt", &scratch.dzt, o, pad4(bt))?;
+        check_tensor("linear_backward", "scratch.xt", &scratch.xt, i, pad4(bt))?;
+        check_tensor("linear_backward", "dw", dw, o, i)?;
+        if db.len() != o {
+            return Err(Error::shape("linear_backward: db", o, db.len()));
+        }
+        if let Some(dx) = dx {
+            check_tensor("linear_backward", "dx", dx, bt, i)?;
+        }
+        if bt == 0 || o == 0 {
+            self.record_zero(encoder, dw)?;
+            self.record_zero(encoder, db)?;
+            if let Some(dx) = dx {
+                self.record_zero(encoder, dx)?;
+            }
+            return Ok(());
+        }
+        // 1. dz = dy ⊙ f'(saved) (row stride pad4(out)) and db = Σ_batch dz.
+        let pipeline = self.pipeline(
+            &format!("linear_backward[{act}]"),
+            "dz_and_bias_grad",
+            || shader::assemble(shader::LINEAR_BACKWARD_WGSL, Some(act)),
+            false,
+        )?;
+        let params = self.uniform(&DzParams {
+            batch: to_u32("batch", bt)?,
+            cols: to_u32("out_features", o)?,
+            dz_stride: to_u32("out_features", pad4(o))?,
+            _pad: 0,
+        })?;
+        let groups = to_u32("out_features", o)?.div_ceil(64);
+        self.scoped("recording linear_backward", || {
+            record_pass(
+                self,
+                encoder,
+                "dz_and_bias_grad",
+                &pipeline,
+                &[
+                    (0, &params),
+                    (1, &dy.buffer),
+                    (2, &saved.buffer),
+                    (3, &scratch.dz.buffer),
+                    (4, &db.buffer),
+                ],
+                (groups, 1, 1),
+            )
+        })?;
+        // 2. dX[b, i] = Σ_o dz[b, o]·Wᵀ[i, o].
+        if let Some(dx) = dx {
+            self.record_transpose(encoder, &w.buffer, (o, i, i), &scratch.wt.buffer, pad4(o))?;
+            self.record_gemm(
+                encoder,
+                Epilogue::Plain,
+                GemmDims {
+                    m: bt,
+                    n: i,
+                    k: o,
+                    lda: pad4(o),
+                    ldb: pad4(o),
+                    ldc: i,
+                },
+                &scratch.dz.buffer,
+                &scratch.wt.buffer,
+                None,
+                &dx.buffer,
+                None,
+            )?;
+        }
+        // 3. dW[o, i] = Σ_b dzᵀ[o, b]·Xᵀ[i, b].
+        self.record_transpose(
+            encoder,
+            &scratch.dz.buffer,
+            (bt, o, pad4(o)),
+            &scratch.dzt.buffer,
+            pad4(bt),
+        )?;
+        self.record_transpose(encoder, &x.buffer, (bt, i, i), &scratch.xt.buffer, pad4(bt))?;
+        self.record_gemm(
+            encoder,
+            Epilogue::Plain,
+            GemmDims {
+                m: o,
+                n: i,
+                k: bt,
+                lda: pad4(bt),
+                ldb: pad4(bt),
+                ldc: i,
+            },
+            &scratch.dzt.buffer,
+            &scratch.xt.buffer,
+            None,
+            &dw.buffer,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Records a fill of `t` with zeros.
+    pub(crate) fn record_zero(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        t: &GpuTensor,
+    ) -> Result<(), Error> {
+        self.scoped("clearing a tensor", || {
+            encoder.clear_buffer(&t.buffer, 0, None)
+        })
+    }
+
+    /// `act(x·wᵀ + b)` on the GPU from host slices (one upload, one readback).
+    /// `x` is `[batch, in]`, `w` is `[out, in]`, `b` is `[out]`.
+    ///
+    /// ```no_run
+    /// use fusedmlp::{Activation, Gpu, LinearShape};
+    /// let gpu = Gpu::new()?;
+    /// let shape = LinearShape { batch: 2, in_features: 3, out_features: 1 };
+    /// let y = gpu.linear_forward(Activation::Relu, &[1., 2., 3., -1., -2., -3.], &[1., 1., 1.], &[0.5], shape)?;
+    /// assert_eq!(y, vec![6.5, 0.0]);
+    /// # Ok::<(), fusedmlp::Error>(())
+    /// ```
+    pub fn linear_forward(
+        &self,
+        act: Activation,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        shape: LinearShape,
+    ) -> Result<Vec<f32>, Error> {
+        act.validate()?;
+        let LinearShape {
+            batch,
+            in_features: i,
+            out_features: o,
+        } = shape;
+        shape.check_slices("linear_forward", x, w, b, None)?;
+        let xt = self.upload(x, batch, i)?;
+        let wt = self.upload(w, o, i)?;
+        let bt = self.upload(b, 1, o)?;
+        let yt = self.zeros(batch, o)?;
+        let mut encoder = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
+        self.record_linear_forward(&mut encoder, act, &xt, &wt, &bt, &yt, None)?;
+        self.submit("linear_forward", vec![encoder.finish()])?;
+        self.download(&yt)
+    }
+
+    /// The forward pass (keeping what `f'` needs) and the backward pass from
+    /// host slices: returns dX, dW and db for upstream gradient `dy` `[batch, out]`.
+    pub fn linear_backward(
+        &self,
+        act: Activation,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: &[f32],
+        shape: LinearShape,
+    ) -> Result<LinearGrads, Error> {
+        act.validate()?;
+        let LinearShape {
+            batch,
+            in_features: i,
+            out_features: o,
+        } = shape;
+        shape.check_slices("linear_backward", x, w, b, Some(dy))?;
+        let xt = self.upload(x, batch, i)?;
+        let wt = self.upload(w, o, i)?;
+        let bt = self.upload(b, 1, o)?;
+        let dyt = self.upload(dy, batch, o)?;
+        let yt = self.zeros(batch, o)?;
+        let zt = self.zeros(batch, o)?;
+        let scratch = self.linear_scratch(shape)?;
+        let dxt = self.zeros(batch, i)?;
+        let dwt = self.zeros(o, i)?;
+        let dbt = self.zeros(1, o)?;
+        let keep_z = act.saved() == Saved::PreActivation;
+        let mut encoder = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
+        self.record_linear_forward(&mut encoder, act, &xt, &wt, &bt, &yt, keep_z.then_some(&zt))?;
+        let saved = if keep_z { &zt } else { &yt };
+        self.record_linear_backward(
+            &mut encoder,
+            act,
+            &xt,
+            &wt,
+            saved,
+            &dyt,
+            &scratch,
+            Some(&dxt),
+            &dwt,
+            &dbt,
+        )?;
+        self.submit("linear_backward", vec![encoder.finish()])?;
+        Ok(LinearGrads {
+            dx: self.download(&dxt)?,
+            dw: self.download(&dwt)?,
+            db: self.download(&dbt)?,
+        })
+    }
+}
+
+fn check_tensor(
+    op: &str,
+    name: &str,
+    t: &GpuTensor,
+    rows: usize,
+    cols: usize,
+) -> Result<(), Error> {
+    if t.rows() != rows || t.cols() != cols {
+        return Err(Error::shape(
+            format!("{op}: {name}"),
+            format!("[{rows}, {cols}]"),
+            format!("[{}, {}]", t.rows(), t.cols()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Kernel timing: GPU timestamps where the adapter has them, wall time
+//! around submit-and-wait otherwise; medians over repeats after a warm-up.
+
+use std::time::Instant;
+
+use super::context::Gpu;
+use super::shader;
+use crate::error::Error;
+
+/// How a time was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum TimeSource {
+    /// GPU timestamp queries around the recorded work.
+    Timestamps,
+    /// Host wall clock around submit and wait.
+    Wall,
+}
+
+/// A median time per repetition of some recorded work.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Timing {
+    /// Median seconds per repetition.
+    pub seconds: f64,
+    /// Where the time came from.
+    pub source: TimeSource,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PeakParams {
+    iterations: u32,
+    seed: f32,
+    _pad: [u32; 2],
+}
+
+impl Gpu {
+    /// Whether kernel times can come from GPU timestamps.
+    pub fn has_timestamps(&self) -> bool {
+        self.features().contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        )
+    }
+
+    /// Times `record` (called `reps` times into one encoder per measurement):
+    /// one warm-up, then the median over `repeats` measurements, per rep.
+    pub fn time_recorded(
+        &self,
+        reps: usize,
+        repeats: usize,
+        mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), Error>,
+    ) -> Result<Timing, Error> {
+        let reps = reps.max(1);
+        let device = &self.inner.device;
+        let stamps = self.has_timestamps();
+        let query = if stamps {
+            Some(self.scoped("creating timestamp queries", || {
+                device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("fusedmlp timing"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                })
+            })?)
+        } else {
+            None
+        };
+        let resolve_buf = self.scoped("creating a query buffer", || {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fusedmlp timestamps"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut times = Vec::with_capacity(repeats);
+        for i in 0..repeats.max(1) + 1 {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            if let Some(q) = &query {
+                encoder.write_timestamp(q, 0);
+            }
+            for _ in 0..reps {
+                record(&mut encoder)?;
+            }
+            if let Some(q) = &query {
+                encoder.write_timestamp(q, 1);
+                encoder.resolve_query_set(q, 0..2, &resolve_buf, 0);
+            }
+            let start = Instant::now();
+            let index = self.submit("timing", vec![encoder.finish()])?;
+            self.wait("timing", Some(index))?;
+            let wall = start.elapsed().as_secs_f64();
+            let seconds = if query.is_some() {
+                let bytes = self.read_bytes(&resolve_buf, 0, 16)?;
+                let t: &[u64] = bytemuck::cast_slice(&bytes);
+                let period = self.inner.queue.get_timestamp_period() as f64;
+                let gpu_seconds = t[1].saturating_sub(t[0]) as f64 * period * 1e-9;
+                // A driver whose timestamps do not advance falls back to wall time.
+                if gpu_seconds > 0.0 {
+                    gpu_seconds
+                } else {
+                    wall
+                }
+            } else {
+                wall
+            };
+            if i > 0 {
+                times.push(seconds / reps as f64);
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        Ok(Timing {
+            seconds: times[times.len() / 2],
+            source: if stamps {
+                TimeSource::Timestamps
+            } else {
+                TimeSource::Wall
+            },
+        })
+    }
+
+    /// Measures the adapter's peak f32 multiply-add rate in GFLOP/s: a kernel
+    /// of independent vec4 chains, in both the `fma()` and `a * b + c` forms;
+    /// returns (best, fma, mul_add).
+    pub fn measure_peak_gflops(&self) -> Result<(f64, f64, f64), Error> {
+        // Enough invocations to fill any device; enough iterations that the
+        // loop dominates launch overhead.
+        let is_cpu = self.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        let invocations: u32 = if is_cpu { 64 * 64 } else { 64 * 4096 };
+        let iterations: u32 = if is_cpu { 2048 } else { 8192 };
+        let sink = self.zeros(1, invocations as usize)?;
+        let params = self.uniform(&PeakParams {
+            iterations,
+            seed: 0.5,
+            _pad: [0; 2],
+        })?;
+        let flops = invocations as f64 * iterations as f64 * 4.0 * 8.0 * 4.0 * 2.0;
+        let mut rates = [0.0f64; 2];
+        for (slot, use_fma) in [true, false].into_iter().enumerate() {
+            let name = if use_fma {
+                "peak[fma]"
+            } else {
+                "peak[mul_add]"
+            };
+            let pipeline = self.pipeline(name, "peak", || shader::peak_source(use_fma), false)?;
+            let t = self.time_recorded(1, 5, |encoder| {
+                self.scoped("recording the peak kernel", || {
+                    super::elementwise::record_pass(
+                        self,
+                        encoder,
+                        name,
+                        &pipeline,
+                        &[(0, &params), (1, &sink.buffer)],
+                        (invocations / 64, 1, 1),
+                    )
+                })
+            })?;
+            rates[slot] = flops / t.seconds / 1e9;
+        }
+        Ok((rates[0].max(rates[1]), rates[0], rates[1]))
+    }
+}

@@ -1,0 +1,301 @@
+//! The fused linear kernels against the CPU reference: every activation at
+//! ragged shapes and several input scales, and every GEMM variant the
+//! autotuner can pick at shapes that hit every tile edge.
+
+mod common;
+
+use common::grid_values;
+
+use fusedmlp::gpu::gemm::{Epilogue, GemmVariant};
+use fusedmlp::gpu::linear::GemmDims;
+use fusedmlp::{reference, Activation, Error, LinearShape};
+
+/// Largest |gpu − ref| / (1e-4·mag + 1e-6), where mag is the same sum as
+/// the output taken over absolute values. At most 1 passes.
+fn worst_ratio(gpu: &[f32], reference: &[f32], magnitude: &[f64]) -> f64 {
+    assert_eq!(gpu.len(), reference.len());
+    gpu.iter()
+        .zip(reference)
+        .zip(magnitude)
+        .map(|((&g, &r), &m)| {
+            if g.is_nan() || r.is_nan() {
+                return if g.is_nan() && r.is_nan() {
+                    0.0
+                } else {
+                    f64::INFINITY
+                };
+            }
+            (g as f64 - r as f64).abs() / (1e-4 * m + 1e-6)
+        })
+        .fold(0.0, f64::max)
+}
+
+struct Magnitudes {
+    y: Vec<f64>,
+    dx: Vec<f64>,
+    dw: Vec<f64>,
+    db: Vec<f64>,
+}
+
+/// Σ|x||w| + |b| for Z (times 2, the largest slope of any activation here),
+/// and Σ|dy|·2·|w| etc. for the gradients.
+fn magnitudes(x: &[f32], w: &[f32], b: &[f32], dy: &[f32], s: LinearShape) -> Magnitudes {
+    let (bt, ni, no) = (s.batch, s.in_features, s.out_features);
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    let z = reference::linear::linear_preactivation_f64(&abs(x), &abs(w), &abs(b), s);
+    // |dz| <= 2|dy| for every activation's slope.
+    let dz: Vec<f32> = dy.iter().map(|g| 2.0 * g.abs()).collect();
+    let g = reference::linear_backward(
+        Activation::Identity,
+        &abs(x),
+        &abs(w),
+        &vec![0.0; no],
+        &dz,
+        s,
+    )
+    .unwrap();
+    let _ = (bt, ni);
+    Magnitudes {
+        y: z.iter().map(|v| 2.0 * v).collect(),
+        dx: g.dx.iter().map(|&v| v as f64).collect(),
+        dw: g.dw.iter().map(|&v| v as f64).collect(),
+        db: g.db.iter().map(|&v| v as f64).collect(),
+    }
+}
+
+const SHAPES: [(usize, usize, usize); 7] = [
+    (1, 1, 1),
+    (1, 7, 3),
+    (13, 17, 19),
+    (63, 65, 17),
+    (100, 1000, 10),
+    (257, 129, 513),
+    (512, 1024, 256),
+];
+
+#[test]
+fn every_activation_at_every_shape_matches_the_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut worst = (0.0f64, String::new());
+    let mut failures = Vec::new();
+    for (si, &(batch, n_in, n_out)) in SHAPES.iter().enumerate() {
+        let shape = LinearShape::new(batch, n_in, n_out);
+        // Scales: small, unit and large inputs (the large ones saturate).
+        let scale = [0.0625f32, 1.0, 8.0][si % 3];
+        let x = grid_values(batch * n_in, 1 + si as u64, scale);
+        // A power of two near 1/sqrt(in) keeps the grid exact.
+        let w_scale = 2f32.powi(-((n_in as f32).sqrt().log2().round() as i32));
+        let w = grid_values(n_out * n_in, 100 + si as u64, w_scale);
+        let b = grid_values(n_out, 200 + si as u64, 0.5);
+        let dy = grid_values(batch * n_out, 300 + si as u64, 1.0);
+        let mag = magnitudes(&x, &w, &b, &dy, shape);
+        for act in Activation::ALL {
+            let y = gpu.linear_forward(act, &x, &w, &b, shape).unwrap();
+            let g = gpu.linear_backward(act, &x, &w, &b, &dy, shape).unwrap();
+            let ry = reference::linear_forward(act, &x, &w, &b, shape).unwrap();
+            let rg = reference::linear_backward(act, &x, &w, &b, &dy, shape).unwrap();
+            for (what, r) in [
+                ("y", worst_ratio(&y, &ry, &mag.y)),
+                ("dx", worst_ratio(&g.dx, &rg.dx, &mag.dx)),
+                ("dw", worst_ratio(&g.dw, &rg.dw, &mag.dw)),
+                ("db", worst_ratio(&g.db, &rg.db, &mag.db)),
+            ] {
+                let label = format!("{act} {batch}x{n_in}x{n_out} {what}");
+                if r > worst.0 {
+                    worst = (r, label.clone());
+                }
+                if r > 1.0 {
+                    failures.push(format!("{label}: error {r:.2} x tolerance"));
+                }
+            }
+        }
+    }
+    println!(
+        "largest error: {:.4} of the tolerance (1e-4 of the magnitude), at {}",
+        worst.0, worst.1
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn real_valued_inputs_agree_too() {
+    let Some(gpu) = common::gpu() else { return };
+    let shape = LinearShape::new(33, 70, 45);
+    let x: Vec<f32> = (0..33 * 70)
+        .map(|i| ((i as f32) * 0.7123).sin() * 1.7)
+        .collect();
+    let w: Vec<f32> = (0..45 * 70)
+        .map(|i| ((i as f32) * 0.3331).cos() * 0.12)
+        .collect();
+    let b: Vec<f32> = (0..45).map(|i| (i as f32 * 0.1).sin()).collect();
+    let dy: Vec<f32> = (0..33 * 45).map(|i| ((i as f32) * 1.618).sin()).collect();
+    let mag = magnitudes(&x, &w, &b, &dy, shape);
+    for act in [
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Mish,
+        Activation::Selu,
+    ] {
+        let y = gpu.linear_forward(act, &x, &w, &b, shape).unwrap();
+        let ry = reference::linear_forward(act, &x, &w, &b, shape).unwrap();
+        assert!(worst_ratio(&y, &ry, &mag.y) <= 1.0, "{act}");
+        let g = gpu.linear_backward(act, &x, &w, &b, &dy, shape).unwrap();
+        let rg = reference::linear_backward(act, &x, &w, &b, &dy, shape).unwrap();
+        assert!(worst_ratio(&g.dx, &rg.dx, &mag.dx) <= 1.0, "{act} dx");
+        assert!(worst_ratio(&g.dw, &rg.dw, &mag.dw) <= 1.0, "{act} dw");
+        assert!(worst_ratio(&g.db, &rg.db, &mag.db) <= 1.0, "{act} db");
+    }
+}
+
+/// Reference GEMM C = A·Bᵀ with strides, in f64.
+fn gemm_ref(a: &[f32], b: &[f32], d: GemmDims) -> (Vec<f32>, Vec<f64>) {
+    let mut c = vec![0.0f32; d.m * d.ldc];
+    let mut mag = vec![0.0f64; d.m * d.ldc];
+    for r in 0..d.m {
+        for col in 0..d.n {
+            let (mut acc, mut m) = (0.0f64, 0.0f64);
+            for k in 0..d.k {
+                let p = a[r * d.lda + k] as f64 * b[col * d.ldb + k] as f64;
+                acc += p;
+                m += p.abs();
+            }
+            c[r * d.ldc + col] = acc as f32;
+            mag[r * d.ldc + col] = m;
+        }
+    }
+    (c, mag)
+}
+
+/// Runs one GEMM variant and reads C back.
+fn run_gemm(
+    gpu: &fusedmlp::Gpu,
+    v: GemmVariant,
+    dims: GemmDims,
+    a: &fusedmlp::GpuTensor,
+    b: &fusedmlp::GpuTensor,
+    y: &fusedmlp::GpuTensor,
+) -> Vec<f32> {
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    gpu.record_gemm_with(
+        &mut encoder,
+        v,
+        Epilogue::Plain,
+        dims,
+        a.buffer(),
+        b.buffer(),
+        None,
+        y.buffer(),
+        None,
+    )
+    .unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    gpu.download(y).unwrap()
+}
+
+#[test]
+fn every_gemm_variant_handles_every_tile_edge() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut tested = 0;
+    for v in GemmVariant::CANDIDATES {
+        let (tr, tc) = (v.tile_rows() as usize, v.tile_cols() as usize);
+        for &(m, n) in &[
+            (1, 1),
+            (tr - 1, tc - 1),
+            (tr, tc),
+            (tr + 1, tc + 1),
+            (2 * tr + 3, tc / 2 + 1),
+            (3, 2 * tc + 5),
+        ] {
+            for &k in &[1usize, 3, 4, 5, 17, 64] {
+                let vec4 = v.needs_vec4();
+                let ld = if vec4 { k.div_ceil(4) * 4 } else { k };
+                let dims = GemmDims {
+                    m,
+                    n,
+                    k,
+                    lda: ld,
+                    ldb: ld,
+                    ldc: n,
+                };
+                if !gpu.applicable_variants(dims).contains(&v) {
+                    continue;
+                }
+                // Zero padding past k, as the vec4 kernels require.
+                let mut a = vec![0.0f32; m * ld];
+                let mut b = vec![0.0f32; n * ld];
+                let av = grid_values(m * k, (m * 31 + k) as u64, 1.0);
+                let bv = grid_values(n * k, (n * 17 + k) as u64, 0.5);
+                for r in 0..m {
+                    a[r * ld..r * ld + k].copy_from_slice(&av[r * k..(r + 1) * k]);
+                }
+                for c in 0..n {
+                    b[c * ld..c * ld + k].copy_from_slice(&bv[c * k..(c + 1) * k]);
+                }
+                let at = gpu.upload(&a, m, ld).unwrap();
+                let bt = gpu.upload(&b, n, ld).unwrap();
+                // A sentinel in C shows any write out of place.
+                let yt = gpu.upload(&vec![-777.0; m * n], m, n).unwrap();
+                let y = run_gemm(&gpu, v, dims, &at, &bt, &yt);
+                let (r, mag) = gemm_ref(&a, &b, dims);
+                let ratio = worst_ratio(&y, &r, &mag);
+                assert!(ratio <= 1.0, "{} at m={m} n={n} k={k}: {ratio}", v.name());
+                tested += 1;
+            }
+        }
+    }
+    println!("{tested} (variant, shape) cases checked");
+    assert!(tested > 100);
+}
+
+#[test]
+fn rows_past_the_dispatch_limit_are_split_not_dropped() {
+    let Some(gpu) = common::gpu() else { return };
+    let v = GemmVariant::CANDIDATES[0]; // scalar, 4 rows per workgroup
+    let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+    let m = max * v.tile_rows() as usize + 9;
+    let (n, k) = (2usize, 4usize);
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32).collect();
+    let b = vec![1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 1.0, 0.5];
+    let dims = GemmDims::dense(m, n, k);
+    let at = gpu.upload(&a, m, k).unwrap();
+    let bt = gpu.upload(&b, n, k).unwrap();
+    let yt = gpu.zeros(m, n).unwrap();
+    let y = run_gemm(&gpu, v, dims, &at, &bt, &yt);
+    let (r, _) = gemm_ref(&a, &b, dims);
+    assert_eq!(
+        &y[y.len() - 20..],
+        &r[r.len() - 20..],
+        "the last rows were dropped"
+    );
+    assert_eq!(y, r);
+}
+
+#[test]
+fn wrong_lengths_are_shape_errors_naming_both() {
+    let Some(gpu) = common::gpu() else { return };
+    let shape = LinearShape::new(2, 3, 4);
+    let err = gpu
+        .linear_forward(Activation::Relu, &[0.0; 5], &[0.0; 12], &[0.0; 4], shape)
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("length 6") && text.contains("length 5"),
+        "{text}"
+    );
+    let err = gpu
+        .linear_backward(
+            Activation::Relu,
+            &[0.0; 6],
+            &[0.0; 12],
+            &[0.0; 4],
+            &[0.0; 7],
+            shape,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("dy"), "{err}");
+    let err = reference::linear_forward(Activation::Relu, &[0.0; 6], &[0.0; 11], &[0.0; 4], shape)
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+}
