@@ -22,6 +22,8 @@ pub mod error;
 pub mod gpu;
 pub mod reference;
 pub mod selftest;
+pub mod train;
+pub mod data;
 
 pub use activation::{Activation, Saved};
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Data sets: the embedded digits, seeded synthetic sets, CSV and IDX loaders.
