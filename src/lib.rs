@@ -18,13 +18,16 @@
 
 pub mod activation;
 pub mod bench;
+pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod nn;
 pub mod reference;
 pub mod selftest;
 pub mod train;
-pub mod data;
 
 pub use activation::{Activation, Saved};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuTensor, LinearGrads, LinearShape};
+pub use nn::{Head, Init, Mlp, MlpConfig, Optimizer, Schedule};
+pub use train::{RunReport, TrainConfig, Trainer};

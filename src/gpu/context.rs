@@ -234,6 +234,11 @@ impl Gpu {
         self.inner.readbacks.load(Ordering::Relaxed)
     }
 
+    /// Counts a readback made outside `read_bytes` (asynchronous maps).
+    pub(crate) fn count_readback(&self) {
+        self.inner.readbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Fails if the device has been lost.
     pub(crate) fn check_lost(&self) -> Result<(), Error> {
         if let Some(reason) = self.inner.lost.lock().ok().and_then(|l| l.clone()) {

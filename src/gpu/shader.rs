@@ -14,6 +14,16 @@ pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl"
 pub const PEAK_WGSL: &str = include_str!("../../shaders/peak.wgsl");
 /// The transpose (with a padded destination stride) feeding the backward GEMMs.
 pub const TRANSPOSE_WGSL: &str = include_str!("../../shaders/transpose.wgsl");
+/// Mini-batch gather from the resident data set.
+pub const GATHER_WGSL: &str = include_str!("../../shaders/gather.wgsl");
+/// Output heads and losses with the logits' gradient.
+pub const LOSS_WGSL: &str = include_str!("../../shaders/loss.wgsl");
+/// Optimizer updates.
+pub const OPTIMIZER_WGSL: &str = include_str!("../../shaders/optimizer.wgsl");
+/// Norm reductions and the clipping scale.
+pub const STATS_WGSL: &str = include_str!("../../shaders/stats.wgsl");
+/// Per-layer activation diagnostics.
+pub const DIAGNOSTICS_WGSL: &str = include_str!("../../shaders/diagnostics.wgsl");
 /// The activation step of the linear backward pass, with the bias gradient.
 pub const LINEAR_BACKWARD_WGSL: &str = include_str!("../../shaders/linear_backward.wgsl");
 
@@ -151,6 +161,10 @@ pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
             format!("linear_backward[{act}]"),
             assemble(LINEAR_BACKWARD_WGSL, Some(act)),
         ),
+        (
+            format!("diagnostics[{act}]"),
+            assemble(DIAGNOSTICS_WGSL, Some(act)),
+        ),
     ];
     for v in GemmVariant::CANDIDATES {
         for save_z in [false, true] {
@@ -175,6 +189,13 @@ pub fn activation_free_sources() -> Vec<(String, String)> {
         ("peak[fma]".to_string(), peak_source(true)),
         ("peak[mul_add]".to_string(), peak_source(false)),
         ("transpose".to_string(), TRANSPOSE_WGSL.to_string()),
+        ("gather".to_string(), GATHER_WGSL.to_string()),
+        (
+            "loss".to_string(),
+            format!("{ACTIVATIONS_WGSL}\n{LOSS_WGSL}"),
+        ),
+        ("optimizer".to_string(), OPTIMIZER_WGSL.to_string()),
+        ("stats".to_string(), STATS_WGSL.to_string()),
     ];
     for v in super::gemm::GemmVariant::CANDIDATES {
         out.push((

@@ -165,6 +165,22 @@ impl GpuTensor {
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }
+    /// The first `rows` rows, sharing this tensor's storage.
+    pub fn prefix_rows(&self, rows: usize) -> Result<GpuTensor, Error> {
+        if rows > self.rows {
+            return Err(Error::shape(
+                "prefix_rows",
+                format!("at most {} rows", self.rows),
+                format!("{rows} rows"),
+            ));
+        }
+        Ok(GpuTensor {
+            buffer: self.buffer.clone(),
+            rows,
+            cols: self.cols,
+        })
+    }
+
     /// The same storage seen as `[rows, cols]` (same element count).
     pub fn reshape(&self, rows: usize, cols: usize) -> Result<GpuTensor, Error> {
         if rows * cols != self.len() {

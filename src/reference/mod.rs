@@ -6,3 +6,4 @@ pub mod linear;
 
 pub use activation::{activation_backward, activation_forward};
 pub use linear::{linear_backward, linear_forward};
+pub mod mlp;

@@ -2,5 +2,7 @@
 
 pub mod plot;
 pub mod report;
+pub mod trainer;
 
 pub use report::{EpochLog, LayerDiagnostics, RunReport, StepLog};
+pub use trainer::{shuffle_order, TrainConfig, Trainer};

@@ -1,0 +1,89 @@
+// Per-unit activation statistics of one layer over a batch, and their
+// summary: activation mean and std, dead units (output exactly 0 for every
+// example), saturated units (|f'(z)| below 1% of its maximum for more than
+// half the batch) and a histogram of pre-activations. Assembled with the
+// layer's activation. CPU twin: reference::mlp::layer_diagnostics.
+
+struct ColumnParams {
+    rows: u32,
+    cols: u32,
+    // 1% of max |f'| for this activation; 0 disables saturation counting.
+    saturation_threshold: f32,
+    // Offset of this layer's histogram in `hist` (in bins).
+    hist_offset: u32,
+    hist_min: f32,
+    hist_max: f32,
+    hist_bins: u32,
+    // Where this layer's summary goes in `summary` (4 floats).
+    summary_offset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ColumnParams;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+// Per column: [Σy, Σy², nonzero count, saturated count].
+@group(0) @binding(3) var<storage, read_write> columns: array<f32>;
+@group(0) @binding(4) var<storage, read_write> hist: array<atomic<u32>>;
+
+@compute @workgroup_size(64)
+fn column_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) {
+        return;
+    }
+    var s = 0.0;
+    var s2 = 0.0;
+    var nonzero = 0u;
+    var saturated = 0u;
+    let width = (p.hist_max - p.hist_min) / f32(p.hist_bins);
+    for (var r = 0u; r < p.rows; r = r + 1u) {
+        let i = r * p.cols + c;
+        let yv = y[i];
+        let zv = z[i];
+        s = s + yv;
+        s2 = s2 + yv * yv;
+        nonzero = nonzero + select(0u, 1u, yv != 0.0);
+        if (abs(activation_derivative(zv)) < p.saturation_threshold) {
+            saturated = saturated + 1u;
+        }
+        // Bin 0 is underflow, bin hist_bins + 1 overflow.
+        var bin = 0u;
+        if (zv >= p.hist_max) {
+            bin = p.hist_bins + 1u;
+        } else if (zv >= p.hist_min) {
+            bin = min(u32((zv - p.hist_min) / width), p.hist_bins - 1u) + 1u;
+        }
+        atomicAdd(&hist[p.hist_offset + bin], 1u);
+    }
+    columns[4u * c] = s;
+    columns[4u * c + 1u] = s2;
+    columns[4u * c + 2u] = f32(nonzero);
+    columns[4u * c + 3u] = f32(saturated);
+}
+
+@group(0) @binding(5) var<storage, read> columns_in: array<f32>;
+// [mean, std, dead fraction, saturated fraction] per layer.
+@group(0) @binding(6) var<storage, read_write> summary: array<f32>;
+
+// One invocation sums the columns in order.
+@compute @workgroup_size(1)
+fn summarize() {
+    var s = 0.0;
+    var s2 = 0.0;
+    var dead = 0.0;
+    var saturated = 0.0;
+    for (var c = 0u; c < p.cols; c = c + 1u) {
+        s = s + columns_in[4u * c];
+        s2 = s2 + columns_in[4u * c + 1u];
+        dead = dead + select(0.0, 1.0, columns_in[4u * c + 2u] == 0.0);
+        saturated = saturated + select(0.0, 1.0, columns_in[4u * c + 3u] * 2.0 > f32(p.rows));
+    }
+    let n = max(f32(p.rows * p.cols), 1.0);
+    let mean = s / n;
+    let variance = max(s2 / n - mean * mean, 0.0);
+    let o = p.summary_offset;
+    summary[o] = mean;
+    summary[o + 1u] = sqrt(variance);
+    summary[o + 2u] = dead / max(f32(p.cols), 1.0);
+    summary[o + 3u] = saturated / max(f32(p.cols), 1.0);
+}

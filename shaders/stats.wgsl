@@ -1,0 +1,72 @@
+// Reductions for gradient clipping and gradient-flow diagnostics. Every sum
+// runs in a fixed order (workgroup trees, or one invocation looping), so a
+// run is bit-for-bit repeatable; histogram counts are integer atomics, which
+// commute. CPU twin: reference::mlp (diagnostics) and reference::optim (norms).
+
+struct SumsqParams {
+    len: u32,
+    // Where in `norms` the result goes.
+    slot: u32,
+    // 0: Σ a²; 1: Σ (a - b)².
+    mode: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> sp: SumsqParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> norms: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+// One workgroup: strided partial sums, then a tree.
+@compute @workgroup_size(256)
+fn sumsq(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var i = lid; i < sp.len; i = i + 256u) {
+        var v = a[i];
+        if (sp.mode == 1u) {
+            v = v - b[i];
+        }
+        acc = acc + v * v;
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var width = 128u; width > 0u; width = width / 2u) {
+        if (lid < width) {
+            partial[lid] = partial[lid] + partial[lid + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        norms[sp.slot] = partial[0];
+    }
+}
+
+struct ClipParams {
+    first: u32,
+    count: u32,
+    // Where the global norm goes in `norms`.
+    out_slot: u32,
+    max_norm: f32,
+}
+
+@group(0) @binding(4) var<uniform> cp: ClipParams;
+@group(0) @binding(5) var<storage, read_write> clip_norms: array<f32>;
+// The optimizer's step state; index 3 is the gradient scale.
+@group(0) @binding(6) var<storage, read_write> step_state: array<f32>;
+
+// PyTorch's clip_grad_norm_: scale = min(1, max_norm / (norm + 1e-6)).
+// max_norm <= 0 only records the norm.
+@compute @workgroup_size(1)
+fn clip_scale() {
+    var total = 0.0;
+    for (var i = 0u; i < cp.count; i = i + 1u) {
+        total = total + clip_norms[cp.first + i];
+    }
+    let norm = sqrt(total);
+    clip_norms[cp.out_slot] = norm;
+    if (cp.max_norm > 0.0) {
+        step_state[3] = min(1.0, cp.max_norm / (norm + 1.0e-6));
+    }
+}

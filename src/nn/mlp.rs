@@ -1,0 +1,265 @@
+//! The MLP: its configuration, and its parameters on the GPU.
+
+use serde::{Deserialize, Serialize};
+
+use super::init::{layer_rng, Init};
+use super::loss::Head;
+use crate::activation::Activation;
+use crate::error::Error;
+use crate::gpu::{Gpu, GpuTensor};
+
+/// The architecture of a multilayer perceptron: hidden layers of fused
+/// linear+activation kernels and a linear output layer feeding the head.
+///
+/// ```
+/// use fusedmlp::{Activation, MlpConfig};
+/// let config = MlpConfig::deep(64, 20, 64, 10, Activation::Relu);
+/// assert_eq!(config.hidden.len(), 20);
+/// assert_eq!(config.init().to_string(), "he_normal");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Input features.
+    pub input: usize,
+    /// Width of each hidden layer, first to last.
+    pub hidden: Vec<usize>,
+    /// Outputs (classes for the softmax head).
+    pub output: usize,
+    /// The hidden layers' activation.
+    pub activation: Activation,
+    /// The output head and loss.
+    pub head: Head,
+    /// The initialiser; `None` picks [`Init::default_for`] the activation.
+    pub init: Option<Init>,
+    /// Seed of the initial weights.
+    pub seed: u64,
+}
+
+impl MlpConfig {
+    /// A net with the given hidden widths, softmax head, default init, seed 0.
+    pub fn new(input: usize, hidden: Vec<usize>, output: usize, activation: Activation) -> Self {
+        MlpConfig {
+            input,
+            hidden,
+            output,
+            activation,
+            head: Head::Softmax,
+            init: None,
+            seed: 0,
+        }
+    }
+
+    /// `depth` hidden layers of `width` units.
+    pub fn deep(
+        input: usize,
+        depth: usize,
+        width: usize,
+        output: usize,
+        activation: Activation,
+    ) -> Self {
+        Self::new(input, vec![width; depth], output, activation)
+    }
+
+    /// The initialiser in effect.
+    pub fn init(&self) -> Init {
+        self.init
+            .unwrap_or_else(|| Init::default_for(self.activation))
+    }
+
+    /// (in_features, out_features) of every linear layer, output layer last.
+    pub fn layer_shapes(&self) -> Vec<(usize, usize)> {
+        let mut dims = vec![self.input];
+        dims.extend(&self.hidden);
+        dims.push(self.output);
+        dims.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// The activation applied after linear layer `l` (identity for the output layer).
+    pub fn layer_activation(&self, l: usize) -> Activation {
+        if l < self.hidden.len() {
+            self.activation
+        } else {
+            Activation::Identity
+        }
+    }
+
+    /// Checks sizes and the activation.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.input == 0 {
+            return Err(Error::Config("the input size must be at least 1".into()));
+        }
+        if self.output == 0 {
+            return Err(Error::Config("the output size must be at least 1".into()));
+        }
+        if let Some(l) = self.hidden.iter().position(|&w| w == 0) {
+            return Err(Error::Config(format!(
+                "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
+            )));
+        }
+        if self.head == Head::Softmax && self.output < 2 {
+            return Err(Error::Config(
+                "a softmax head needs at least 2 outputs; use --head sigmoid for one output".into(),
+            ));
+        }
+        self.activation.validate()
+    }
+
+    /// The initial (weight `[out, in]`, bias `[out]`) of every layer, drawn
+    /// on the host from the seed: the same on every adapter. Hidden layers
+    /// use the configured initialiser with the activation's gain; the output
+    /// layer uses it with the identity's gain (Xavier for He-initialised nets,
+    /// whose gain assumes a rectifier after the layer).
+    pub fn initial_parameters(&self) -> Vec<(Vec<f32>, Vec<f32>)> {
+        let init = self.init();
+        let shapes = self.layer_shapes();
+        let last = shapes.len() - 1;
+        shapes
+            .iter()
+            .enumerate()
+            .map(|(l, &(fan_in, fan_out))| {
+                let mut rng = layer_rng(self.seed, l);
+                let scheme = match (l == last, init) {
+                    (true, Init::HeNormal) => Init::XavierNormal,
+                    (true, Init::HeUniform) => Init::XavierUniform,
+                    (_, other) => other,
+                };
+                scheme.fill(self.layer_activation(l), fan_in, fan_out, &mut rng)
+            })
+            .collect()
+    }
+
+    /// Total parameter count.
+    pub fn parameter_count(&self) -> usize {
+        self.layer_shapes().iter().map(|(i, o)| i * o + o).sum()
+    }
+}
+
+/// A named parameter on the host: (name, values, shape).
+pub type NamedParameter = (String, Vec<f32>, Vec<usize>);
+/// One layer's (weight `[out, in]`, bias `[out]`) on the host.
+pub type LayerValues = (Vec<f32>, Vec<f32>);
+
+/// One linear layer's parameters on the device.
+#[derive(Debug, Clone)]
+pub struct LayerParams {
+    /// `[out, in]`.
+    pub weight: GpuTensor,
+    /// `[1, out]`.
+    pub bias: GpuTensor,
+}
+
+/// An MLP whose parameters live on the GPU.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// The device.
+    pub gpu: Gpu,
+    /// The architecture.
+    pub config: MlpConfig,
+    /// Linear layers, output layer last.
+    pub layers: Vec<LayerParams>,
+}
+
+impl Mlp {
+    /// Builds the net with its seeded initial parameters.
+    pub fn new(gpu: &Gpu, config: MlpConfig) -> Result<Mlp, Error> {
+        config.validate()?;
+        let params = config.initial_parameters();
+        Self::from_parameters(gpu, config, &params)
+    }
+
+    /// Builds the net from given (weight, bias) pairs, checking every shape.
+    pub fn from_parameters(
+        gpu: &Gpu,
+        config: MlpConfig,
+        params: &[(Vec<f32>, Vec<f32>)],
+    ) -> Result<Mlp, Error> {
+        config.validate()?;
+        let shapes = config.layer_shapes();
+        if params.len() != shapes.len() {
+            return Err(Error::shape(
+                "Mlp parameters",
+                format!("{} layers", shapes.len()),
+                format!("{} layers", params.len()),
+            ));
+        }
+        let mut layers = Vec::with_capacity(shapes.len());
+        for (l, ((w, b), &(fan_in, fan_out))) in params.iter().zip(&shapes).enumerate() {
+            if w.len() != fan_in * fan_out || b.len() != fan_out {
+                return Err(Error::shape(
+                    format!("layers.{l}"),
+                    format!("weight [{fan_out}, {fan_in}] and bias [{fan_out}]"),
+                    format!("{} weight values and {} bias values", w.len(), b.len()),
+                ));
+            }
+            layers.push(LayerParams {
+                weight: gpu.upload(w, fan_out, fan_in)?,
+                bias: gpu.upload(b, 1, fan_out)?,
+            });
+        }
+        Ok(Mlp {
+            gpu: gpu.clone(),
+            config,
+            layers,
+        })
+    }
+
+    /// Every parameter, named as PyTorch names a stack of Linear layers
+    /// (`layers.{i}.weight` `[out, in]`, `layers.{i}.bias` `[out]`), with its shape.
+    pub fn named_parameters(&self) -> Result<Vec<NamedParameter>, Error> {
+        let mut out = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let w = self.gpu.download(&layer.weight)?;
+            let b = self.gpu.download(&layer.bias)?;
+            out.push((
+                format!("layers.{l}.weight"),
+                w,
+                vec![layer.weight.rows(), layer.weight.cols()],
+            ));
+            out.push((format!("layers.{l}.bias"), b, vec![layer.bias.cols()]));
+        }
+        Ok(out)
+    }
+
+    /// Every (weight, bias) pair, copied to the host.
+    pub fn parameters(&self) -> Result<Vec<LayerValues>, Error> {
+        self.layers
+            .iter()
+            .map(|l| Ok((self.gpu.download(&l.weight)?, self.gpu.download(&l.bias)?)))
+            .collect()
+    }
+
+    /// The logits for `rows` examples `x` `[rows, input]` (evaluation mode).
+    pub fn predict_logits(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        if x.len() != rows * self.config.input {
+            return Err(Error::shape(
+                "predict: x",
+                format!(
+                    "{} values ({rows} rows of {})",
+                    rows * self.config.input,
+                    self.config.input
+                ),
+                format!("{} values", x.len()),
+            ));
+        }
+        let mut h = self.gpu.upload(x, rows, self.config.input)?;
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        for (l, layer) in self.layers.iter().enumerate() {
+            let y = self.gpu.zeros(rows, layer.weight.rows())?;
+            self.gpu.record_linear_forward(
+                &mut encoder,
+                self.config.layer_activation(l),
+                &h,
+                &layer.weight,
+                &layer.bias,
+                &y,
+                None,
+            )?;
+            h = y;
+        }
+        self.gpu.submit("predict", vec![encoder.finish()])?;
+        self.gpu.download(&h)
+    }
+}

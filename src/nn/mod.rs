@@ -1,0 +1,12 @@
+//! Neural-network building blocks: the MLP, initialisers, heads and losses,
+//! optimizers and schedules.
+
+pub mod init;
+pub mod loss;
+pub mod mlp;
+pub mod optim;
+
+pub use init::Init;
+pub use loss::Head;
+pub use mlp::{Mlp, MlpConfig};
+pub use optim::{Optimizer, Schedule};

@@ -1,0 +1,1118 @@
+//! The training loop on the GPU. Each optimizer step is one command
+//! submission with no readback: the batch is gathered on the device from
+//! the resident data set, the loss and its gradient are fused, clipping
+//! scales come from a GPU norm, and the diagnostics of logged steps are
+//! reductions in the same submission, copied to a staging buffer and read
+//! back asynchronously.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use wgpu::util::DeviceExt;
+
+use super::report::{
+    EpochLog, LayerDiagnostics, RunReport, StepLog, HIST_BINS, HIST_MAX, HIST_MIN,
+};
+use crate::activation::{Activation, Saved};
+use crate::data::Dataset;
+use crate::error::Error;
+use crate::gpu::elementwise::{grid_1d, record_pass};
+use crate::gpu::linear::LinearScratch;
+use crate::gpu::{shader, Gpu, GpuTensor};
+use crate::nn::{Mlp, Optimizer, Schedule};
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Examples per step (the last partial batch of an epoch is dropped).
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub learning_rate: f32,
+    /// The optimizer.
+    pub optimizer: Optimizer,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+    /// Steps of linear warmup.
+    pub warmup_steps: u64,
+    /// Clip gradients to this global L2 norm.
+    pub clip_norm: Option<f32>,
+    /// Log diagnostics every this many steps (and at the first step).
+    pub log_every: u64,
+    /// Seed of the shuffling.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            learning_rate: 0.05,
+            optimizer: Optimizer::sgd(),
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            clip_norm: None,
+            log_every: 50,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field against the training data size.
+    pub fn validate(&self, train_rows: usize) -> Result<(), Error> {
+        if self.epochs == 0 {
+            return Err(Error::Config("epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Config("the batch size must be at least 1".into()));
+        }
+        if self.batch_size > train_rows {
+            return Err(Error::Config(format!(
+                "the batch size ({}) is larger than the training split ({train_rows} rows); \
+                 use --batch-size {train_rows} or less",
+                self.batch_size
+            )));
+        }
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
+            return Err(Error::Config(format!(
+                "the learning rate must be positive and finite, got {}",
+                self.learning_rate
+            )));
+        }
+        if let Some(c) = self.clip_norm {
+            if !c.is_finite() || c <= 0.0 {
+                return Err(Error::Config(format!(
+                    "the clipping norm must be positive and finite, got {c}"
+                )));
+            }
+        }
+        if self.log_every == 0 {
+            return Err(Error::Config("log_every must be at least 1".into()));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// The order in which epoch `epoch` visits `n` rows.
+pub fn shuffle_order(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut rng =
+        StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    order.shuffle(&mut rng);
+    order
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct U4 {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    rows: u32,
+    classes: u32,
+    kind: u32,
+    grad_scale: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct OptimParams {
+    len: u32,
+    row_stride: u32,
+    nesterov: u32,
+    decoupled: u32,
+    momentum: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    alpha: f32,
+    pad: [f32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ClipParams {
+    first: u32,
+    count: u32,
+    out_slot: u32,
+    max_norm: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColumnParams {
+    rows: u32,
+    cols: u32,
+    saturation_threshold: f32,
+    hist_offset: u32,
+    hist_min: f32,
+    hist_max: f32,
+    hist_bins: u32,
+    summary_offset: u32,
+}
+
+/// Per-layer device state of a training run.
+struct LayerState {
+    act: Activation,
+    /// The layer's output `[batch, out]`.
+    y: GpuTensor,
+    /// The pre-activation `[batch, out]` (written when f' needs it, and on logged steps).
+    z: GpuTensor,
+    /// dL/dy `[batch, out]`.
+    dy: GpuTensor,
+    dw: GpuTensor,
+    db: GpuTensor,
+    w_state: (GpuTensor, GpuTensor),
+    b_state: (GpuTensor, GpuTensor),
+    w_prev: GpuTensor,
+    columns: GpuTensor,
+    scratch: LinearScratch,
+    saturation_threshold: f32,
+}
+
+/// Slots of the `norms` buffer.
+struct Slots {
+    layers: usize,
+}
+
+impl Slots {
+    fn grad_w(&self, l: usize) -> u32 {
+        (2 * l) as u32
+    }
+    fn grad_b(&self, l: usize) -> u32 {
+        (2 * l + 1) as u32
+    }
+    fn weight(&self, l: usize) -> u32 {
+        (2 * self.layers + l) as u32
+    }
+    fn update(&self, l: usize) -> u32 {
+        (3 * self.layers + l) as u32
+    }
+    fn global(&self) -> u32 {
+        (4 * self.layers) as u32
+    }
+    fn count(&self) -> usize {
+        4 * self.layers + 1
+    }
+}
+
+struct PendingLog {
+    buffer: wgpu::Buffer,
+    ready: Arc<AtomicBool>,
+    step: u64,
+    epoch: usize,
+    learning_rate: f32,
+}
+
+/// A training run in progress: the model, the resident data and every
+/// buffer a step needs.
+pub struct Trainer {
+    gpu: Gpu,
+    /// The model being trained.
+    pub model: Mlp,
+    config: TrainConfig,
+    train_x: GpuTensor,
+    train_y: GpuTensor,
+    train_rows: usize,
+    val_x: GpuTensor,
+    val_y: GpuTensor,
+    val_rows: usize,
+    perm: wgpu::Buffer,
+    identity_perm: wgpu::Buffer,
+    x_batch: GpuTensor,
+    y_batch: GpuTensor,
+    layers: Vec<LayerState>,
+    row_stats: GpuTensor,
+    step_stats: GpuTensor,
+    train_totals: GpuTensor,
+    val_totals: GpuTensor,
+    norms: GpuTensor,
+    summary: GpuTensor,
+    hist: wgpu::Buffer,
+    step_state: wgpu::Buffer,
+    slots: Slots,
+    step: u64,
+    pending: Vec<PendingLog>,
+    logs: Vec<StepLog>,
+    readbacks: u64,
+}
+
+fn max_abs_derivative(act: Activation) -> f64 {
+    (-4000..=4000)
+        .map(|i| crate::reference::activation::derivative_f64(act, i as f64 * 0.005).abs())
+        .fold(0.0, f64::max)
+}
+
+impl Trainer {
+    /// Uploads the data and allocates every buffer for `model` and `config`.
+    pub fn new(
+        model: Mlp,
+        config: TrainConfig,
+        train: &Dataset,
+        validation: &Dataset,
+    ) -> Result<Trainer, Error> {
+        let gpu = model.gpu.clone();
+        let mc = &model.config;
+        config.validate(train.len())?;
+        for (name, d) in [("training", train), ("validation", validation)] {
+            if d.n_features != mc.input {
+                return Err(Error::Config(format!(
+                    "the {name} data has {} features but the model's input size is {}",
+                    d.n_features, mc.input
+                )));
+            }
+            let needed = if mc.output == 1 { 2 } else { mc.output };
+            if d.n_classes > needed {
+                return Err(Error::Config(format!(
+                    "the {name} data has {} classes but the model has {} outputs; set the output size to {}",
+                    d.n_classes,
+                    mc.output,
+                    d.n_classes
+                )));
+            }
+        }
+        let b = config.batch_size;
+        let labels = |d: &Dataset| d.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
+        let train_x = gpu.upload(&train.features, train.len(), train.n_features)?;
+        let train_y = gpu.upload(&labels(train), train.len(), 1)?;
+        let val_rows = validation.len();
+        let val_x = gpu.upload(&validation.features, val_rows, validation.n_features)?;
+        let val_y = gpu.upload(&labels(validation), val_rows, 1)?;
+        let make_u32 = |data: &[u32]| {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fusedmlp permutation"),
+                    contents: bytemuck::cast_slice(if data.is_empty() { &[0u32] } else { data }),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                })
+        };
+        let perm = gpu.scoped("uploading the order", || {
+            make_u32(&shuffle_order(config.seed, 0, train.len()))
+        })?;
+        let identity: Vec<u32> = (0..val_rows.max(b) as u32).collect();
+        let identity_perm = gpu.scoped("uploading the order", || make_u32(&identity))?;
+        // Evaluation reuses the batch buffers, so they hold max(batch, chunk) rows.
+        let rows = b;
+        let x_batch = gpu.zeros(rows, mc.input)?;
+        let y_batch = gpu.zeros(rows, 1)?;
+        let shapes = mc.layer_shapes();
+        let mut layers = Vec::new();
+        for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
+            let act = mc.layer_activation(l);
+            let shape = crate::LinearShape::new(rows, fan_in, fan_out);
+            let pair = |r, c| -> Result<(GpuTensor, GpuTensor), Error> {
+                Ok((gpu.zeros(r, c)?, gpu.zeros(r, c)?))
+            };
+            layers.push(LayerState {
+                act,
+                y: gpu.zeros(rows, fan_out)?,
+                z: gpu.zeros(rows, fan_out)?,
+                dy: gpu.zeros(rows, fan_out)?,
+                dw: gpu.zeros(fan_out, fan_in)?,
+                db: gpu.zeros(1, fan_out)?,
+                w_state: pair(fan_out, fan_in)?,
+                b_state: pair(1, fan_out)?,
+                w_prev: gpu.zeros(fan_out, fan_in)?,
+                columns: gpu.zeros(fan_out, 4)?,
+                scratch: gpu.linear_scratch(shape)?,
+                saturation_threshold: if act.saturates() {
+                    (0.01 * max_abs_derivative(act)) as f32
+                } else {
+                    0.0
+                },
+            });
+        }
+        let n_layers = layers.len();
+        let slots = Slots { layers: n_layers };
+        let hist = gpu.scoped("allocating histograms", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fusedmlp histograms"),
+                size: (n_layers * (HIST_BINS + 2) * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let step_state = gpu.scoped("allocating the step state", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fusedmlp step state"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(Trainer {
+            row_stats: gpu.zeros(rows, 2)?,
+            step_stats: gpu.zeros(1, 2)?,
+            train_totals: gpu.zeros(1, 3)?,
+            val_totals: gpu.zeros(1, 3)?,
+            norms: gpu.zeros(1, slots.count())?,
+            summary: gpu.zeros(n_layers, 4)?,
+            gpu,
+            model,
+            config,
+            train_x,
+            train_y,
+            train_rows: train.len(),
+            val_x,
+            val_y,
+            val_rows,
+            perm,
+            identity_perm,
+            x_batch,
+            y_batch,
+            layers,
+            hist,
+            step_state,
+            slots,
+            step: 0,
+            pending: Vec::new(),
+            logs: Vec::new(),
+            readbacks: 0,
+        })
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    /// Steps per epoch (full batches only).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_rows / self.config.batch_size
+    }
+
+    fn total_steps(&self) -> u64 {
+        (self.steps_per_epoch() * self.config.epochs) as u64
+    }
+
+    fn record_gather(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        (x, y): (&GpuTensor, &GpuTensor),
+        perm: &wgpu::Buffer,
+        offset: usize,
+        rows: usize,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let pipeline = gpu.pipeline(
+            "gather",
+            "gather",
+            || shader::GATHER_WGSL.to_string(),
+            false,
+        )?;
+        let cols = x.cols();
+        let params = gpu.uniform(&U4 {
+            a: rows as u32,
+            b: cols as u32,
+            c: offset as u32,
+            d: 0,
+        })?;
+        gpu.scoped("recording gather", || {
+            record_pass(
+                gpu,
+                encoder,
+                "gather",
+                &pipeline,
+                &[
+                    (0, &params),
+                    (1, x.buffer()),
+                    (2, y.buffer()),
+                    (3, perm),
+                    (4, self.x_batch.buffer()),
+                    (5, self.y_batch.buffer()),
+                ],
+                ((cols as u32).div_ceil(64), rows as u32, 1),
+            )
+        })
+    }
+
+    /// Records the forward pass of `rows` batch rows (training buffers),
+    /// keeping z for every layer when `keep_all_z`.
+    fn record_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        rows: usize,
+        keep_all_z: bool,
+    ) -> Result<(), Error> {
+        let mut input = self.x_batch.prefix_rows(rows)?;
+        for (layer, params) in self.layers.iter().zip(&self.model.layers) {
+            let keep = keep_all_z || layer.act.saved() == Saved::PreActivation;
+            let y = layer.y.prefix_rows(rows)?;
+            let z = layer.z.prefix_rows(rows)?;
+            self.gpu.record_linear_forward(
+                encoder,
+                layer.act,
+                &input,
+                &params.weight,
+                &params.bias,
+                &y,
+                keep.then_some(&z),
+            )?;
+            input = y;
+        }
+        Ok(())
+    }
+
+    fn record_loss(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        rows: usize,
+        totals: &GpuTensor,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let head = self.model.config.head;
+        let classes = self.model.config.output;
+        let last = self.layers.last().expect("at least one layer");
+        let loss_src = || format!("{}\n{}", shader::ACTIVATIONS_WGSL, shader::LOSS_WGSL);
+        let fwd = gpu.pipeline("loss", "loss_forward_backward", loss_src, false)?;
+        let params = gpu.uniform(&LossParams {
+            rows: rows as u32,
+            classes: classes as u32,
+            kind: head.kind(),
+            grad_scale: head.grad_scale(rows, classes),
+        })?;
+        let reduce = gpu.pipeline("loss", "loss_reduce", loss_src, false)?;
+        let rparams = gpu.uniform(&U4 {
+            a: rows as u32,
+            b: 0,
+            c: 0,
+            d: 0,
+        })?;
+        gpu.scoped("recording the loss", || {
+            record_pass(
+                gpu,
+                encoder,
+                "loss",
+                &fwd,
+                &[
+                    (0, &params),
+                    (1, last.y.buffer()),
+                    (2, self.y_batch.buffer()),
+                    (3, last.dy.buffer()),
+                    (4, self.row_stats.buffer()),
+                ],
+                ((rows as u32).div_ceil(64), 1, 1),
+            );
+            record_pass(
+                gpu,
+                encoder,
+                "loss_reduce",
+                &reduce,
+                &[
+                    (8, &rparams),
+                    (5, self.row_stats.buffer()),
+                    (6, self.step_stats.buffer()),
+                    (7, totals.buffer()),
+                ],
+                (1, 1, 1),
+            );
+        })
+    }
+
+    fn record_sumsq(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        a: &GpuTensor,
+        b: Option<&GpuTensor>,
+        slot: u32,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let pipeline = gpu.pipeline("stats", "sumsq", || shader::STATS_WGSL.to_string(), false)?;
+        let params = gpu.uniform(&U4 {
+            a: a.len() as u32,
+            b: slot,
+            c: b.is_some() as u32,
+            d: 0,
+        })?;
+        let other = b.unwrap_or(a);
+        gpu.scoped("recording a norm", || {
+            record_pass(
+                gpu,
+                encoder,
+                "sumsq",
+                &pipeline,
+                &[
+                    (0, &params),
+                    (1, a.buffer()),
+                    (2, other.buffer()),
+                    (3, self.norms.buffer()),
+                ],
+                (1, 1, 1),
+            )
+        })
+    }
+
+    fn record_optimizer(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        param: &GpuTensor,
+        grad: &GpuTensor,
+        state: &(GpuTensor, GpuTensor),
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let (entry, mut p) = match self.config.optimizer {
+            Optimizer::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => (
+                "sgd",
+                OptimParams {
+                    nesterov: nesterov as u32,
+                    momentum,
+                    weight_decay,
+                    ..bytemuck::Zeroable::zeroed()
+                },
+            ),
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => (
+                "adam",
+                OptimParams {
+                    decoupled: matches!(self.config.optimizer, Optimizer::AdamW { .. }) as u32,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    ..bytemuck::Zeroable::zeroed()
+                },
+            ),
+            Optimizer::RmsProp {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+            } => (
+                "rmsprop",
+                OptimParams {
+                    alpha,
+                    eps,
+                    momentum,
+                    weight_decay,
+                    ..bytemuck::Zeroable::zeroed()
+                },
+            ),
+        };
+        let (x, y, row_stride) = grid_1d(gpu, param.len() as u64, 256)?;
+        p.len = param.len() as u32;
+        p.row_stride = row_stride;
+        let pipeline = gpu.pipeline(
+            "optimizer",
+            entry,
+            || shader::OPTIMIZER_WGSL.to_string(),
+            false,
+        )?;
+        let params = gpu.uniform(&p)?;
+        let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![
+            (0, &params),
+            (1, &self.step_state),
+            (2, param.buffer()),
+            (3, grad.buffer()),
+        ];
+        match entry {
+            "sgd" => bindings.push((4, state.0.buffer())),
+            "adam" => {
+                bindings.push((4, state.0.buffer()));
+                bindings.push((5, state.1.buffer()));
+            }
+            _ => {
+                bindings.push((4, state.0.buffer()));
+                bindings.push((5, state.1.buffer()));
+            }
+        }
+        gpu.scoped("recording an optimizer step", || {
+            record_pass(gpu, encoder, entry, &pipeline, &bindings, (x, y, 1))
+        })
+    }
+
+    fn record_diagnostics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        rows: usize,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        gpu.scoped("clearing histograms", || {
+            encoder.clear_buffer(&self.hist, 0, None)
+        })?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let src = || shader::assemble(shader::DIAGNOSTICS_WGSL, Some(layer.act));
+            let key = format!("diagnostics[{}]", layer.act);
+            let columns = gpu.pipeline(&key, "column_stats", src, false)?;
+            let summarize = gpu.pipeline(&key, "summarize", src, false)?;
+            let cols = layer.y.cols();
+            let params = gpu.uniform(&ColumnParams {
+                rows: rows as u32,
+                cols: cols as u32,
+                saturation_threshold: layer.saturation_threshold,
+                hist_offset: (l * (HIST_BINS + 2)) as u32,
+                hist_min: HIST_MIN,
+                hist_max: HIST_MAX,
+                hist_bins: HIST_BINS as u32,
+                summary_offset: (4 * l) as u32,
+            })?;
+            gpu.scoped("recording diagnostics", || {
+                record_pass(
+                    gpu,
+                    encoder,
+                    "column_stats",
+                    &columns,
+                    &[
+                        (0, &params),
+                        (1, layer.z.buffer()),
+                        (2, layer.y.buffer()),
+                        (3, layer.columns.buffer()),
+                        (4, &self.hist),
+                    ],
+                    ((cols as u32).div_ceil(64), 1, 1),
+                );
+                record_pass(
+                    gpu,
+                    encoder,
+                    "summarize",
+                    &summarize,
+                    &[
+                        (0, &params),
+                        (5, layer.columns.buffer()),
+                        (6, self.summary.buffer()),
+                    ],
+                    (1, 1, 1),
+                );
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Records and submits one optimizer step on the batch starting at
+    /// `offset` of the current epoch's order. No readback.
+    fn submit_step(&mut self, epoch: usize, offset: usize) -> Result<(), Error> {
+        let gpu = self.gpu.clone();
+        let b = self.config.batch_size;
+        let log = self.step.is_multiple_of(self.config.log_every);
+        let lr = self.config.schedule.rate(
+            self.config.learning_rate,
+            self.step,
+            self.total_steps(),
+            self.config.warmup_steps,
+        );
+        let t = (self.step + 1) as i32;
+        let (bc1, bc2) = match self.config.optimizer {
+            Optimizer::Adam { beta1, beta2, .. } | Optimizer::AdamW { beta1, beta2, .. } => (
+                (1.0 - (beta1 as f64).powi(t)) as f32,
+                (1.0 - (beta2 as f64).powi(t)) as f32,
+            ),
+            _ => (1.0, 1.0),
+        };
+        gpu.scoped("writing the step state", || {
+            gpu.queue().write_buffer(
+                &self.step_state,
+                0,
+                bytemuck::cast_slice(&[lr, bc1, bc2, 1.0f32]),
+            )
+        })?;
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        self.record_gather(
+            &mut encoder,
+            (&self.train_x, &self.train_y),
+            &self.perm,
+            offset,
+            b,
+        )?;
+        self.record_forward(&mut encoder, b, log)?;
+        self.record_loss(&mut encoder, b, &self.train_totals)?;
+        // Backward, last layer first.
+        for l in (0..self.layers.len()).rev() {
+            let layer = &self.layers[l];
+            let params = &self.model.layers[l];
+            let input = if l == 0 {
+                &self.x_batch
+            } else {
+                &self.layers[l - 1].y
+            };
+            let saved = if layer.act.saved() == Saved::PreActivation {
+                &layer.z
+            } else {
+                &layer.y
+            };
+            let dx = if l == 0 {
+                None
+            } else {
+                Some(&self.layers[l - 1].dy)
+            };
+            gpu.record_linear_backward(
+                &mut encoder,
+                layer.act,
+                input,
+                &params.weight,
+                saved,
+                &layer.dy,
+                &layer.scratch,
+                dx,
+                &layer.dw,
+                &layer.db,
+            )?;
+        }
+        let n = self.layers.len();
+        if log || self.config.clip_norm.is_some() {
+            for (l, layer) in self.layers.iter().enumerate() {
+                self.record_sumsq(&mut encoder, &layer.dw, None, self.slots.grad_w(l))?;
+                self.record_sumsq(&mut encoder, &layer.db, None, self.slots.grad_b(l))?;
+            }
+            let pipeline = gpu.pipeline(
+                "stats",
+                "clip_scale",
+                || shader::STATS_WGSL.to_string(),
+                false,
+            )?;
+            let params = gpu.uniform(&ClipParams {
+                first: 0,
+                count: (2 * n) as u32,
+                out_slot: self.slots.global(),
+                max_norm: self.config.clip_norm.unwrap_or(0.0),
+            })?;
+            gpu.scoped("recording clipping", || {
+                record_pass(
+                    &gpu,
+                    &mut encoder,
+                    "clip_scale",
+                    &pipeline,
+                    &[
+                        (4, &params),
+                        (5, self.norms.buffer()),
+                        (6, &self.step_state),
+                    ],
+                    (1, 1, 1),
+                )
+            })?;
+        }
+        if log {
+            for (l, params) in self.model.layers.iter().enumerate() {
+                self.record_sumsq(&mut encoder, &params.weight, None, self.slots.weight(l))?;
+                let prev = &self.layers[l].w_prev;
+                gpu.scoped("saving weights", || {
+                    encoder.copy_buffer_to_buffer(
+                        params.weight.buffer(),
+                        0,
+                        prev.buffer(),
+                        0,
+                        (params.weight.len() * 4) as u64,
+                    )
+                })?;
+            }
+        }
+        for (layer, params) in self.layers.iter().zip(&self.model.layers) {
+            self.record_optimizer(&mut encoder, &params.weight, &layer.dw, &layer.w_state)?;
+            self.record_optimizer(&mut encoder, &params.bias, &layer.db, &layer.b_state)?;
+        }
+        let mut pending = None;
+        if log {
+            for (l, params) in self.model.layers.iter().enumerate() {
+                self.record_sumsq(
+                    &mut encoder,
+                    &params.weight,
+                    Some(&self.layers[l].w_prev),
+                    self.slots.update(l),
+                )?;
+            }
+            self.record_diagnostics(&mut encoder, b)?;
+            pending = Some(self.record_log_copy(&mut encoder)?);
+        }
+        gpu.submit("a training step", vec![encoder.finish()])?;
+        if let Some(buffer) = pending {
+            let ready = Arc::new(AtomicBool::new(false));
+            let flag = ready.clone();
+            buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                if r.is_ok() {
+                    flag.store(true, Ordering::Release);
+                }
+            });
+            self.pending.push(PendingLog {
+                buffer,
+                ready,
+                step: self.step,
+                epoch,
+                learning_rate: lr,
+            });
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    /// Copies step stats, norms, summaries and histograms into one staging buffer.
+    fn record_log_copy(&self, encoder: &mut wgpu::CommandEncoder) -> Result<wgpu::Buffer, Error> {
+        let gpu = &self.gpu;
+        let sizes = [
+            (self.step_stats.buffer(), 8u64),
+            (self.norms.buffer(), (self.slots.count() * 4) as u64),
+            (self.summary.buffer(), (self.layers.len() * 16) as u64),
+            (&self.hist, (self.layers.len() * (HIST_BINS + 2) * 4) as u64),
+        ];
+        let total: u64 = sizes.iter().map(|s| s.1).sum();
+        let staging = gpu.scoped("allocating a log buffer", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fusedmlp log"),
+                size: total,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut offset = 0;
+        gpu.scoped("copying diagnostics", || {
+            for (buf, size) in sizes {
+                encoder.copy_buffer_to_buffer(buf, 0, &staging, offset, size);
+                offset += size;
+            }
+        })?;
+        Ok(staging)
+    }
+
+    /// Collects logged steps whose copies have arrived; with `wait`, all of them.
+    fn collect_logs(&mut self, wait: bool) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if wait {
+            self.gpu.wait("collecting diagnostics", None)?;
+        } else {
+            let _ = self.gpu.device().poll(wgpu::PollType::Poll);
+        }
+        let n = self.layers.len();
+        let mut still = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            if !p.ready.load(Ordering::Acquire) {
+                if wait {
+                    return Err(Error::GpuWait {
+                        context: "collecting diagnostics".into(),
+                        message: "a log buffer was never mapped".into(),
+                    });
+                }
+                still.push(p);
+                continue;
+            }
+            let bytes = p
+                .buffer
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::GpuWait {
+                    context: "reading diagnostics".into(),
+                    message: e.to_string(),
+                })?
+                .to_vec();
+            p.buffer.unmap();
+            self.readbacks += 1;
+            self.gpu.count_readback();
+            let floats: &[f32] =
+                bytemuck::cast_slice(&bytes[..(2 + self.slots.count() + 4 * n) * 4]);
+            let hist: &[u32] = bytemuck::cast_slice(&bytes[(2 + self.slots.count() + 4 * n) * 4..]);
+            let norms = &floats[2..2 + self.slots.count()];
+            let summary = &floats[2 + self.slots.count()..];
+            let layers = (0..n)
+                .map(|l| {
+                    let wn = norms[self.slots.weight(l) as usize].sqrt();
+                    LayerDiagnostics {
+                        layer: l,
+                        weight_grad_norm: norms[self.slots.grad_w(l) as usize].sqrt(),
+                        bias_grad_norm: norms[self.slots.grad_b(l) as usize].sqrt(),
+                        weight_norm: wn,
+                        update_ratio: norms[self.slots.update(l) as usize].sqrt()
+                            / wn.max(f32::MIN_POSITIVE),
+                        activation_mean: summary[4 * l],
+                        activation_std: summary[4 * l + 1],
+                        dead_fraction: summary[4 * l + 2],
+                        saturated_fraction: summary[4 * l + 3],
+                        histogram: hist[l * (HIST_BINS + 2)..(l + 1) * (HIST_BINS + 2)].to_vec(),
+                    }
+                })
+                .collect();
+            self.logs.push(StepLog {
+                step: p.step,
+                epoch: p.epoch,
+                loss: floats[0],
+                accuracy: floats[1],
+                learning_rate: p.learning_rate,
+                grad_global_norm: norms[self.slots.global() as usize],
+                layers,
+            });
+        }
+        self.pending = still;
+        self.logs.sort_by_key(|l| l.step);
+        Ok(())
+    }
+
+    /// Loss and accuracy on the validation split (evaluation mode), as
+    /// (loss, accuracy); one readback, together with the training totals.
+    fn evaluate_and_read_totals(&mut self) -> Result<([f32; 3], [f32; 3]), Error> {
+        let gpu = self.gpu.clone();
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        gpu.scoped("clearing totals", || {
+            encoder.clear_buffer(self.val_totals.buffer(), 0, None)
+        })?;
+        let chunk = self.config.batch_size;
+        let mut start = 0;
+        while start < self.val_rows {
+            let rows = chunk.min(self.val_rows - start);
+            self.record_gather(
+                &mut encoder,
+                (&self.val_x, &self.val_y),
+                &self.identity_perm,
+                start,
+                rows,
+            )?;
+            self.record_forward(&mut encoder, rows, false)?;
+            self.record_loss(&mut encoder, rows, &self.val_totals)?;
+            start += rows;
+        }
+        gpu.submit("evaluation", vec![encoder.finish()])?;
+        let t = gpu.download(&self.train_totals)?;
+        let v = gpu.download(&self.val_totals)?;
+        self.readbacks += 2;
+        Ok(([t[0], t[1], t[2]], [v[0], v[1], v[2]]))
+    }
+
+    /// Trains for the configured epochs. `on_step` is called after every
+    /// submitted step with (steps taken, total steps); `on_epoch` after every
+    /// epoch. Stops early (with the outcome saying why) if the loss becomes
+    /// non-finite.
+    pub fn train(
+        &mut self,
+        label: &str,
+        mut on_step: impl FnMut(u64, u64),
+        mut on_epoch: impl FnMut(&EpochLog),
+    ) -> Result<RunReport, Error> {
+        let start = Instant::now();
+        let steps_per_epoch = self.steps_per_epoch();
+        let total = self.total_steps();
+        let mut epochs = Vec::new();
+        let mut outcome = "completed".to_string();
+        for epoch in 0..self.config.epochs {
+            let order = shuffle_order(self.config.seed, epoch, self.train_rows);
+            self.gpu.scoped("writing the epoch order", || {
+                self.gpu
+                    .queue()
+                    .write_buffer(&self.perm, 0, bytemuck::cast_slice(&order))
+            })?;
+            let gpu = self.gpu.clone();
+            let mut clear = gpu.device().create_command_encoder(&Default::default());
+            gpu.scoped("clearing totals", || {
+                clear.clear_buffer(self.train_totals.buffer(), 0, None)
+            })?;
+            gpu.submit("clearing totals", vec![clear.finish()])?;
+            for s in 0..steps_per_epoch {
+                self.submit_step(epoch, s * self.config.batch_size)?;
+                self.collect_logs(false)?;
+                on_step(self.step, total);
+            }
+            let (t, v) = self.evaluate_and_read_totals()?;
+            self.collect_logs(true)?;
+            let log = EpochLog {
+                epoch,
+                train_loss: t[0] / t[2].max(1.0),
+                train_accuracy: t[1] / t[2].max(1.0),
+                val_loss: v[0] / v[2].max(1.0),
+                val_accuracy: v[1] / v[2].max(1.0),
+                elapsed_seconds: start.elapsed().as_secs_f64(),
+            };
+            on_epoch(&log);
+            let diverged = !log.train_loss.is_finite();
+            epochs.push(log);
+            if diverged {
+                outcome = format!(
+                    "stopped after epoch {epoch}: the training loss became non-finite; \
+                     lower the learning rate, clip gradients (--clip-norm) or change the initialisation"
+                );
+                break;
+            }
+        }
+        let wall = start.elapsed().as_secs_f64();
+        Ok(RunReport {
+            label: label.to_string(),
+            config: serde_json::json!({
+                "model": self.model.config,
+                "init": self.model.config.init().to_string(),
+                "train": self.config,
+            }),
+            adapter: self.gpu.describe(),
+            seed: self.config.seed,
+            epochs,
+            steps: std::mem::take(&mut self.logs),
+            wall_seconds: wall,
+            samples_per_second: (self.step as f64 * self.config.batch_size as f64) / wall.max(1e-9),
+            total_steps: self.step,
+            readbacks: self.readbacks,
+            outcome,
+        })
+    }
+
+    /// Runs `steps` optimizer steps over the epoch-0 order (wrapping), with
+    /// no evaluation: for tests and benchmarks. Waits for the GPU at the end.
+    pub fn run_steps(&mut self, steps: usize) -> Result<(), Error> {
+        let per_epoch = self.steps_per_epoch().max(1);
+        for s in 0..steps {
+            self.submit_step(0, (s % per_epoch) * self.config.batch_size)?;
+            self.collect_logs(false)?;
+        }
+        self.gpu.wait("finishing steps", None)?;
+        self.collect_logs(true)
+    }
+
+    /// The logged steps collected so far.
+    pub fn logs(&self) -> &[StepLog] {
+        &self.logs
+    }
+
+    /// Readbacks made by this trainer.
+    pub fn readbacks(&self) -> u64 {
+        self.readbacks
+    }
+
+    /// Times the host's recording of one step and the GPU's execution:
+    /// returns (host seconds to record and submit, seconds per step) as
+    /// medians over `steps` non-logged steps.
+    pub fn time_steps(&mut self, steps: usize) -> Result<(f64, f64), Error> {
+        let saved_log_every = self.config.log_every;
+        self.config.log_every = u64::MAX;
+        self.step = 1;
+        let result = (|| {
+            self.run_steps(2)?; // warm-up (pipelines compiled, autotune done)
+            let mut host = Vec::new();
+            let start = Instant::now();
+            for s in 0..steps {
+                let t = Instant::now();
+                let per_epoch = self.steps_per_epoch().max(1);
+                self.submit_step(0, (s % per_epoch) * self.config.batch_size)?;
+                host.push(t.elapsed().as_secs_f64());
+            }
+            self.gpu.wait("timing steps", None)?;
+            let per_step = start.elapsed().as_secs_f64() / steps.max(1) as f64;
+            host.sort_by(|a, b| a.total_cmp(b));
+            Ok((host[host.len() / 2], per_step))
+        })();
+        self.config.log_every = saved_log_every;
+        result
+    }
+}

@@ -1,0 +1,339 @@
+//! GPU training against the CPU reference: every optimizer, every head,
+//! clipping; determinism; diagnostics.
+
+mod common;
+
+use fusedmlp::data::Dataset;
+use fusedmlp::reference::mlp::ReferenceMlp;
+use fusedmlp::{Activation, Head, Mlp, MlpConfig, Optimizer, Schedule, TrainConfig, Trainer};
+
+fn small_data(rows: usize, features: usize, classes: usize, seed: u32) -> Dataset {
+    let x: Vec<f32> = (0..rows * features)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) as f32 / 65536.0 - 0.5)
+                * 2.0
+        })
+        .collect();
+    let y: Vec<u32> = (0..rows as u32)
+        .map(|r| (r * 7 + seed) % classes as u32)
+        .collect();
+    Dataset::new("small", x, y, features, classes).unwrap()
+}
+
+fn close(gpu: &[f32], cpu: &[f32], what: &str) {
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        assert!(
+            (g - c).abs() <= 1e-4 * c.abs() + 1e-6,
+            "{what}[{i}]: gpu {g} vs reference {c}"
+        );
+    }
+}
+
+/// 3 hidden layers of 17 units, batch 13 (the whole set, so every step sees
+/// the same rows in a shuffled order): 5 GPU steps equal 5 reference steps.
+#[test]
+fn gpu_steps_equal_reference_steps_for_every_optimizer_and_head() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(13, 6, 4, 3);
+    let sgd_full = Optimizer::Sgd {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 0.01,
+    };
+    let rms_momentum = Optimizer::RmsProp {
+        alpha: 0.9,
+        eps: 1e-8,
+        momentum: 0.5,
+        weight_decay: 0.001,
+    };
+    let cases: Vec<(Optimizer, Head, Activation, Option<f32>, Schedule)> = vec![
+        (
+            Optimizer::sgd(),
+            Head::Softmax,
+            Activation::Tanh,
+            None,
+            Schedule::Constant,
+        ),
+        (
+            sgd_full,
+            Head::Softmax,
+            Activation::Relu,
+            None,
+            Schedule::Cosine { min_lr: 0.0 },
+        ),
+        (
+            Optimizer::adam(),
+            Head::Softmax,
+            Activation::Gelu,
+            None,
+            Schedule::Constant,
+        ),
+        (
+            Optimizer::adamw(),
+            Head::Sigmoid,
+            Activation::Sigmoid,
+            None,
+            Schedule::Step {
+                step_size: 2,
+                gamma: 0.5,
+            },
+        ),
+        (
+            Optimizer::rmsprop(),
+            Head::Mse,
+            Activation::Elu { alpha: 1.0 },
+            None,
+            Schedule::Constant,
+        ),
+        (
+            rms_momentum,
+            Head::Softmax,
+            Activation::LeakyRelu {
+                negative_slope: 0.1,
+            },
+            Some(0.05),
+            Schedule::Constant,
+        ),
+        (
+            Optimizer::sgd(),
+            Head::Softmax,
+            Activation::Selu,
+            Some(0.01),
+            Schedule::Constant,
+        ),
+    ];
+    for (opt, head, act, clip, schedule) in cases {
+        let mut config = MlpConfig::new(6, vec![17, 17, 17], 4, act);
+        config.head = head;
+        config.seed = 11;
+        let train = TrainConfig {
+            epochs: 1,
+            batch_size: 13,
+            // RMSprop's first steps move every weight by about lr / sqrt(1 - alpha):
+            // its usual rate keeps the comparison meaningful.
+            learning_rate: if opt.name() == "rmsprop" { 0.002 } else { 0.05 },
+            optimizer: opt,
+            schedule,
+            warmup_steps: 1,
+            clip_norm: clip,
+            log_every: 2,
+            seed: 5,
+        };
+        let model = Mlp::new(&gpu, config.clone()).unwrap();
+        let mut trainer = Trainer::new(model, train.clone(), &data, &data).unwrap();
+        trainer.run_steps(5).unwrap();
+        let mut reference = ReferenceMlp::new(config).unwrap();
+        for _ in 0..5 {
+            // total_steps = 1 epoch × 1 step: what the trainer's schedule sees.
+            reference
+                .train_step(&data.features, &data.labels, &train, 1)
+                .unwrap();
+        }
+        let got = trainer.model.parameters().unwrap();
+        for (l, ((gw, gb), (rw, rb))) in got.iter().zip(&reference.params).enumerate() {
+            let what = format!("{opt} {head} {act} clip {clip:?} layer {l}");
+            close(gw, rw, &format!("{what} weight"));
+            close(gb, rb, &format!("{what} bias"));
+        }
+        assert_eq!(trainer.logs().len(), 3, "steps 0, 2 and 4 are logged");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(200, 8, 3, 1);
+    let (train, val) = data.split(0.25, 3).unwrap();
+    let run = || {
+        let config = MlpConfig::deep(8, 6, 24, 3, Activation::Relu);
+        let tc = TrainConfig {
+            epochs: 3,
+            batch_size: 16,
+            learning_rate: 0.1,
+            log_every: 5,
+            ..Default::default()
+        };
+        let mut t = Trainer::new(Mlp::new(&gpu, config).unwrap(), tc, &train, &val).unwrap();
+        let report = t.train("relu", |_, _| {}, |_| {}).unwrap();
+        (t.model.parameters().unwrap(), report.epochs, report.steps)
+    };
+    let (p1, e1, s1) = run();
+    let (p2, e2, s2) = run();
+    assert_eq!(p1, p2, "parameters differ between two runs with one seed");
+    assert_eq!(
+        e1.iter()
+            .map(|e| (e.train_loss, e.val_loss))
+            .collect::<Vec<_>>(),
+        e2.iter()
+            .map(|e| (e.train_loss, e.val_loss))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(s1, s2);
+}
+
+#[test]
+fn diagnostics_match_the_reference_forward() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(32, 5, 3, 9);
+    for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+        let config = MlpConfig::deep(5, 4, 12, 3, act);
+        let tc = TrainConfig {
+            epochs: 1,
+            batch_size: 32,
+            learning_rate: 0.1,
+            log_every: 1,
+            ..Default::default()
+        };
+        let mut t =
+            Trainer::new(Mlp::new(&gpu, config.clone()).unwrap(), tc, &data, &data).unwrap();
+        t.run_steps(1).unwrap();
+        let log = &t.logs()[0];
+        let reference = ReferenceMlp::new(config.clone()).unwrap();
+        // The batch is the whole set in some order: statistics are order-free.
+        let outs = reference.forward_all(&data.features, 32).unwrap();
+        for (l, d) in log.layers.iter().enumerate() {
+            let y = &outs[l + 1];
+            let n = y.len() as f64;
+            let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let std = (y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            assert!(
+                (d.activation_mean as f64 - mean).abs() < 1e-4,
+                "{act} layer {l} mean {} vs {mean}",
+                d.activation_mean
+            );
+            assert!(
+                (d.activation_std as f64 - std).abs() < 1e-4,
+                "{act} layer {l} std {} vs {std}",
+                d.activation_std
+            );
+            let units = y.len() / 32;
+            let dead = (0..units)
+                .filter(|&u| (0..32).all(|r| y[r * units + u] == 0.0))
+                .count();
+            assert!(
+                (d.dead_fraction - dead as f32 / units as f32).abs() < 1e-6,
+                "{act} layer {l} dead"
+            );
+            let w = &reference.params[l].0;
+            let wn = w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+            assert!(
+                (d.weight_norm as f64 - wn).abs() < 1e-4 * wn,
+                "{act} layer {l} weight norm"
+            );
+            assert_eq!(
+                d.histogram.iter().map(|&c| c as usize).sum::<usize>(),
+                y.len(),
+                "histogram counts"
+            );
+            assert!(d.weight_grad_norm.is_finite() && d.weight_grad_norm > 0.0);
+            assert!(d.update_ratio > 0.0 && d.update_ratio.is_finite());
+        }
+    }
+}
+
+#[test]
+fn training_steps_make_no_readbacks() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(64, 4, 2, 2);
+    let config = MlpConfig::deep(4, 3, 8, 2, Activation::Relu);
+    let tc = TrainConfig {
+        epochs: 1,
+        batch_size: 8,
+        log_every: 1_000_000,
+        ..Default::default()
+    };
+    let mut t = Trainer::new(Mlp::new(&gpu, config).unwrap(), tc, &data, &data).unwrap();
+    t.run_steps(2).unwrap(); // the first step is logged
+    let before = t.readbacks();
+    t.run_steps(0).unwrap();
+    let (_host, _per_step) = t.time_steps(5).unwrap();
+    assert_eq!(t.readbacks(), before, "unlogged steps must not read back");
+}
+
+#[test]
+fn bad_training_configurations_are_errors() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(10, 4, 2, 2);
+    let model = || Mlp::new(&gpu, MlpConfig::deep(4, 2, 8, 2, Activation::Relu)).unwrap();
+    let ok = TrainConfig {
+        batch_size: 4,
+        ..Default::default()
+    };
+    let cases = [
+        (
+            TrainConfig {
+                batch_size: 0,
+                ..ok.clone()
+            },
+            "batch size",
+        ),
+        (
+            TrainConfig {
+                batch_size: 11,
+                ..ok.clone()
+            },
+            "larger than the training split",
+        ),
+        (
+            TrainConfig {
+                learning_rate: -1.0,
+                ..ok.clone()
+            },
+            "learning rate",
+        ),
+        (
+            TrainConfig {
+                learning_rate: f32::NAN,
+                ..ok.clone()
+            },
+            "learning rate",
+        ),
+        (
+            TrainConfig {
+                epochs: 0,
+                ..ok.clone()
+            },
+            "epochs",
+        ),
+        (
+            TrainConfig {
+                clip_norm: Some(-1.0),
+                ..ok.clone()
+            },
+            "clipping norm",
+        ),
+    ];
+    for (tc, want) in cases {
+        let err = Trainer::new(model(), tc, &data, &data)
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    let err = Mlp::new(&gpu, MlpConfig::deep(4, 2, 0, 2, Activation::Relu)).unwrap_err();
+    assert!(err.to_string().contains("width 0"), "{err}");
+    let err = Trainer::new(
+        Mlp::new(&gpu, MlpConfig::deep(5, 2, 8, 2, Activation::Relu)).unwrap(),
+        TrainConfig {
+            batch_size: 4,
+            ..Default::default()
+        },
+        &data,
+        &data,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("features"), "{err}");
+    let many = small_data(10, 4, 5, 2);
+    let err = Trainer::new(
+        model(),
+        TrainConfig {
+            batch_size: 4,
+            ..Default::default()
+        },
+        &many,
+        &many,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("classes"), "{err}");
+}
