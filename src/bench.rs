@@ -187,3 +187,72 @@ pub fn run(
         tuning: gpu.tuning_records(),
     })
 }
+
+/// One row of the training-step benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainBenchRow {
+    /// The hidden activation.
+    pub activation: String,
+    /// Median-free mean time per step over the timed steps, milliseconds.
+    pub step_ms: f64,
+    /// Training samples per second.
+    pub samples_per_second: f64,
+    /// Median host time to record and submit one step, milliseconds.
+    pub host_record_ms: f64,
+    /// Readbacks made by the timed (unlogged) steps, per step.
+    pub readbacks_per_step: u64,
+    /// The step's FLOPs (6·batch·Σ in·out) over its time.
+    pub step_gflops: f64,
+    /// The fused linear benchmark at the layer's shape (forward + backward).
+    pub linear_gflops: f64,
+    /// Seconds from creating the model to the end of its first step.
+    pub first_step_seconds: f64,
+}
+
+/// Times training steps of a 20 × 256 MLP (batch 256, input 64, 10
+/// classes, plain SGD) for relu and sigmoid.
+pub fn train_step_bench(gpu: &Gpu, steps: usize) -> Result<Vec<TrainBenchRow>, Error> {
+    use crate::nn::{Mlp, MlpConfig};
+    use crate::train::{TrainConfig, Trainer};
+    let (batch, width, depth) = (256usize, 256usize, 20usize);
+    let data = crate::data::blobs(batch * 4, 10, 64, 1.0, 7)?;
+    let mut rows = Vec::new();
+    for act in [Activation::Relu, Activation::Sigmoid] {
+        let start = std::time::Instant::now();
+        let config = MlpConfig::deep(64, depth, width, 10, act);
+        let flops_per_step = 6.0
+            * batch as f64
+            * config
+                .layer_shapes()
+                .iter()
+                .map(|(i, o)| (i * o) as f64)
+                .sum::<f64>();
+        let tc = TrainConfig {
+            epochs: 1,
+            batch_size: batch,
+            log_every: u64::MAX,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(Mlp::new(gpu, config)?, tc, &data, &data)?;
+        trainer.run_steps(1)?;
+        let first_step_seconds = start.elapsed().as_secs_f64();
+        let before = trainer.readbacks();
+        let (host, per_step) = trainer.time_steps(steps)?;
+        let readbacks = trainer.readbacks() - before;
+        let shape = LinearShape::new(batch, width, width);
+        let linear = run(gpu, &[shape], &[act], 3, |_| {})?;
+        let r = &linear.rows[0];
+        let linear_seconds = r.forward_ms / 1e3 + r.backward_ms / 1e3;
+        rows.push(TrainBenchRow {
+            activation: act.to_string(),
+            step_ms: per_step * 1e3,
+            samples_per_second: batch as f64 / per_step,
+            host_record_ms: host * 1e3,
+            readbacks_per_step: readbacks / steps.max(1) as u64,
+            step_gflops: flops_per_step / per_step / 1e9,
+            linear_gflops: 3.0 * shape.forward_flops() / linear_seconds / 1e9,
+            first_step_seconds,
+        });
+    }
+    Ok(rows)
+}
