@@ -31,3 +31,8 @@ pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuTensor, LinearGrads, LinearShape};
 pub use nn::{Head, Init, Mlp, MlpConfig, Optimizer, Schedule};
 pub use train::{RunReport, TrainConfig, Trainer};
+
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
