@@ -397,6 +397,16 @@ fn run_train_bench() -> Result<bool, Error> {
             r.linear_gflops
         );
     }
+    for r in &report {
+        println!("{}: first step done {:.2} s after the model was created (including kernel compilation and autotuning)", r.activation, r.first_step_seconds);
+    }
+    let tuning = gpu.tuning_records();
+    let tuned: f64 = tuning.iter().map(|t| t.seconds).sum();
+    println!(
+        "autotune: {} shape classes, {:.2} s measuring in total",
+        tuning.len(),
+        tuned
+    );
     println!("(20 hidden layers of 256, input 64, 10 classes, batch 256, plain SGD; linear GF/s: the fused linear benchmark at 256x256x256, forward + backward)");
     Ok(true)
 }

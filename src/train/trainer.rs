@@ -250,6 +250,7 @@ pub struct Trainer {
     pending: Vec<PendingLog>,
     logs: Vec<StepLog>,
     readbacks: u64,
+    last_record_seconds: f64,
 }
 
 fn max_abs_derivative(act: Activation) -> f64 {
@@ -385,6 +386,7 @@ impl Trainer {
             pending: Vec::new(),
             logs: Vec::new(),
             readbacks: 0,
+            last_record_seconds: 0.0,
         })
     }
 
@@ -735,6 +737,7 @@ impl Trainer {
                 bytemuck::cast_slice(&[lr, bc1, bc2, 1.0f32]),
             )
         })?;
+        let self_start = std::time::Instant::now();
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         self.record_gather(
             &mut encoder,
@@ -842,7 +845,9 @@ impl Trainer {
             self.record_diagnostics(&mut encoder, b)?;
             pending = Some(self.record_log_copy(&mut encoder)?);
         }
-        gpu.submit("a training step", vec![encoder.finish()])?;
+        let commands = encoder.finish();
+        self.last_record_seconds = self_start.elapsed().as_secs_f64();
+        gpu.submit("a training step", vec![commands])?;
         if let Some(buffer) = pending {
             let ready = Arc::new(AtomicBool::new(false));
             let flag = ready.clone();
@@ -1090,9 +1095,9 @@ impl Trainer {
         self.readbacks
     }
 
-    /// Times the host's recording of one step and the GPU's execution:
-    /// returns (host seconds to record and submit, seconds per step) as
-    /// medians over `steps` non-logged steps.
+    /// Times the host's recording of one step (building the command buffer,
+    /// before the submit) and the whole step: returns (median host seconds to
+    /// record a step, mean seconds per step) over `steps` non-logged steps.
     pub fn time_steps(&mut self, steps: usize) -> Result<(f64, f64), Error> {
         let saved_log_every = self.config.log_every;
         self.config.log_every = u64::MAX;
@@ -1102,10 +1107,9 @@ impl Trainer {
             let mut host = Vec::new();
             let start = Instant::now();
             for s in 0..steps {
-                let t = Instant::now();
                 let per_epoch = self.steps_per_epoch().max(1);
                 self.submit_step(0, (s % per_epoch) * self.config.batch_size)?;
-                host.push(t.elapsed().as_secs_f64());
+                host.push(self.last_record_seconds);
             }
             self.gpu.wait("timing steps", None)?;
             let per_step = start.elapsed().as_secs_f64() / steps.max(1) as f64;
