@@ -46,6 +46,30 @@ enum Command {
         #[arg(long, default_value = "relu")]
         activation: Activation,
     },
+    /// Loss and accuracy of a saved model on a data set.
+    Eval {
+        /// The checkpoint (a .safetensors file written by `train --checkpoint`).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Data: digits, csv:PATH, idx:IMAGES,LABELS, or a synthetic set.
+        #[arg(long, default_value = "digits")]
+        data: String,
+        /// Seed for synthetic data sets.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Class probabilities of a saved model for the rows of a features-only CSV.
+    Predict {
+        /// The checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// CSV of features (no label column; a header row is detected).
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the probabilities here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Train the same net with several activations (same data, architecture,
     /// optimizer and seed) and compare them side by side.
     Compare {
@@ -154,6 +178,18 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Save a checkpoint (safetensors) to this file every --checkpoint-every
+    /// steps and at the end (train only).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Resume the run saved in this checkpoint: the model, optimizer state
+    /// and training configuration come from it; --epochs sets the total
+    /// epoch count; the data options must match the original run's (train only).
+    #[arg(long)]
+    resume: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -193,7 +229,19 @@ impl RunArgs {
     }
 
     /// Loads and splits the data, builds the base model and training configs.
-    fn setup(&self) -> Result<(data::Dataset, data::Dataset, MlpConfig, TrainConfig), Error> {
+    #[allow(clippy::type_complexity)]
+    fn setup(
+        &self,
+    ) -> Result<
+        (
+            data::Dataset,
+            data::Dataset,
+            MlpConfig,
+            TrainConfig,
+            Option<data::Standardizer>,
+        ),
+        Error,
+    > {
         let all = data::by_name(&self.data, self.seed)?;
         let (mut train, mut val) = all.split(self.val_fraction, self.seed)?;
         if val.is_empty() {
@@ -201,10 +249,12 @@ impl RunArgs {
                 "the validation split is empty; use a --val-fraction above 0".into(),
             ));
         }
+        let mut standardizer = None;
         if self.standardize {
             let s = data::Standardizer::fit(&train);
             s.apply(&mut train)?;
             s.apply(&mut val)?;
+            standardizer = Some(s);
         }
         let hidden = self
             .hidden
@@ -249,7 +299,7 @@ impl RunArgs {
             model.hidden.len(), model.hidden, model.output, model.head, train_config.optimizer,
             self.lr, self.batch_size, self.epochs, self.seed
         );
-        Ok((train, val, model, train_config))
+        Ok((train, val, model, train_config, standardizer))
     }
 
     fn progress(&self) -> indicatif::ProgressBar {
@@ -291,13 +341,34 @@ impl RunArgs {
 fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
-    let (train, val, mut model, tc) = args.setup()?;
+    let (train, val, mut model, tc, standardizer) = args.setup()?;
     model.activation = activation;
-    println!("activation {activation}, init {}", model.init());
+    let mut trainer = match &args.resume {
+        Some(path) => {
+            let ckpt = fusedmlp::train::checkpoint::Checkpoint::load(path)?;
+            let t = Trainer::resume(&gpu, &ckpt, &train, &val, Some(args.epochs))?;
+            println!(
+                "resuming {} at step {}: model and training configuration from the checkpoint \
+                 (activation {}), {} epochs in total",
+                path.display(),
+                t.steps_taken(),
+                ckpt.model.activation,
+                args.epochs
+            );
+            t
+        }
+        None => {
+            println!("activation {activation}, init {}", model.init());
+            let mut t = Trainer::new(Mlp::new(&gpu, model)?, tc, &train, &val)?;
+            t.set_standardizer(standardizer);
+            t
+        }
+    };
+    if let Some(path) = &args.checkpoint {
+        trainer.set_checkpointing(path, args.checkpoint_every);
+    }
     let bar = args.progress();
     bar.set_prefix(activation.to_string());
-    let mlp = Mlp::new(&gpu, model)?;
-    let mut trainer = Trainer::new(mlp, tc, &train, &val)?;
     let report = trainer.train(
         &activation.to_string(),
         |done, total| {
@@ -322,17 +393,143 @@ fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
     let runs = vec![report];
     print!("{}", compare::table(&runs));
     println!(
-        "{} steps, {} readbacks ({})",
-        runs[0].total_steps, runs[0].readbacks, runs[0].outcome
+        "{} steps, {} readbacks",
+        runs[0].total_steps, runs[0].readbacks
     );
     args.write(&runs)?;
-    Ok(runs[0].outcome == "completed")
+    if let Some(d) = &runs[0].divergence {
+        eprintln!("error: {d}");
+        return Ok(false);
+    }
+    if let Some(path) = &args.checkpoint {
+        println!("checkpoint: {}", path.display());
+    }
+    Ok(true)
+}
+
+fn load_model(
+    gpu: &Gpu,
+    path: &std::path::Path,
+) -> Result<(Mlp, Option<data::Standardizer>), Error> {
+    let ckpt = fusedmlp::train::checkpoint::Checkpoint::load(path)?;
+    let model = Mlp::from_parameters(gpu, ckpt.model.clone(), &ckpt.params)?;
+    Ok((model, ckpt.standardizer))
+}
+
+/// Logits for every row, in chunks that fit the device comfortably.
+fn logits_of(model: &Mlp, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+    let cols = model.config.input;
+    let mut out = Vec::with_capacity(rows * model.config.output);
+    for chunk in x.chunks(4096 * cols) {
+        out.extend(model.predict_logits(chunk, chunk.len() / cols)?);
+    }
+    Ok(out)
+}
+
+fn run_eval(checkpoint: PathBuf, data_spec: String, seed: u64) -> Result<bool, Error> {
+    let gpu = Gpu::new()?;
+    let (model, standardizer) = load_model(&gpu, &checkpoint)?;
+    let mut set = data::by_name(&data_spec, seed)?;
+    if set.n_features != model.config.input {
+        return Err(Error::Config(format!(
+            "the data has {} features but the model takes {}",
+            set.n_features, model.config.input
+        )));
+    }
+    if let Some(s) = &standardizer {
+        s.apply(&mut set)?;
+    }
+    let logits = logits_of(&model, &set.features, set.len())?;
+    let (loss, correct, _) = fusedmlp::reference::mlp::loss_and_grad(
+        model.config.head,
+        &logits,
+        &set.labels,
+        model.config.output,
+    );
+    println!(
+        "{}: {} rows, loss {:.4}, accuracy {:.4} ({} correct)",
+        set.name,
+        set.len(),
+        loss,
+        correct as f64 / set.len() as f64,
+        correct
+    );
+    Ok(true)
+}
+
+fn run_predict(
+    checkpoint: PathBuf,
+    input: PathBuf,
+    output: Option<PathBuf>,
+) -> Result<bool, Error> {
+    let gpu = Gpu::new()?;
+    let (model, standardizer) = load_model(&gpu, &checkpoint)?;
+    let (mut x, rows, cols) = data::load_features_csv(&input)?;
+    if cols != model.config.input {
+        return Err(Error::Data {
+            path: input.display().to_string(),
+            message: format!(
+                "rows have {cols} features but the model takes {}",
+                model.config.input
+            ),
+        });
+    }
+    if let Some(s) = &standardizer {
+        for row in x.chunks_mut(cols) {
+            for ((v, m), sd) in row.iter_mut().zip(&s.mean).zip(&s.std) {
+                *v = (*v - m) / sd;
+            }
+        }
+    }
+    let logits = logits_of(&model, &x, rows)?;
+    let k = model.config.output;
+    let mut text = (0..k)
+        .map(|j| format!("class_{j}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    text.push('\n');
+    for row in logits.chunks(k) {
+        let probs: Vec<f64> = match model.config.head {
+            Head::Softmax => {
+                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+                let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.iter().map(|v| v / s).collect()
+            }
+            Head::Sigmoid => row
+                .iter()
+                .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
+                .collect(),
+            Head::Mse => row.iter().map(|&v| v as f64).collect(),
+        };
+        text.push_str(
+            &probs
+                .iter()
+                .map(|p| format!("{p:.6}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        text.push('\n');
+    }
+    match output {
+        Some(path) => {
+            fusedmlp::train::checkpoint::write_atomic(&path, text.as_bytes())?;
+            eprintln!("wrote {} rows of probabilities to {}", rows, path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(true)
 }
 
 fn run_compare(args: RunArgs, activations: Vec<Activation>) -> Result<bool, Error> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
-    let (train, val, model, tc) = args.setup()?;
+    if args.resume.is_some() || args.checkpoint.is_some() {
+        return Err(Error::Config(
+            "--checkpoint and --resume apply to `train` only".into(),
+        ));
+    }
+    let (train, val, model, tc, _) = args.setup()?;
     let contenders: Vec<Contender> = activations
         .iter()
         .map(|&activation| Contender {
@@ -572,6 +769,16 @@ fn main() -> ExitCode {
         } => run_bench(large, repeats, activations, shapes, json),
         Command::Train { run, activation } => run_train(run, activation),
         Command::Compare { run, activations } => run_compare(run, activations),
+        Command::Eval {
+            checkpoint,
+            data,
+            seed,
+        } => run_eval(checkpoint, data, seed),
+        Command::Predict {
+            checkpoint,
+            input,
+            output,
+        } => run_predict(checkpoint, input, output),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

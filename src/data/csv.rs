@@ -165,6 +165,67 @@ pub fn parse_csv(name: &str, text: &str, options: CsvOptions) -> Result<Dataset,
     Dataset::new(name, features, labels, n_cells - 1, max_label as usize + 1)
 }
 
+/// Reads a features-only CSV file (no label column), for prediction:
+/// returns the row-major values and (rows, columns). The same cell rules
+/// and errors as [`parse_csv`]; a header is detected as there.
+pub fn load_features_csv(path: &Path) -> Result<(Vec<f32>, usize, usize), Error> {
+    let name = path.display().to_string();
+    let bytes = read_file(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Data {
+        path: name.clone(),
+        message: format!(
+            "invalid UTF-8 at byte offset {}; save the file as UTF-8",
+            e.valid_up_to()
+        ),
+    })?;
+    parse_features_csv(&name, text)
+}
+
+/// Parses features-only CSV text; see [`load_features_csv`].
+pub fn parse_features_csv(name: &str, text: &str) -> Result<(Vec<f32>, usize, usize), Error> {
+    let err = |message: String| Error::Data {
+        path: name.to_string(),
+        message,
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .peekable();
+    let Some(&(first_no, first)) = lines.peek() else {
+        return Err(err("no data rows: the file is empty".to_string()));
+    };
+    let n_cells = first.split(',').count();
+    if first.split(',').any(|c| c.trim().parse::<f64>().is_err()) {
+        lines.next();
+    }
+    let mut values = Vec::new();
+    let mut rows = 0;
+    for (line_no, line) in lines {
+        let count = line.split(',').count();
+        if count != n_cells {
+            return Err(err(format!(
+                "line {line_no} has {count} cells, expected {n_cells} (as in line {first_no})"
+            )));
+        }
+        for (col, cell) in line.split(',').map(str::trim).enumerate() {
+            values.push(
+                parse_feature(cell)
+                    .map_err(|why| err(format!("line {line_no}, column {}: {why}", col + 1)))?,
+            );
+        }
+        rows += 1;
+    }
+    if rows == 0 {
+        return Err(err(format!(
+            "no data rows: only a header (line {first_no})"
+        )));
+    }
+    Ok((values, rows, n_cells))
+}
+
 fn parse_feature(cell: &str) -> Result<f32, String> {
     if cell.is_empty() {
         return Err("empty cell; every feature needs a number".to_string());

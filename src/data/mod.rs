@@ -40,7 +40,10 @@ mod idx;
 mod io;
 mod synthetic;
 
-pub use csv::{load_csv, parse_csv, CsvOptions, Header, LabelColumn, MAX_CSV_LABEL};
+pub use csv::{
+    load_csv, load_features_csv, parse_csv, parse_features_csv, CsvOptions, Header, LabelColumn,
+    MAX_CSV_LABEL,
+};
 pub use dataset::{Dataset, Standardizer};
 pub use digits::digits;
 pub use idx::{load_idx, parse_idx};

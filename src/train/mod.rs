@@ -1,5 +1,6 @@
 //! Training: the loop, gradient-flow diagnostics, the JSON report and plots.
 
+pub mod checkpoint;
 pub mod compare;
 pub mod plot;
 pub mod report;

@@ -1291,6 +1291,7 @@ mod tests {
             total_steps: 500,
             readbacks: 3,
             outcome: "completed".into(),
+            divergence: None,
         }
     }
 

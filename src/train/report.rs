@@ -101,4 +101,7 @@ pub struct RunReport {
     pub readbacks: u64,
     /// How the run ended (`completed`, or why it stopped).
     pub outcome: String,
+    /// Where the first NaN or infinity appeared, if the run diverged.
+    #[serde(default)]
+    pub divergence: Option<super::trainer::Divergence>,
 }

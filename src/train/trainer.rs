@@ -5,6 +5,7 @@
 //! reductions in the same submission, copied to a staging buffer and read
 //! back asynchronously.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -251,6 +252,62 @@ pub struct Trainer {
     logs: Vec<StepLog>,
     readbacks: u64,
     last_record_seconds: f64,
+    /// The epoch in progress and the steps already taken in it.
+    epoch: usize,
+    step_in_epoch: usize,
+    /// Per (layer, tensor) slot: the first step that produced a non-finite value.
+    first_bad: wgpu::Buffer,
+    data_fingerprint: u64,
+    checkpointing: Option<(PathBuf, u64)>,
+    last_checkpoint: Option<(PathBuf, u64)>,
+    standardizer: Option<crate::data::Standardizer>,
+    stop_at: Option<u64>,
+}
+
+/// Where a non-finite value first appeared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The optimizer step (0-based).
+    pub step: u64,
+    /// The layer (0 = first hidden layer), or `None` for the loss.
+    pub layer: Option<usize>,
+    /// `activation`, `gradient`, `weight` or `loss`.
+    pub tensor: String,
+    /// The last checkpoint written before it, if any.
+    pub last_good_checkpoint: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = match self.layer {
+            Some(l) => format!("in the {} of layer {l}", self.tensor),
+            None => "in the loss".to_string(),
+        };
+        write!(
+            f,
+            "training diverged: the first NaN or infinity appeared at step {} {at}. \
+             Lower the learning rate, clip gradients (--clip-norm), or use a better-scaled \
+             initialisation",
+            self.step
+        )?;
+        match &self.last_good_checkpoint {
+            Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
+            None => write!(f, "; no checkpoint was written (use --checkpoint-every)"),
+        }
+    }
+}
+
+/// Slots per layer in the non-finite flags: activation, gradient, weight.
+const FINITE_KINDS: [&str; 3] = ["activation", "gradient", "weight"];
+
+/// A fingerprint of a data set's contents.
+pub fn data_fingerprint(d: &Dataset) -> u64 {
+    let mut bytes = Vec::with_capacity(16 + d.features.len() * 4 + d.labels.len() * 4);
+    bytes.extend_from_slice(&(d.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&(d.n_features as u64).to_le_bytes());
+    bytes.extend_from_slice(bytemuck::cast_slice(&d.features));
+    bytes.extend_from_slice(bytemuck::cast_slice(&d.labels));
+    super::checkpoint::fnv1a64(&bytes)
 }
 
 fn max_abs_derivative(act: Activation) -> f64 {
@@ -350,6 +407,16 @@ impl Trainer {
                 mapped_at_creation: false,
             })
         })?;
+        let first_bad = gpu.scoped("allocating divergence flags", || {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fusedmlp divergence flags"),
+                    contents: bytemuck::cast_slice(&vec![u32::MAX; 3 * n_layers + 1]),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
+        })?;
         let step_state = gpu.scoped("allocating the step state", || {
             gpu.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("fusedmlp step state"),
@@ -387,6 +454,14 @@ impl Trainer {
             logs: Vec::new(),
             readbacks: 0,
             last_record_seconds: 0.0,
+            epoch: 0,
+            step_in_epoch: 0,
+            first_bad,
+            data_fingerprint: data_fingerprint(train),
+            checkpointing: None,
+            last_checkpoint: None,
+            standardizer: None,
+            stop_at: None,
         })
     }
 
@@ -557,6 +632,39 @@ impl Trainer {
                     (3, self.norms.buffer()),
                 ],
                 (1, 1, 1),
+            )
+        })
+    }
+
+    fn record_check_finite(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        values: &GpuTensor,
+        slot: usize,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let pipeline = gpu.pipeline(
+            "stats",
+            "check_finite",
+            || shader::STATS_WGSL.to_string(),
+            false,
+        )?;
+        // Enough workgroups to use every core; each invocation strides.
+        let groups = (values.len() as u32).div_ceil(256).clamp(1, 64);
+        let params = gpu.uniform(&U4 {
+            a: values.len() as u32,
+            b: slot as u32,
+            c: self.step.min(u32::MAX as u64 - 1) as u32,
+            d: groups * 256,
+        })?;
+        gpu.scoped("recording a finiteness check", || {
+            record_pass(
+                gpu,
+                encoder,
+                "check_finite",
+                &pipeline,
+                &[(7, &params), (8, values.buffer()), (9, &self.first_bad)],
+                (groups, 1, 1),
             )
         })
     }
@@ -832,6 +940,13 @@ impl Trainer {
             self.record_optimizer(&mut encoder, &params.weight, &layer.dw, &layer.w_state)?;
             self.record_optimizer(&mut encoder, &params.bias, &layer.db, &layer.b_state)?;
         }
+        // Divergence detection: where a NaN or infinity first appears.
+        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
+            self.record_check_finite(&mut encoder, &layer.y, 3 * l)?;
+            self.record_check_finite(&mut encoder, &layer.dw, 3 * l + 1)?;
+            self.record_check_finite(&mut encoder, &params.weight, 3 * l + 2)?;
+        }
+        self.record_check_finite(&mut encoder, &self.row_stats, 3 * n)?;
         let mut pending = None;
         if log {
             for (l, params) in self.model.layers.iter().enumerate() {
@@ -969,6 +1084,157 @@ impl Trainer {
         Ok(())
     }
 
+    /// Reads the divergence flags (one readback): the earliest non-finite
+    /// value, if any.
+    pub fn divergence(&mut self) -> Result<Option<Divergence>, Error> {
+        let n = self.layers.len();
+        let bytes = self
+            .gpu
+            .read_bytes(&self.first_bad, 0, ((3 * n + 1) * 4) as u64)?;
+        self.readbacks += 1;
+        let flags: &[u32] = bytemuck::cast_slice(&bytes);
+        // Within one step, order the slots as the step computes them:
+        // activations first to last layer, the loss, gradients last to
+        // first layer, then the updated weights.
+        let causal = |slot: usize| -> usize {
+            if slot == 3 * n {
+                return n;
+            }
+            let (l, kind) = (slot / 3, slot % 3);
+            match kind {
+                0 => l,
+                1 => n + 1 + (n - 1 - l),
+                _ => 2 * n + 1 + l,
+            }
+        };
+        let Some((slot, &step)) = flags
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s != u32::MAX)
+            .min_by_key(|(slot, &s)| (s, causal(*slot)))
+        else {
+            return Ok(None);
+        };
+        let (layer, tensor) = if slot == 3 * n {
+            (None, "loss".to_string())
+        } else {
+            (Some(slot / 3), FINITE_KINDS[slot % 3].to_string())
+        };
+        Ok(Some(Divergence {
+            step: step as u64,
+            layer,
+            tensor,
+            last_good_checkpoint: self
+                .last_checkpoint
+                .as_ref()
+                .filter(|(_, s)| *s <= step as u64)
+                .map(|(p, _)| p.clone()),
+        }))
+    }
+
+    /// Makes [`Trainer::train`] return once `step` steps have been taken
+    /// (mid-epoch if need be, with the outcome saying so), as an interrupted
+    /// run would; [`Trainer::save_checkpoint`] and [`Trainer::resume`] then
+    /// continue it.
+    pub fn stop_after(&mut self, step: u64) {
+        self.stop_at = Some(step);
+    }
+
+    /// Records the feature standardisation applied to the data, so that
+    /// checkpoints carry it to evaluation and prediction.
+    pub fn set_standardizer(&mut self, standardizer: Option<crate::data::Standardizer>) {
+        self.standardizer = standardizer;
+    }
+
+    /// Saves a checkpoint every `every` steps (and at the end) to `path`.
+    pub fn set_checkpointing(&mut self, path: impl Into<PathBuf>, every: u64) {
+        self.checkpointing = Some((path.into(), every.max(1)));
+    }
+
+    /// The model and the full training state, read back from the device.
+    pub fn checkpoint(&mut self) -> Result<super::checkpoint::Checkpoint, Error> {
+        let params = self.model.parameters()?;
+        let mut optimizer_state = Vec::new();
+        for layer in &self.layers {
+            for (a, b) in [&layer.w_state, &layer.b_state] {
+                optimizer_state.push((self.gpu.download(a)?, self.gpu.download(b)?));
+            }
+        }
+        let totals = self.gpu.download(&self.train_totals)?;
+        self.readbacks += 2 + 2 * optimizer_state.len() as u64 + 1;
+        Ok(super::checkpoint::Checkpoint {
+            model: self.model.config.clone(),
+            params,
+            training: Some(super::checkpoint::TrainingState {
+                step: self.step,
+                epoch: self.epoch,
+                step_in_epoch: self.step_in_epoch,
+                train_config: self.config.clone(),
+                data_fingerprint: self.data_fingerprint,
+                epoch_totals: [totals[0], totals[1], totals[2]],
+                optimizer_state,
+            }),
+            standardizer: self.standardizer.clone(),
+        })
+    }
+
+    /// Saves a checkpoint to `path` now.
+    pub fn save_checkpoint(&mut self, path: &Path) -> Result<(), Error> {
+        let c = self.checkpoint()?;
+        c.save(path)?;
+        self.last_checkpoint = Some((path.to_path_buf(), self.step));
+        Ok(())
+    }
+
+    /// Rebuilds a run from a checkpoint written by [`Trainer::save_checkpoint`]:
+    /// the same parameters, optimizer state, step and place in the data
+    /// order, so training on continues exactly as if never interrupted.
+    /// `epochs` (if given) replaces the saved epoch count.
+    pub fn resume(
+        gpu: &Gpu,
+        checkpoint: &super::checkpoint::Checkpoint,
+        train: &Dataset,
+        validation: &Dataset,
+        epochs: Option<usize>,
+    ) -> Result<Trainer, Error> {
+        let state = checkpoint.training.as_ref().ok_or_else(|| {
+            Error::Config("this checkpoint holds only a model, no training state to resume".into())
+        })?;
+        if data_fingerprint(train) != state.data_fingerprint {
+            return Err(Error::Config(
+                "the training data differs from the data the checkpoint was trained on; \
+                 resume with the same data, split and seed"
+                    .into(),
+            ));
+        }
+        let mut config = state.train_config.clone();
+        if let Some(e) = epochs {
+            config.epochs = e;
+        }
+        let model = Mlp::from_parameters(gpu, checkpoint.model.clone(), &checkpoint.params)?;
+        let mut t = Trainer::new(model, config, train, validation)?;
+        let tensors: Vec<&(GpuTensor, GpuTensor)> = t
+            .layers
+            .iter()
+            .flat_map(|l| [&l.w_state, &l.b_state])
+            .collect();
+        if tensors.len() != state.optimizer_state.len() {
+            return Err(Error::Config(
+                "the checkpoint's optimizer state does not match the model".into(),
+            ));
+        }
+        for ((a, b), (sa, sb)) in tensors.into_iter().zip(&state.optimizer_state) {
+            gpu.write(a, sa)?;
+            gpu.write(b, sb)?;
+        }
+        gpu.write(&t.train_totals, &state.epoch_totals)?;
+        t.standardizer = checkpoint.standardizer.clone();
+        t.step = state.step;
+        t.epoch = state.epoch;
+        t.step_in_epoch = state.step_in_epoch;
+        Ok(t)
+    }
+
     /// Loss and accuracy on the validation split (evaluation mode), as
     /// (loss, accuracy); one readback, together with the training totals.
     fn evaluate_and_read_totals(&mut self) -> Result<([f32; 3], [f32; 3]), Error> {
@@ -1014,23 +1280,49 @@ impl Trainer {
         let total = self.total_steps();
         let mut epochs = Vec::new();
         let mut outcome = "completed".to_string();
-        for epoch in 0..self.config.epochs {
+        let mut divergence = None;
+        'epochs: while self.epoch < self.config.epochs {
+            let epoch = self.epoch;
             let order = shuffle_order(self.config.seed, epoch, self.train_rows);
             self.gpu.scoped("writing the epoch order", || {
                 self.gpu
                     .queue()
                     .write_buffer(&self.perm, 0, bytemuck::cast_slice(&order))
             })?;
-            let gpu = self.gpu.clone();
-            let mut clear = gpu.device().create_command_encoder(&Default::default());
-            gpu.scoped("clearing totals", || {
-                clear.clear_buffer(self.train_totals.buffer(), 0, None)
-            })?;
-            gpu.submit("clearing totals", vec![clear.finish()])?;
-            for s in 0..steps_per_epoch {
-                self.submit_step(epoch, s * self.config.batch_size)?;
+            if self.step_in_epoch == 0 {
+                let gpu = self.gpu.clone();
+                let mut clear = gpu.device().create_command_encoder(&Default::default());
+                gpu.scoped("clearing totals", || {
+                    clear.clear_buffer(self.train_totals.buffer(), 0, None)
+                })?;
+                gpu.submit("clearing totals", vec![clear.finish()])?;
+            }
+            while self.step_in_epoch < steps_per_epoch {
+                let logged = self.step.is_multiple_of(self.config.log_every);
+                self.submit_step(epoch, self.step_in_epoch * self.config.batch_size)?;
+                self.step_in_epoch += 1;
                 self.collect_logs(false)?;
                 on_step(self.step, total);
+                if logged {
+                    // The flags ride on logged steps' readbacks: stop early.
+                    if let Some(d) = self.divergence()? {
+                        divergence = Some(d);
+                        break 'epochs;
+                    }
+                }
+                if self.stop_at == Some(self.step) {
+                    outcome = format!("stopped after step {}", self.step);
+                    break 'epochs;
+                }
+                if let Some((path, every)) = self.checkpointing.clone() {
+                    if self.step.is_multiple_of(every) {
+                        if let Some(d) = self.divergence()? {
+                            divergence = Some(d);
+                            break 'epochs;
+                        }
+                        self.save_checkpoint(&path)?;
+                    }
+                }
             }
             let (t, v) = self.evaluate_and_read_totals()?;
             self.collect_logs(true)?;
@@ -1043,15 +1335,19 @@ impl Trainer {
                 elapsed_seconds: start.elapsed().as_secs_f64(),
             };
             on_epoch(&log);
-            let diverged = !log.train_loss.is_finite();
             epochs.push(log);
-            if diverged {
-                outcome = format!(
-                    "stopped after epoch {epoch}: the training loss became non-finite; \
-                     lower the learning rate, clip gradients (--clip-norm) or change the initialisation"
-                );
+            if let Some(d) = self.divergence()? {
+                divergence = Some(d);
                 break;
             }
+            self.epoch += 1;
+            self.step_in_epoch = 0;
+        }
+        self.collect_logs(true)?;
+        if let Some(d) = &divergence {
+            outcome = d.to_string();
+        } else if let (Some((path, _)), None) = (self.checkpointing.clone(), self.stop_at) {
+            self.save_checkpoint(&path)?;
         }
         let wall = start.elapsed().as_secs_f64();
         Ok(RunReport {
@@ -1070,6 +1366,7 @@ impl Trainer {
             total_steps: self.step,
             readbacks: self.readbacks,
             outcome,
+            divergence,
         })
     }
 

@@ -1,0 +1,486 @@
+//! Checkpoints in safetensors: the model in one file whose tensors load
+//! straight into PyTorch (`layers.{i}.weight` `[out, in]`, `layers.{i}.bias`),
+//! and, for resuming, the optimizer state in a sidecar file named by the
+//! main file's metadata together with the configuration, the step and the
+//! position in the data order.
+//!
+//! Writes are atomic: each file is written to a temporary file in the same
+//! folder, flushed to disk and renamed over the old one; the sidecar (named
+//! after its step) is written before the main file that points to it, and
+//! older sidecars are removed only after. A crash at any moment leaves the
+//! old checkpoint or the new one, never a torn file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::trainer::TrainConfig;
+use crate::error::Error;
+use crate::nn::mlp::LayerValues;
+use crate::nn::MlpConfig;
+
+/// The format tag in every checkpoint's metadata.
+pub const FORMAT: &str = "fusedmlp-checkpoint-1";
+
+/// Where a run stood when it was saved, for an exact resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The epoch in progress.
+    pub epoch: usize,
+    /// Steps already taken in that epoch.
+    pub step_in_epoch: usize,
+    /// The training configuration.
+    pub train_config: TrainConfig,
+    /// A fingerprint of the training data (rows, features and labels), so a
+    /// resume on other data is refused.
+    pub data_fingerprint: u64,
+    /// The epoch's running [loss sum, correct, rows] so far.
+    pub epoch_totals: [f32; 3],
+    /// Optimizer state per parameter tensor (weight 0, bias 0, weight 1, ...):
+    /// (first buffer, second buffer). Stored in the sidecar file.
+    #[serde(skip)]
+    pub optimizer_state: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// A saved model, with the training state when it was saved mid-run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The architecture.
+    pub model: MlpConfig,
+    /// (weight `[out, in]`, bias `[out]`) per layer.
+    pub params: Vec<LayerValues>,
+    /// Present in checkpoints written during training.
+    pub training: Option<TrainingState>,
+    /// The feature standardisation the model was trained with, if any:
+    /// evaluation and prediction apply it to their inputs.
+    pub standardizer: Option<crate::data::Standardizer>,
+}
+
+/// FNV-1a, 64-bit: a checksum of the sidecar and a fingerprint of data sets.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
+}
+
+fn data_err(path: &str, message: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, and
+/// an fsync of the folder so the rename itself is durable.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::Config(format!("'{}' is not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f =
+            std::fs::File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+        f.write_all(bytes)
+            .map_err(io_err(format!("writing {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io_err(format!("flushing {}", tmp.display())))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io_err(format!(
+            "renaming {} to {}",
+            tmp.display(),
+            path.display()
+        )))?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Checkpoint {
+    fn sidecar_name(main: &Path, step: u64) -> String {
+        let base = main
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "checkpoint".into());
+        format!("{base}.optim-{step}.safetensors")
+    }
+
+    /// The sidecar's bytes (optimizer state), if there is training state.
+    fn sidecar_bytes(&self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(t) = &self.training else {
+            return Ok(None);
+        };
+        let mut views = Vec::new();
+        for (k, (s1, s2)) in t.optimizer_state.iter().enumerate() {
+            for (which, v) in [("state1", s1), ("state2", s2)] {
+                let view = TensorView::new(Dtype::F32, vec![v.len()], f32_bytes(v))
+                    .map_err(|e| Error::Config(format!("optimizer state {k}: {e}")))?;
+                views.push((format!("optimizer.{k}.{which}"), view));
+            }
+        }
+        let meta = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("step".to_string(), t.step.to_string()),
+        ]);
+        safetensors::serialize(views, &Some(meta))
+            .map(Some)
+            .map_err(|e| Error::Config(format!("serialising the optimizer state: {e}")))
+    }
+
+    /// The main file's bytes; `sidecar` names the optimizer file and its checksum.
+    fn main_bytes(&self, sidecar: Option<(&str, u64)>) -> Result<Vec<u8>, Error> {
+        let mut views = Vec::new();
+        for (l, (w, b)) in self.params.iter().enumerate() {
+            let (fan_in, fan_out) = self.model.layer_shapes()[l];
+            let wv = TensorView::new(Dtype::F32, vec![fan_out, fan_in], f32_bytes(w))
+                .map_err(|e| Error::Config(format!("layers.{l}.weight: {e}")))?;
+            let bv = TensorView::new(Dtype::F32, vec![fan_out], f32_bytes(b))
+                .map_err(|e| Error::Config(format!("layers.{l}.bias: {e}")))?;
+            views.push((format!("layers.{l}.weight"), wv));
+            views.push((format!("layers.{l}.bias"), bv));
+        }
+        let mut meta = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("model".to_string(), to_json(&self.model)?),
+        ]);
+        if let Some(t) = &self.training {
+            meta.insert("training".to_string(), to_json(t)?);
+        }
+        if let Some(st) = &self.standardizer {
+            meta.insert("standardizer".to_string(), to_json(st)?);
+        }
+        if let Some((name, sum)) = sidecar {
+            meta.insert("optimizer_file".to_string(), name.to_string());
+            meta.insert("optimizer_checksum".to_string(), format!("{sum:016x}"));
+        }
+        safetensors::serialize(views, &Some(meta))
+            .map_err(|e| Error::Config(format!("serialising the checkpoint: {e}")))
+    }
+
+    /// Saves to `path` (and, with training state, a sidecar beside it),
+    /// atomically; removes sidecars of older saves of the same path.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let sidecar = self.sidecar_bytes()?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        let mut keep = None;
+        let main = match (&sidecar, &self.training) {
+            (Some(bytes), Some(t)) => {
+                let name = Self::sidecar_name(path, t.step);
+                let side_path = path.with_file_name(&name);
+                write_atomic(&side_path, bytes)?;
+                keep = Some(name.clone());
+                self.main_bytes(Some((&name, fnv1a64(bytes))))?
+            }
+            _ => self.main_bytes(None)?,
+        };
+        write_atomic(path, &main)?;
+        // Only now are older sidecars unreferenced.
+        let prefix = format!(
+            "{}.optim-",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let folder = dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        if let Ok(entries) = std::fs::read_dir(&folder) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&prefix)
+                    && n.ends_with(".safetensors")
+                    && Some(&n) != keep.as_ref()
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a checkpoint (and its optimizer sidecar, when it names one).
+    pub fn load(path: &Path) -> Result<Checkpoint, Error> {
+        let main = std::fs::read(path)
+            .map_err(io_err(format!("reading checkpoint {}", path.display())))?;
+        let name = path.display().to_string();
+        let sidecar_name = Self::sidecar_name_in(&main, &name)?;
+        let sidecar = match sidecar_name {
+            Some(n) => {
+                let p = path.with_file_name(&n);
+                Some(std::fs::read(&p).map_err(io_err(format!(
+                    "reading the optimizer state {} named by {}",
+                    p.display(),
+                    path.display()
+                )))?)
+            }
+            None => None,
+        };
+        Self::from_bytes(&name, &main, sidecar.as_deref())
+    }
+
+    fn sidecar_name_in(main: &[u8], name: &str) -> Result<Option<String>, Error> {
+        let (_, meta) = SafeTensors::read_metadata(main).map_err(|e| corrupt(name, e))?;
+        let file = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("optimizer_file").cloned());
+        if let Some(f) = &file {
+            if f.contains('/') || f.contains('\\') || f.starts_with('.') {
+                return Err(data_err(
+                    name,
+                    format!("the optimizer file name '{f}' is not a plain file name"),
+                ));
+            }
+        }
+        Ok(file)
+    }
+
+    /// Parses a checkpoint from bytes, validating every name, shape and value.
+    /// `name` is used in error messages.
+    pub fn from_bytes(
+        name: &str,
+        main: &[u8],
+        sidecar: Option<&[u8]>,
+    ) -> Result<Checkpoint, Error> {
+        let st = SafeTensors::deserialize(main).map_err(|e| corrupt(name, e))?;
+        let (_, meta) = SafeTensors::read_metadata(main).map_err(|e| corrupt(name, e))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        match meta.get("format") {
+            Some(f) if f == FORMAT => {}
+            Some(f) => {
+                return Err(data_err(name, format!("checkpoint format '{f}' is not the supported '{FORMAT}'")))
+            }
+            None => {
+                return Err(data_err(
+                    name,
+                    "this safetensors file has no fusedmlp metadata (format); it was not written by fusedmlp",
+                ))
+            }
+        }
+        let model: MlpConfig = serde_json::from_str(
+            meta.get("model").map(String::as_str).unwrap_or(""),
+        )
+        .map_err(|e| {
+            data_err(
+                name,
+                format!("the model configuration in the metadata is invalid: {e}"),
+            )
+        })?;
+        model.validate().map_err(|e| {
+            data_err(
+                name,
+                format!("the saved model configuration is invalid: {e}"),
+            )
+        })?;
+        // Bound the work before allocating: the shapes must fit the file.
+        let expected: usize = model.parameter_count();
+        if expected.saturating_mul(4) > main.len() {
+            return Err(data_err(
+                name,
+                format!(
+                    "the saved configuration needs {expected} parameters but the file holds {} bytes: \
+                     truncated, or a configuration that does not match its tensors",
+                    main.len()
+                ),
+            ));
+        }
+        let shapes = model.layer_shapes();
+        let read = |tensor: &str, shape: Vec<usize>| -> Result<Vec<f32>, Error> {
+            let view = st.tensor(tensor).map_err(|_| {
+                data_err(
+                    name,
+                    format!("tensor '{tensor}' is missing (expected shape {shape:?})"),
+                )
+            })?;
+            if view.dtype() != Dtype::F32 {
+                return Err(data_err(
+                    name,
+                    format!("tensor '{tensor}' is {:?}, expected F32", view.dtype()),
+                ));
+            }
+            if view.shape() != shape.as_slice() {
+                return Err(data_err(
+                    name,
+                    format!(
+                        "tensor '{tensor}' has shape {:?} but the configuration needs {shape:?}",
+                        view.shape()
+                    ),
+                ));
+            }
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(data_err(
+                    name,
+                    format!("tensor '{tensor}' holds a non-finite value at index {i}"),
+                ));
+            }
+            Ok(values)
+        };
+        let mut params = Vec::with_capacity(shapes.len());
+        for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
+            let w = read(&format!("layers.{l}.weight"), vec![fan_out, fan_in])?;
+            let b = read(&format!("layers.{l}.bias"), vec![fan_out])?;
+            params.push((w, b));
+        }
+        let known = 2 * shapes.len();
+        if st.len() != known {
+            let extra: Vec<String> = st
+                .names()
+                .into_iter()
+                .filter(|n| !n.starts_with("layers."))
+                .take(5)
+                .cloned()
+                .collect();
+            return Err(data_err(
+                name,
+                format!(
+                    "the file holds {} tensors but the configuration has {known} (unexpected: {extra:?})",
+                    st.len()
+                ),
+            ));
+        }
+        let training = match meta.get("training") {
+            None => None,
+            Some(text) => {
+                let mut t: TrainingState = serde_json::from_str(text).map_err(|e| {
+                    data_err(
+                        name,
+                        format!("the training state in the metadata is invalid: {e}"),
+                    )
+                })?;
+                let side = sidecar.ok_or_else(|| {
+                    data_err(
+                        name,
+                        "the checkpoint has training state but its optimizer file was not given",
+                    )
+                })?;
+                let want = meta.get("optimizer_checksum").cloned().unwrap_or_default();
+                let got = format!("{:016x}", fnv1a64(side));
+                if want != got {
+                    return Err(data_err(
+                        name,
+                        format!(
+                            "the optimizer file's checksum is {got} but the checkpoint expects {want}: \
+                             it is corrupted or from another save"
+                        ),
+                    ));
+                }
+                let sname = format!("{name} (optimizer state)");
+                let sst = SafeTensors::deserialize(side).map_err(|e| corrupt(&sname, e))?;
+                let mut state = Vec::new();
+                let lens: Vec<usize> = params
+                    .iter()
+                    .flat_map(|(w, b)| [w.len(), b.len()])
+                    .collect();
+                for (k, &n) in lens.iter().enumerate() {
+                    let get = |which: &str| -> Result<Vec<f32>, Error> {
+                        let t = format!("optimizer.{k}.{which}");
+                        let view = sst
+                            .tensor(&t)
+                            .map_err(|_| data_err(&sname, format!("tensor '{t}' is missing")))?;
+                        if view.dtype() != Dtype::F32 || view.shape() != [n] {
+                            return Err(data_err(
+                                &sname,
+                                format!(
+                                    "tensor '{t}' is {:?} {:?}, expected F32 [{n}]",
+                                    view.dtype(),
+                                    view.shape()
+                                ),
+                            ));
+                        }
+                        Ok(view
+                            .data()
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect())
+                    };
+                    state.push((get("state1")?, get("state2")?));
+                }
+                t.optimizer_state = state;
+                t.train_config
+                    .validate(usize::MAX)
+                    .or_else(|e| match e {
+                        // The data size is checked on resume, against the real data.
+                        Error::Config(m) if m.contains("larger than the training split") => Ok(()),
+                        other => Err(other),
+                    })
+                    .map_err(|e| {
+                        data_err(
+                            name,
+                            format!("the saved training configuration is invalid: {e}"),
+                        )
+                    })?;
+                Some(t)
+            }
+        };
+        let standardizer = match meta.get("standardizer") {
+            None => None,
+            Some(text) => {
+                let st: crate::data::Standardizer = serde_json::from_str(text).map_err(|e| {
+                    data_err(
+                        name,
+                        format!("the standardisation in the metadata is invalid: {e}"),
+                    )
+                })?;
+                if st.mean.len() != model.input || st.std.len() != model.input {
+                    return Err(data_err(
+                        name,
+                        "the standardisation does not match the model's input size",
+                    ));
+                }
+                Some(st)
+            }
+        };
+        Ok(Checkpoint {
+            model,
+            params,
+            training,
+            standardizer,
+        })
+    }
+}
+
+fn corrupt(name: &str, e: impl std::fmt::Display) -> Error {
+    data_err(
+        name,
+        format!("not a readable safetensors checkpoint ({e}): the file is truncated or corrupted; use an earlier checkpoint"),
+    )
+}
+
+/// Serialises a value as JSON for the metadata.
+fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::Config(format!("serialising metadata: {e}")))
+}
