@@ -73,8 +73,9 @@ pub enum Error {
 
     /// A request larger than one of the device's limits.
     #[error(
-        "{what} needs {needed} but the device limit `{limit}` is {available}; \
-         reduce the batch size or layer width"
+        "{what} needs {needed} but the device limit `{limit}` is {available} ({} over); \
+         reduce the batch size or layer width",
+        needed.saturating_sub(*available)
     )]
     DeviceLimit {
         /// What was being allocated or dispatched.

@@ -128,9 +128,13 @@ impl MlpConfig {
             .collect()
     }
 
-    /// Total parameter count.
+    /// Total parameter count (saturating: absurd sizes from a corrupted
+    /// file cannot overflow).
     pub fn parameter_count(&self) -> usize {
-        self.layer_shapes().iter().map(|(i, o)| i * o + o).sum()
+        self.layer_shapes()
+            .iter()
+            .map(|(i, o)| i.saturating_mul(*o).saturating_add(*o))
+            .fold(0usize, usize::saturating_add)
     }
 }
 

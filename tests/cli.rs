@@ -1,0 +1,164 @@
+//! The command line: exit status 2 for usage errors, 1 for run errors, the
+//! message on stderr, no panic or backtrace; and a short real run.
+
+use std::process::Command;
+
+fn fusedmlp(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fusedmlp"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn no_panic(stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_the_reason() {
+    for (args, want) in [
+        (
+            vec!["train", "--activation", "reluu"],
+            "unknown activation name",
+        ),
+        (vec!["train", "--optimizer", "lbfgs"], "unknown optimizer"),
+        (vec!["train", "--init", "zeros"], "unknown initialiser"),
+        (vec!["train", "--head", "hinge"], "unknown output head"),
+        (vec!["train", "--epochs=-3"], "invalid value '-3'"),
+        (vec!["bench", "--shapes", "12x0x3"], "not a shape"),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let (code, _, err) = fusedmlp(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        no_panic(&err);
+    }
+}
+
+#[test]
+fn run_errors_exit_1_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("fusedmlp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ragged = dir.join("ragged.csv");
+    std::fs::write(&ragged, "1,2,0\n3,4,1\n5,1\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "train".into(),
+                "--data".into(),
+                "csv:/no/such/file.csv".into(),
+            ],
+            "/no/such/file.csv",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--data".into(),
+                format!("csv:{}", ragged.display()),
+            ],
+            "line 3 has 2 cells",
+        ),
+        (
+            vec!["train".into(), "--width".into(), "0".into()],
+            "width 0",
+        ),
+        (
+            vec!["train".into(), "--batch-size".into(), "100000".into()],
+            "larger than the training split",
+        ),
+        (vec!["train".into(), "--lr=-1".into()], "learning rate"),
+        (
+            vec!["train".into(), "--lr".into(), "NaN".into()],
+            "learning rate",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--checkpoint".into(),
+                "/no/such.safetensors".into(),
+            ],
+            "/no/such.safetensors",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = fusedmlp(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        no_panic(&err);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn train_then_eval_and_predict_from_the_checkpoint() {
+    if std::env::var("FUSEDMLP_REQUIRE_GPU").as_deref() == Ok("0") && fusedmlp::Gpu::new().is_err()
+    {
+        eprintln!("SKIPPED (NOT PASSED): no GPU adapter");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("fusedmlp-cli-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("m.safetensors");
+    let ckpt_s = ckpt.display().to_string();
+    let (code, out, err) = fusedmlp(&[
+        "train",
+        "--data",
+        "moons:300",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--checkpoint",
+        &ckpt_s,
+        "--checkpoint-every",
+        "10",
+        "--standardize",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("val acc"), "{out}");
+    let (code, out, err) = fusedmlp(&["eval", "--checkpoint", &ckpt_s, "--data", "moons:300"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("accuracy"), "{out}");
+    let input = dir.join("x.csv");
+    std::fs::write(&input, "x,y\n0.5,0.2\n-1.0,0.3\n").unwrap();
+    let (code, out, err) = fusedmlp(&[
+        "predict",
+        "--checkpoint",
+        &ckpt_s,
+        "--input",
+        &input.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "class_0,class_1");
+    for l in &lines[1..] {
+        let p: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{l}");
+    }
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "0.5,0.2,9\n").unwrap();
+    let (code, _, err) = fusedmlp(&[
+        "predict",
+        "--checkpoint",
+        &ckpt_s,
+        "--input",
+        &bad.display().to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("3 features but the model takes 2"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
