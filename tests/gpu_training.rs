@@ -190,7 +190,7 @@ fn diagnostics_match_the_reference_forward() {
         let log = &t.logs()[0];
         let reference = ReferenceMlp::new(config.clone()).unwrap();
         // The batch is the whole set in some order: statistics are order-free.
-        let outs = reference.forward_all(&data.features, 32).unwrap();
+        let (outs, _) = reference.forward_all(&data.features, 32).unwrap();
         for (l, d) in log.layers.iter().enumerate() {
             let y = &outs[l + 1];
             let n = y.len() as f64;
@@ -336,4 +336,115 @@ fn bad_training_configurations_are_errors() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("classes"), "{err}");
+}
+
+/// Residual connections, dropout and alpha dropout: 5 GPU steps equal 5
+/// reference steps (the masks are the same hash on both sides).
+#[test]
+fn residual_and_dropout_steps_equal_reference_steps() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(13, 6, 4, 8);
+    let cases = [
+        (Activation::Relu, true, 0.0, false),
+        (Activation::Tanh, false, 0.3, false),
+        (Activation::Gelu, true, 0.25, false),
+        (Activation::Selu, false, 0.1, true),
+        (Activation::Selu, true, 0.2, true),
+    ];
+    for (act, residual, dropout, alpha) in cases {
+        let mut config = MlpConfig::new(6, vec![17, 17, 17], 4, act);
+        config.seed = 21;
+        config.residual = residual;
+        config.dropout = dropout;
+        config.alpha_dropout = alpha;
+        let train = TrainConfig {
+            epochs: 1,
+            batch_size: 13,
+            learning_rate: 0.05,
+            optimizer: Optimizer::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            log_every: 3,
+            seed: 2,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(
+            Mlp::new(&gpu, config.clone()).unwrap(),
+            train.clone(),
+            &data,
+            &data,
+        )
+        .unwrap();
+        trainer.run_steps(5).unwrap();
+        let mut reference = ReferenceMlp::new(config).unwrap();
+        // The batch is the whole set in a shuffled order, but dropout masks
+        // index batch rows: the reference must see the same row order.
+        let order = fusedmlp::train::shuffle_order(2, 0, 13);
+        let x: Vec<f32> = order
+            .iter()
+            .flat_map(|&r| data.row(r as usize).to_vec())
+            .collect();
+        let y: Vec<u32> = order.iter().map(|&r| data.labels[r as usize]).collect();
+        for _ in 0..5 {
+            reference.train_step(&x, &y, &train, 1).unwrap();
+        }
+        let got = trainer.model.parameters().unwrap();
+        for (l, ((gw, gb), (rw, rb))) in got.iter().zip(&reference.params).enumerate() {
+            let what =
+                format!("{act} residual {residual} dropout {dropout} alpha {alpha} layer {l}");
+            close(gw, rw, &format!("{what} weight"));
+            close(gb, rb, &format!("{what} bias"));
+        }
+    }
+}
+
+#[test]
+fn dropout_keeps_the_expected_fraction_and_is_off_in_evaluation() {
+    let keep = (0..100_000u32)
+        .filter(|&i| {
+            fusedmlp::reference::mlp::dropout_keep(
+                12345,
+                7,
+                i,
+                (0.3f64 * (1u64 << 24) as f64) as u32,
+            )
+        })
+        .count();
+    assert!((keep as f64 / 100_000.0 - 0.7).abs() < 0.01, "kept {keep}");
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(40, 6, 3, 1);
+    let mut config = MlpConfig::deep(6, 3, 16, 3, Activation::Relu);
+    config.dropout = 0.5;
+    let model = Mlp::new(&gpu, config.clone()).unwrap();
+    let mut no_drop = config.clone();
+    no_drop.dropout = 0.0;
+    // Evaluation ignores dropout: the same logits as the net without it.
+    let a = model.predict_logits(&data.features, 40).unwrap();
+    let b = Mlp::new(&gpu, no_drop)
+        .unwrap()
+        .predict_logits(&data.features, 40)
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn residual_nets_predict_as_the_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(30, 8, 3, 4);
+    let mut config = MlpConfig::deep(8, 6, 8, 3, Activation::Relu);
+    config.residual = true;
+    config.seed = 5;
+    let got = Mlp::new(&gpu, config.clone())
+        .unwrap()
+        .predict_logits(&data.features, 30)
+        .unwrap();
+    let want = ReferenceMlp::new(config)
+        .unwrap()
+        .forward(&data.features, 30)
+        .unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4 * w.abs() + 1e-5, "{g} vs {w}");
+    }
 }

@@ -126,6 +126,19 @@ struct RunArgs {
     /// Explicit hidden widths, comma-separated (e.g. 256,128,64).
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
+    /// Residual connections: hidden layers after the first compute x + f(x).
+    #[arg(long)]
+    residual: bool,
+    /// Dropout probability after each hidden activation (training only).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    /// Alpha dropout (for SELU nets) instead of inverted dropout.
+    #[arg(long)]
+    alpha_dropout: bool,
+    /// The self-normalising preset: SELU, LeCun normal and alpha dropout
+    /// (with --dropout's probability), no normalisation.
+    #[arg(long)]
+    self_normalising: bool,
     /// Output head and loss: softmax (cross-entropy), sigmoid (binary cross-entropy) or mse.
     #[arg(long, default_value = "softmax")]
     head: Head,
@@ -269,6 +282,14 @@ impl RunArgs {
         model.head = self.head;
         model.init = self.init;
         model.seed = self.seed;
+        model.residual = self.residual;
+        model.dropout = self.dropout;
+        model.alpha_dropout = self.alpha_dropout || self.self_normalising;
+        if self.self_normalising {
+            model.activation = Activation::Selu;
+            model.init = Some(self.init.unwrap_or(Init::LecunNormal));
+        }
+        model.validate()?;
         let train_config = TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -341,6 +362,11 @@ impl RunArgs {
 fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
+    let activation = if args.self_normalising {
+        Activation::Selu
+    } else {
+        activation
+    };
     let (train, val, mut model, tc, standardizer) = args.setup()?;
     model.activation = activation;
     let mut trainer = match &args.resume {

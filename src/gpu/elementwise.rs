@@ -78,7 +78,63 @@ pub(crate) fn record_pass(
     pass.dispatch_workgroups(groups.0, groups.1, groups.2);
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// Parameters of shaders/regularize.wgsl.
+pub(crate) struct RegParams {
+    pub len: u32,
+    pub row_stride: u32,
+    pub seed: u32,
+    pub step: u32,
+    pub drop_threshold: u32,
+    pub residual: u32,
+    pub alpha: u32,
+    pub pad: u32,
+    pub scale: f32,
+    pub alpha_prime: f32,
+    pub affine_a: f32,
+    pub affine_b: f32,
+}
+
 impl Gpu {
+    /// Records `out = y + skip` (a residual connection in evaluation mode).
+    pub(crate) fn record_skip_add(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        y: &GpuTensor,
+        skip: &GpuTensor,
+        out: &GpuTensor,
+    ) -> Result<(), Error> {
+        let pipeline = self.pipeline(
+            "regularize",
+            "regularize_forward",
+            || shader::REGULARIZE_WGSL.to_string(),
+            false,
+        )?;
+        let (x, gy, row_stride) = grid_1d(self, y.len() as u64, 256)?;
+        let params = self.uniform(&RegParams {
+            len: y.len() as u32,
+            row_stride,
+            residual: 1,
+            ..bytemuck::Zeroable::zeroed()
+        })?;
+        self.scoped("recording a residual add", || {
+            record_pass(
+                self,
+                encoder,
+                "regularize_forward",
+                &pipeline,
+                &[
+                    (0, &params),
+                    (1, &y.buffer),
+                    (2, &skip.buffer),
+                    (3, &out.buffer),
+                ],
+                (x, gy, 1),
+            )
+        })
+    }
+
     fn elementwise_pipeline(
         &self,
         act: Activation,

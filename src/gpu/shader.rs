@@ -14,6 +14,8 @@ pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl"
 pub const PEAK_WGSL: &str = include_str!("../../shaders/peak.wgsl");
 /// The transpose (with a padded destination stride) feeding the backward GEMMs.
 pub const TRANSPOSE_WGSL: &str = include_str!("../../shaders/transpose.wgsl");
+/// Dropout, alpha dropout and residual connections.
+pub const REGULARIZE_WGSL: &str = include_str!("../../shaders/regularize.wgsl");
 /// Mini-batch gather from the resident data set.
 pub const GATHER_WGSL: &str = include_str!("../../shaders/gather.wgsl");
 /// Output heads and losses with the logits' gradient.
@@ -190,6 +192,7 @@ pub fn activation_free_sources() -> Vec<(String, String)> {
         ("peak[mul_add]".to_string(), peak_source(false)),
         ("transpose".to_string(), TRANSPOSE_WGSL.to_string()),
         ("gather".to_string(), GATHER_WGSL.to_string()),
+        ("regularize".to_string(), REGULARIZE_WGSL.to_string()),
         (
             "loss".to_string(),
             format!("{ACTIVATIONS_WGSL}\n{LOSS_WGSL}"),

@@ -31,9 +31,23 @@ pub struct MlpConfig {
     pub head: Head,
     /// The initialiser; `None` picks [`Init::default_for`] the activation.
     pub init: Option<Init>,
-    /// Seed of the initial weights.
+    /// Seed of the initial weights (and of the dropout masks).
     pub seed: u64,
+    /// Residual connections: every hidden layer after the first whose input
+    /// and output widths match computes `x + f(x)` (see [`MlpConfig::is_residual`]).
+    #[serde(default)]
+    pub residual: bool,
+    /// Dropout probability after each hidden activation, in training only
+    /// (inverted dropout: kept units are scaled by 1/(1−p)).
+    #[serde(default)]
+    pub dropout: f32,
+    /// Alpha dropout (for self-normalising SELU nets) instead of inverted dropout.
+    #[serde(default)]
+    pub alpha_dropout: bool,
 }
+
+/// SELU's saturation value −λα, what alpha dropout sets dropped units to.
+pub const ALPHA_DROPOUT_PRIME: f64 = -crate::activation::SELU_SCALE * crate::activation::SELU_ALPHA;
 
 impl MlpConfig {
     /// A net with the given hidden widths, softmax head, default init, seed 0.
@@ -46,6 +60,63 @@ impl MlpConfig {
             head: Head::Softmax,
             init: None,
             seed: 0,
+            residual: false,
+            dropout: 0.0,
+            alpha_dropout: false,
+        }
+    }
+
+    /// The self-normalising preset: SELU, LeCun normal initialisation and
+    /// alpha dropout with probability `p` (0 for none), no normalisation layer.
+    pub fn self_normalising(
+        input: usize,
+        depth: usize,
+        width: usize,
+        output: usize,
+        p: f32,
+    ) -> Self {
+        let mut c = Self::deep(input, depth, width, output, Activation::Selu);
+        c.init = Some(Init::LecunNormal);
+        c.dropout = p;
+        c.alpha_dropout = true;
+        c
+    }
+
+    /// Whether linear layer `l` adds its input to its output.
+    pub fn is_residual(&self, l: usize) -> bool {
+        let shapes = self.layer_shapes();
+        self.residual && l >= 1 && l < self.hidden.len() && shapes[l].0 == shapes[l].1
+    }
+
+    /// Whether dropout follows linear layer `l` (in training).
+    pub fn has_dropout(&self, l: usize) -> bool {
+        self.dropout > 0.0 && l < self.hidden.len()
+    }
+
+    /// The seed of layer `l`'s dropout masks.
+    pub fn mask_seed(&self, l: usize) -> u32 {
+        let h = self.seed ^ (l as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h ^ (h >> 32)) as u32
+    }
+
+    /// Dropout's integer threshold: an element is kept when its 24-bit hash
+    /// is at least this (p·2^24, rounded).
+    pub fn drop_threshold(&self) -> u32 {
+        (self.dropout as f64 * (1u64 << 24) as f64).round() as u32
+    }
+
+    /// (scale of kept units, value of dropped units, affine a, affine b):
+    /// inverted dropout keeps y/(1−p) and drops to 0; alpha dropout maps kept
+    /// y and dropped units (set to −λα) through a·v + b so that mean and
+    /// variance are preserved, as `torch.nn.AlphaDropout`.
+    pub fn dropout_constants(&self) -> (f64, f64, f64, f64) {
+        let p = self.dropout as f64;
+        if self.alpha_dropout {
+            let ap = ALPHA_DROPOUT_PRIME;
+            let a = ((1.0 - p) * (1.0 + p * ap * ap)).powf(-0.5);
+            (1.0, ap, a, -a * ap * p)
+        } else {
+            (1.0 / (1.0 - p), 0.0, 1.0, 0.0)
         }
     }
 
@@ -94,6 +165,12 @@ impl MlpConfig {
         if let Some(l) = self.hidden.iter().position(|&w| w == 0) {
             return Err(Error::Config(format!(
                 "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
+            )));
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return Err(Error::Config(format!(
+                "the dropout probability must be in [0, 1), got {}",
+                self.dropout
             )));
         }
         if self.head == Head::Softmax && self.output < 2 {
@@ -261,7 +338,14 @@ impl Mlp {
                 &y,
                 None,
             )?;
-            h = y;
+            // Evaluation mode: no dropout; residual layers add their input.
+            h = if self.config.is_residual(l) {
+                let out = self.gpu.zeros(rows, layer.weight.rows())?;
+                self.gpu.record_skip_add(&mut encoder, &y, &h, &out)?;
+                out
+            } else {
+                y
+            };
         }
         self.gpu.submit("predict", vec![encoder.finish()])?;
         self.gpu.download(&h)

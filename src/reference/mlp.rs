@@ -106,31 +106,74 @@ impl ReferenceMlp {
         })
     }
 
-    /// The logits of `x` `[rows, input]`.
+    /// The logits of `x` `[rows, input]` (evaluation mode: no dropout).
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        Ok(self.forward_all(x, rows)?.pop().unwrap_or_default())
+        let (outs, _) = self.forward_all(x, rows)?;
+        Ok(outs.last().cloned().unwrap_or_default())
     }
 
-    /// The input and every layer's output for `x` `[rows, input]`.
-    pub fn forward_all(&self, x: &[f32], rows: usize) -> Result<Vec<Vec<f32>>, Error> {
+    /// Evaluation-mode forward: the input and every layer's output as the
+    /// next layer sees it, and every layer's activation output y.
+    #[allow(clippy::type_complexity)]
+    pub fn forward_all(
+        &self,
+        x: &[f32],
+        rows: usize,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), Error> {
+        self.forward_impl(x, rows, None)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn forward_impl(
+        &self,
+        x: &[f32],
+        rows: usize,
+        dropout_step: Option<u64>,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), Error> {
+        let c = &self.config;
         let mut outs = vec![x.to_vec()];
-        for (l, ((w, b), &(fan_in, fan_out))) in self
-            .params
-            .iter()
-            .zip(&self.config.layer_shapes())
-            .enumerate()
+        let mut ys = Vec::new();
+        for (l, ((w, b), &(fan_in, fan_out))) in
+            self.params.iter().zip(&c.layer_shapes()).enumerate()
         {
             let shape = LinearShape::new(rows, fan_in, fan_out);
             let input = outs.last().expect("input");
-            outs.push(linear_forward(
-                self.config.layer_activation(l),
-                input,
-                w,
-                b,
-                shape,
-            )?);
+            let y = linear_forward(c.layer_activation(l), input, w, b, shape)?;
+            let drop = dropout_step.filter(|_| c.has_dropout(l));
+            let out = if drop.is_some() || c.is_residual(l) {
+                let (scale, alpha_prime, a, bb) = c.dropout_constants();
+                y.iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let mut v = v as f64;
+                        if let Some(step) = drop {
+                            let keep = dropout_keep(
+                                c.mask_seed(l),
+                                step as u32,
+                                i as u32,
+                                c.drop_threshold().max(1),
+                            );
+                            v = if c.alpha_dropout {
+                                a * if keep { v } else { alpha_prime } + bb
+                            } else if keep {
+                                v * scale
+                            } else {
+                                0.0
+                            };
+                        }
+                        if c.is_residual(l) {
+                            v += input[i] as f64;
+                        }
+                        v as f32
+                    })
+                    .collect()
+            } else {
+                y.clone()
+            };
+            ys.push(y);
+            outs.push(out);
         }
-        Ok(outs)
+        Ok((outs, ys))
     }
 
     /// One training step on a batch; returns (mean loss, accuracy).
@@ -142,25 +185,55 @@ impl ReferenceMlp {
         total_steps: u64,
     ) -> Result<(f64, f64), Error> {
         let rows = labels.len();
-        let outs = self.forward_all(x, rows)?;
+        let c = self.config.clone();
+        let (outs, _) = self.forward_impl(x, rows, Some(self.step))?;
         let logits = outs.last().expect("logits");
-        let (loss, correct, dlogits) =
-            loss_and_grad(self.config.head, logits, labels, self.config.output);
-        let mut dy: Vec<f32> = dlogits.iter().map(|&v| v as f32).collect();
-        let shapes = self.config.layer_shapes();
+        let (loss, correct, dlogits) = loss_and_grad(c.head, logits, labels, c.output);
+        // d_out: the gradient of each layer's output as the next layer sees it.
+        let mut d_out: Vec<f32> = dlogits.iter().map(|&v| v as f32).collect();
+        let shapes = c.layer_shapes();
         let mut grads = vec![(Vec::new(), Vec::new()); shapes.len()];
         for l in (0..shapes.len()).rev() {
             let (fan_in, fan_out) = shapes[l];
             let (w, b) = &self.params[l];
+            let dy: Vec<f32> = if c.has_dropout(l) {
+                let (scale, _, a, _) = c.dropout_constants();
+                let factor = if c.alpha_dropout { a } else { scale };
+                d_out
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &g)| {
+                        let keep = dropout_keep(
+                            c.mask_seed(l),
+                            self.step as u32,
+                            i as u32,
+                            c.drop_threshold().max(1),
+                        );
+                        if keep {
+                            (g as f64 * factor) as f32
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            } else {
+                d_out.clone()
+            };
             let g = linear_backward(
-                self.config.layer_activation(l),
+                c.layer_activation(l),
                 &outs[l],
                 w,
                 b,
                 &dy,
                 LinearShape::new(rows, fan_in, fan_out),
             )?;
-            dy = g.dx;
+            let mut dx = g.dx;
+            if c.is_residual(l) {
+                for (a, &d) in dx.iter_mut().zip(&d_out) {
+                    *a = (*a as f64 + d as f64) as f32;
+                }
+            }
+            d_out = dx;
             grads[l] = (g.dw, g.db);
         }
         let mut scale = 1.0f64;
@@ -189,6 +262,18 @@ impl ReferenceMlp {
         self.step += 1;
         Ok((loss, correct as f64 / rows.max(1) as f64))
     }
+}
+
+/// Whether dropout keeps element `i` at `step` in a layer with mask seed
+/// `seed`: the bits shaders/regularize.wgsl computes.
+pub fn dropout_keep(seed: u32, step: u32, i: u32, threshold: u32) -> bool {
+    let mut h = seed ^ i.wrapping_mul(0x9e37_79b9) ^ step.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    (h >> 8) >= threshold
 }
 
 /// One optimizer update of a parameter tensor, PyTorch's formulas.

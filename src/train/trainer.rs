@@ -22,7 +22,7 @@ use super::report::{
 use crate::activation::{Activation, Saved};
 use crate::data::Dataset;
 use crate::error::Error;
-use crate::gpu::elementwise::{grid_1d, record_pass};
+use crate::gpu::elementwise::{grid_1d, record_pass, RegParams};
 use crate::gpu::linear::LinearScratch;
 use crate::gpu::{shader, Gpu, GpuTensor};
 use crate::nn::{Mlp, Optimizer, Schedule};
@@ -184,6 +184,14 @@ struct LayerState {
     columns: GpuTensor,
     scratch: LinearScratch,
     saturation_threshold: f32,
+    /// `skip + drop(y)`, the next layer's input, when the layer has
+    /// dropout or a residual connection.
+    out: Option<GpuTensor>,
+    /// dL/dy after the dropout backward (`dy` then holds dL/dout).
+    d_dropped: Option<GpuTensor>,
+    residual: bool,
+    dropout: bool,
+    mask_seed: u32,
 }
 
 /// Slots of the `norms` buffer.
@@ -393,6 +401,19 @@ impl Trainer {
                 } else {
                     0.0
                 },
+                out: if mc.is_residual(l) || mc.has_dropout(l) {
+                    Some(gpu.zeros(rows, fan_out)?)
+                } else {
+                    None
+                },
+                d_dropped: if mc.has_dropout(l) {
+                    Some(gpu.zeros(rows, fan_out)?)
+                } else {
+                    None
+                },
+                residual: mc.is_residual(l),
+                dropout: mc.has_dropout(l),
+                mask_seed: mc.mask_seed(l),
             });
         }
         let n_layers = layers.len();
@@ -521,12 +542,13 @@ impl Trainer {
     }
 
     /// Records the forward pass of `rows` batch rows (training buffers),
-    /// keeping z for every layer when `keep_all_z`.
+    /// keeping z for every layer when `keep_all_z`; dropout only when `training`.
     fn record_forward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         rows: usize,
         keep_all_z: bool,
+        training: bool,
     ) -> Result<(), Error> {
         let mut input = self.x_batch.prefix_rows(rows)?;
         for (layer, params) in self.layers.iter().zip(&self.model.layers) {
@@ -542,9 +564,69 @@ impl Trainer {
                 &y,
                 keep.then_some(&z),
             )?;
-            input = y;
+            let dropout = layer.dropout && training;
+            input = match &layer.out {
+                Some(out) if dropout || layer.residual => {
+                    let out = out.prefix_rows(rows)?;
+                    self.record_regularize(
+                        encoder,
+                        "regularize_forward",
+                        layer,
+                        dropout,
+                        &[(1, y.buffer()), (2, input.buffer()), (3, out.buffer())],
+                        y.len(),
+                    )?;
+                    out
+                }
+                _ => y,
+            };
         }
         Ok(())
+    }
+
+    /// Records one of the dropout/residual kernels over `len` elements.
+    fn record_regularize(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        entry: &str,
+        layer: &LayerState,
+        dropout: bool,
+        buffers: &[(u32, &wgpu::Buffer)],
+        len: usize,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let mc = &self.model.config;
+        let pipeline = gpu.pipeline(
+            "regularize",
+            entry,
+            || shader::REGULARIZE_WGSL.to_string(),
+            false,
+        )?;
+        let (x, y, row_stride) = grid_1d(gpu, len as u64, 256)?;
+        let (scale, alpha_prime, a, b) = mc.dropout_constants();
+        let params = gpu.uniform(&RegParams {
+            len: len as u32,
+            row_stride,
+            seed: layer.mask_seed,
+            step: self.step as u32,
+            drop_threshold: if dropout {
+                mc.drop_threshold().max(1)
+            } else {
+                0
+            },
+            residual: layer.residual as u32,
+            alpha: mc.alpha_dropout as u32,
+            pad: 0,
+            scale: scale as f32,
+            alpha_prime: alpha_prime as f32,
+            affine_a: a as f32,
+            affine_b: b as f32,
+        })?;
+        let mut bindings = vec![(0, &params)];
+        bindings.extend_from_slice(buffers);
+        gpu.scoped("recording dropout or a residual", || {
+            record_pass(gpu, encoder, entry, &pipeline, &bindings, (x, y, 1))
+        })
     }
 
     fn record_loss(
@@ -854,21 +936,40 @@ impl Trainer {
             offset,
             b,
         )?;
-        self.record_forward(&mut encoder, b, log)?;
+        self.record_forward(&mut encoder, b, log, true)?;
         self.record_loss(&mut encoder, b, &self.train_totals)?;
-        // Backward, last layer first.
+        // Backward, last layer first. Each layer's `dy` holds dL/d(its
+        // output as the next layer sees it).
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
             let params = &self.model.layers[l];
             let input = if l == 0 {
                 &self.x_batch
             } else {
-                &self.layers[l - 1].y
+                let prev = &self.layers[l - 1];
+                prev.out
+                    .as_ref()
+                    .filter(|_| prev.residual || prev.dropout)
+                    .unwrap_or(&prev.y)
             };
             let saved = if layer.act.saved() == Saved::PreActivation {
                 &layer.z
             } else {
                 &layer.y
+            };
+            let dy = match &layer.d_dropped {
+                Some(dd) if layer.dropout => {
+                    self.record_regularize(
+                        &mut encoder,
+                        "dropout_backward",
+                        layer,
+                        true,
+                        &[(4, layer.dy.buffer()), (5, dd.buffer())],
+                        layer.dy.len(),
+                    )?;
+                    dd
+                }
+                _ => &layer.dy,
             };
             let dx = if l == 0 {
                 None
@@ -881,12 +982,23 @@ impl Trainer {
                 input,
                 &params.weight,
                 saved,
-                &layer.dy,
+                dy,
                 &layer.scratch,
                 dx,
                 &layer.dw,
                 &layer.db,
             )?;
+            if layer.residual {
+                let prev = &self.layers[l - 1];
+                self.record_regularize(
+                    &mut encoder,
+                    "residual_backward",
+                    layer,
+                    false,
+                    &[(6, layer.dy.buffer()), (7, prev.dy.buffer())],
+                    layer.dy.len(),
+                )?;
+            }
         }
         let n = self.layers.len();
         if log || self.config.clip_norm.is_some() {
@@ -1254,7 +1366,7 @@ impl Trainer {
                 start,
                 rows,
             )?;
-            self.record_forward(&mut encoder, rows, false)?;
+            self.record_forward(&mut encoder, rows, false, false)?;
             self.record_loss(&mut encoder, rows, &self.val_totals)?;
             start += rows;
         }

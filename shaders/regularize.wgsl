@@ -1,0 +1,102 @@
+// Dropout (inverted, or alpha dropout for SELU nets) and residual
+// connections, applied after a hidden layer's activation:
+//   out = skip + drop(y)        (skip = the layer's input when residual, else 0)
+// and their backward:
+//   dy = d_out * drop'(i)       and, when residual, d_skip += d_out.
+// The keep mask is a hash of (seed, step, element): nothing is stored, the
+// backward recomputes it, and the CPU twin (reference::mlp) computes the
+// same bits. CPU twin: reference::mlp::dropout_keep.
+
+struct RegParams {
+    len: u32,
+    row_stride: u32,
+    // Seed of this layer's masks and the step being taken.
+    seed: u32,
+    step: u32,
+    // Keep an element when (hash >> 8) >= drop_threshold (p·2^24); 0 = no dropout.
+    drop_threshold: u32,
+    // 1 when the layer adds its input (residual).
+    residual: u32,
+    // Inverted dropout: kept elements times `scale` (1/(1-p)). Alpha dropout:
+    // kept y and dropped alpha_prime both go through a·v + b.
+    alpha: u32,
+    _pad: u32,
+    scale: f32,
+    alpha_prime: f32,
+    affine_a: f32,
+    affine_b: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: RegParams;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> skip: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// murmur3's finaliser over the mixed seed, step and index.
+fn keep_hash(i: u32) -> u32 {
+    var h = p.seed ^ (i * 0x9e3779b9u) ^ (p.step * 0x85ebca6bu);
+    h = h ^ (h >> 16u);
+    h = h * 0x85ebca6bu;
+    h = h ^ (h >> 13u);
+    h = h * 0xc2b2ae35u;
+    h = h ^ (h >> 16u);
+    return h;
+}
+
+fn kept(i: u32) -> bool {
+    return (keep_hash(i) >> 8u) >= p.drop_threshold;
+}
+
+fn index(gid: vec3<u32>) -> u32 {
+    return gid.x + gid.y * p.row_stride;
+}
+
+@compute @workgroup_size(256)
+fn regularize_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i >= p.len) {
+        return;
+    }
+    var v = y[i];
+    if (p.drop_threshold > 0u) {
+        if (p.alpha == 1u) {
+            v = p.affine_a * select(p.alpha_prime, v, kept(i)) + p.affine_b;
+        } else {
+            v = select(0.0, v * p.scale, kept(i));
+        }
+    }
+    if (p.residual == 1u) {
+        v = v + skip[i];
+    }
+    out[i] = v;
+}
+
+@group(0) @binding(4) var<storage, read> d_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> d_y: array<f32>;
+
+// d_y = d_out · drop'(i): the scale for kept elements, 0 for dropped ones.
+@compute @workgroup_size(256)
+fn dropout_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i >= p.len) {
+        return;
+    }
+    var factor = p.scale;
+    if (p.alpha == 1u) {
+        factor = p.affine_a;
+    }
+    d_y[i] = select(0.0, d_out[i] * factor, kept(i));
+}
+
+@group(0) @binding(6) var<storage, read> d_more: array<f32>;
+@group(0) @binding(7) var<storage, read_write> d_skip: array<f32>;
+
+// The residual path of the backward: d_skip += d_more.
+@compute @workgroup_size(256)
+fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i >= p.len) {
+        return;
+    }
+    d_skip[i] = d_skip[i] + d_more[i];
+}
