@@ -546,6 +546,927 @@ pub fn plot_histograms(run: &RunReport, path: &Path) -> Result<(), Error> {
     })
 }
 
+/// One line of a [`Panel`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The legend label. Series with the same label, in any panel of a
+    /// figure, share one colour and one legend entry; an empty label gets a
+    /// colour of its own and no legend entry.
+    pub label: String,
+    /// `(x, y)` points, joined in this order. Points with a non-finite x or
+    /// y, a y ≤ 0 on a log axis, or a y outside the panel's fixed
+    /// [`Panel::y_range`] are skipped (the line is broken there) and counted
+    /// in a footnote.
+    pub points: Vec<(f64, f64)>,
+    /// Draw the line dashed instead of solid.
+    pub dashed: bool,
+    /// Draw a dot on every point (isolated points always get one).
+    pub markers: bool,
+}
+
+/// One chart in a figure drawn by [`plot_panels`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// The caption above the chart.
+    pub title: String,
+    /// The x-axis description.
+    pub x_label: String,
+    /// The y-axis description.
+    pub y_label: String,
+    /// A logarithmic y axis, spanning whole decades around the positive
+    /// values and labelled like the other log plots (`10ᵏ`, or 1, 2 and
+    /// 5 × 10ᵏ for narrow ranges).
+    pub log_y: bool,
+    /// Fixed y range (linear axes only), e.g. `Some((0.0, 1.0))` for fractions.
+    ///
+    /// Ignored when [`Panel::log_y`] is set; `None` fits the axis to the data
+    /// (from 0 when the values are non-negative and the smallest is at most
+    /// half the largest).
+    pub y_range: Option<(f64, f64)>,
+    /// The lines, drawn in this order.
+    pub series: Vec<Series>,
+}
+
+/// Width of one panel column in [`plot_panels`].
+const PANEL_W: u32 = 600;
+/// Height of one panel row in [`plot_panels`].
+const PANEL_H: u32 = 480;
+/// Narrowest [`plot_panels`] figure.
+const MIN_FIGURE_W: u32 = 1000;
+/// Most panels side by side in [`plot_panels`].
+const MAX_PANEL_COLS: usize = 3;
+/// Height of one [`footnote`] line.
+const NOTE_LINE_H: i32 = 20;
+
+/// Draws `panels` side by side (up to 3 per row, more rows as needed) under one `title`,
+/// with one shared legend strip, an optional footnote and writes a PNG to `path`.
+///
+/// Series with the same label in several panels share one colour and one
+/// legend entry (its sample dashed and dotted like the label's first
+/// series); colours follow the order labels first appear. `notes` are
+/// printed under the charts, one line each (wrapped when too long), followed
+/// by a count of skipped points per panel and series when there are any (see
+/// [`Series::points`]). A panel without drawable points is drawn as a framed
+/// "no data" box.
+///
+/// The figure is 600 px wide per panel column (at least 1000 px) and 480 px
+/// per row, plus the title, legend and footnote. The parent folder of `path`
+/// is created if missing.
+///
+/// The x axis is labelled at every integer when all x values are integers
+/// spanning at most 24; otherwise with about 8 round values. Large and tiny
+/// values are shortened (`20k`, `1.5M`, `2×10⁻⁴`).
+///
+/// # Example
+///
+/// ```no_run
+/// use std::path::Path;
+/// use fusedmlp::train::plot::{plot_panels, Panel, Series};
+///
+/// let loss = |label: &str, scale: f64| Series {
+///     label: label.into(),
+///     points: (1..=10).map(|e| (e as f64, scale / e as f64)).collect(),
+///     dashed: false,
+///     markers: true,
+/// };
+/// let panel = Panel {
+///     title: "Validation loss".into(),
+///     x_label: "epoch".into(),
+///     y_label: "loss".into(),
+///     log_y: true,
+///     y_range: None,
+///     series: vec![loss("relu", 2.0), loss("sigmoid", 2.3)],
+/// };
+/// plot_panels(
+///     "Activation comparison",
+///     &[panel],
+///     &["batch 256, lr 0.01".to_string()],
+///     Path::new("plots/loss.png"),
+/// )?;
+/// # Ok::<(), fusedmlp::error::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Config`] when `panels` is empty or a linear panel's `y_range` is
+/// not an increasing pair of finite numbers; [`Error::Io`] naming `path` when
+/// the folder cannot be created or drawing or writing the PNG fails.
+pub fn plot_panels(
+    title: &str,
+    panels: &[Panel],
+    notes: &[String],
+    path: &Path,
+) -> Result<(), Error> {
+    if panels.is_empty() {
+        return Err(Error::Config("no panels to plot".into()));
+    }
+    for p in panels {
+        if let (false, Some((lo, hi))) = (p.log_y, p.y_range) {
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                return Err(Error::Config(format!(
+                    "panel '{}': y_range ({lo}, {hi}) is not an increasing pair of finite numbers",
+                    p.title
+                )));
+            }
+        }
+    }
+    create_parent(path)?;
+    ensure_font().map_err(|m| io_error(path, m))?;
+
+    let cols = panels.len().min(MAX_PANEL_COLS);
+    let rows = panels.len().div_ceil(cols);
+    let width = (PANEL_W * cols as u32).max(MIN_FIGURE_W);
+
+    // One colour per label, in order of first appearance.
+    let mut labelled: Vec<(&str, RGBColor)> = Vec::new();
+    let mut legend = Vec::new();
+    let mut next_color = 0;
+    let mut prepared = Vec::with_capacity(panels.len());
+    let mut kinds = SkipKinds::default();
+    for panel in panels {
+        let mut colors = Vec::with_capacity(panel.series.len());
+        for s in &panel.series {
+            let known = labelled.iter().find(|(l, _)| *l == s.label);
+            let color = match known {
+                Some(&(_, c)) if !s.label.is_empty() => c,
+                _ => {
+                    let c = run_color(next_color);
+                    next_color += 1;
+                    if !s.label.is_empty() {
+                        labelled.push((&s.label, c));
+                        let sample = if s.dashed {
+                            Sample::Dashed
+                        } else {
+                            Sample::Solid
+                        };
+                        legend.push(
+                            LegendEntry::new(s.label.clone(), c, sample).with_marker(s.markers),
+                        );
+                    }
+                    c
+                }
+            };
+            colors.push(color);
+        }
+        prepared.push(prepare_panel(panel, &colors, &mut kinds));
+    }
+
+    let text_w = width as i32 - 32;
+    let mut note_lines = Vec::new();
+    for note in notes {
+        note_lines.extend(wrap_text(note, NOTE_SIZE, text_w).map_err(|m| io_error(path, m))?);
+    }
+    let skipped: Vec<String> = prepared
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.skipped.is_empty())
+        .map(|(i, p)| {
+            let name = if p.panel.title.is_empty() {
+                format!("panel {}", i + 1)
+            } else {
+                p.panel.title.clone()
+            };
+            let counts: Vec<String> = p
+                .skipped
+                .iter()
+                .map(|(label, n)| {
+                    if label.is_empty() {
+                        format!("unlabelled ({n})")
+                    } else {
+                        format!("{label} ({n})")
+                    }
+                })
+                .collect();
+            format!("{name}: {}", counts.join(", "))
+        })
+        .collect();
+    if !skipped.is_empty() {
+        let note = format!(
+            "Points skipped ({}; lines broken there): {}.",
+            kinds.describe(),
+            skipped.join("; ")
+        );
+        note_lines.extend(wrap_text(&note, NOTE_SIZE, text_w).map_err(|m| io_error(path, m))?);
+    }
+
+    let title_h = title_height(title).map_err(|m| io_error(path, m))?;
+    let legend_h = legend_height(&legend, width as i32).map_err(|m| io_error(path, m))?;
+    let foot_h = footnote_height(&note_lines);
+    let height = rows as u32 * PANEL_H + title_h + (legend_h + foot_h) as u32 + 8;
+
+    render(path, (width, height), |root| {
+        let root = if title.is_empty() {
+            root.clone()
+        } else {
+            root.titled(title, (FONT, TITLE_SIZE))
+                .or_msg("drawing the title")?
+        };
+        let root = legend_strip(&root, &legend)?;
+        let root = footnote(&root, &note_lines)?;
+        let cells = root.split_evenly((rows, cols));
+        for (cell, p) in cells.iter().zip(prepared.iter()) {
+            draw_prepared_panel(cell, p)?;
+        }
+        Ok(())
+    })
+}
+
+/// Which kinds of points [`prepare_panel`] skipped, for the footnote.
+#[derive(Default)]
+struct SkipKinds {
+    non_finite: bool,
+    non_positive: bool,
+    out_of_range: bool,
+}
+
+impl SkipKinds {
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.non_finite {
+            parts.push("non-finite");
+        }
+        if self.non_positive {
+            parts.push("≤ 0 on a log axis");
+        }
+        if self.out_of_range {
+            parts.push("outside the fixed y range");
+        }
+        parts.join(", ")
+    }
+}
+
+/// A [`Panel`] turned into [`Line`]s, with the points it cannot draw removed.
+struct PreparedPanel<'p> {
+    panel: &'p Panel,
+    lines: Vec<Line>,
+    /// (series label, points skipped), for series that lost points.
+    skipped: Vec<(&'p str, usize)>,
+}
+
+fn prepare_panel<'p>(
+    panel: &'p Panel,
+    colors: &[RGBColor],
+    kinds: &mut SkipKinds,
+) -> PreparedPanel<'p> {
+    let fixed = if panel.log_y { None } else { panel.y_range };
+    let mut lines = Vec::with_capacity(panel.series.len());
+    let mut skipped = Vec::new();
+    for (s, &color) in panel.series.iter().zip(colors) {
+        let mut bad = 0;
+        let points = s
+            .points
+            .iter()
+            .map(|&(x, y)| {
+                let ok = if !(x.is_finite() && y.is_finite()) {
+                    kinds.non_finite = true;
+                    false
+                } else if panel.log_y && y <= 0.0 {
+                    kinds.non_positive = true;
+                    false
+                } else if fixed.is_some_and(|(lo, hi)| y < lo || y > hi) {
+                    kinds.out_of_range = true;
+                    false
+                } else {
+                    true
+                };
+                if !ok {
+                    bad += 1;
+                }
+                (x, ok.then_some(y))
+            })
+            .collect();
+        if bad > 0 {
+            skipped.push((s.label.as_str(), bad));
+        }
+        let marker = if s.markers {
+            Marker::Filled
+        } else {
+            Marker::None
+        };
+        lines.push(Line::new(points, color, s.dashed).marker(marker));
+    }
+    PreparedPanel {
+        panel,
+        lines,
+        skipped,
+    }
+}
+
+/// Draws one panel of [`plot_panels`]: chooses the axes and draws the lines,
+/// or a "no data" box when nothing is drawable.
+fn draw_prepared_panel(area: &Area<'_>, p: &PreparedPanel<'_>) -> Draw {
+    let panel = p.panel;
+    let drawable = || {
+        p.lines
+            .iter()
+            .flat_map(|l| l.points.iter().filter_map(|&(x, y)| y.map(|_| x)))
+    };
+    let Some((x_lo, x_hi)) = min_max(drawable()) else {
+        return no_data_panel(area, &panel.title);
+    };
+    let Some((y_lo, y_hi)) = min_max(values_of(&p.lines)) else {
+        return no_data_panel(area, &panel.title);
+    };
+
+    let span = x_hi - x_lo;
+    let integer_x = span <= 24.0 && drawable().all(|x| (x - x.round()).abs() < 1e-9);
+    let pad = if span > 0.0 {
+        span * 0.03
+    } else if integer_x || x_lo == 0.0 {
+        0.5
+    } else {
+        x_lo.abs() * 0.05
+    };
+    let (x_start, x_end) = (x_lo - pad, x_hi + pad);
+    let (w, _) = area.dim_in_pixel();
+    let int_fmt = |v: &f64| integer_tick_label(*v);
+    let n_plain = ((w as usize).saturating_sub(110) / 70).clamp(3, 10);
+    let plain_fmt = linear_tick_formatter(x_start, x_end, n_plain);
+    let x_axis = if integer_x {
+        XAxis {
+            labels: (span.round() as usize + 1).clamp(2, 25),
+            fmt: &int_fmt,
+        }
+    } else {
+        XAxis {
+            labels: n_plain,
+            fmt: &plain_fmt,
+        }
+    };
+    let spec = PanelSpec {
+        caption: &panel.title,
+        x_desc: &panel.x_label,
+        y_desc: &panel.y_label,
+        x_range: Some(x_start..x_end),
+    };
+
+    if panel.log_y {
+        let (lo, hi, decades) = log_bounds(y_lo, y_hi);
+        let few = decades <= 2;
+        let fmt = move |v: &f64| log_tick_label(*v, few);
+        return draw_chart(
+            area,
+            &spec,
+            &x_axis,
+            (lo..hi).log_scale(),
+            log_label_hint(decades),
+            &fmt,
+            &p.lines,
+        );
+    }
+    let (lo, hi) = match panel.y_range {
+        // A little room so points on the limits are not drawn on the frame.
+        Some((lo, hi)) => (lo - (hi - lo) * 0.02, hi + (hi - lo) * 0.02),
+        None => auto_linear_range(y_lo, y_hi),
+    };
+    let fmt = linear_tick_formatter(lo, hi, 10);
+    draw_chart(area, &spec, &x_axis, lo..hi, 10, &fmt, &p.lines)
+}
+
+/// A linear axis range around finite `[lo, hi]`: from 0 when the values
+/// are on one side of 0 and not far from it, padded by 5% elsewhere.
+fn auto_linear_range(lo: f64, hi: f64) -> (f64, f64) {
+    if hi <= lo {
+        let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        return (lo - d, hi + d);
+    }
+    let pad = (hi - lo) * 0.05;
+    if lo >= 0.0 && lo <= 0.5 * hi {
+        (0.0, hi + pad)
+    } else if hi <= 0.0 && hi >= 0.5 * lo {
+        (lo - pad, 0.0)
+    } else {
+        (lo - pad, hi + pad)
+    }
+}
+
+/// Creates the folder `path` will be written into.
+fn create_parent(path: &Path) -> Result<(), Error> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                context: format!("creating plot directory {}", dir.display()),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The height `titled` takes for `title` at [`TITLE_SIZE`] (0 when empty).
+fn title_height(title: &str) -> Draw<u32> {
+    if title.is_empty() {
+        return Ok(0);
+    }
+    let (_, h) = (FONT, TITLE_SIZE)
+        .into_font()
+        .box_size(title)
+        .or_msg("measuring text")?;
+    Ok(h + 2 * (h / 2).min(5))
+}
+
+/// The height [`footnote`] takes for `lines`.
+fn footnote_height(lines: &[String]) -> i32 {
+    if lines.is_empty() {
+        0
+    } else {
+        lines.len() as i32 * NOTE_LINE_H + 8
+    }
+}
+
+/// Splits `text` at spaces into lines at most `max_w` pixels wide at `size`
+/// (a single word wider than that gets a line of its own).
+fn wrap_text(text: &str, size: i32, max_w: i32) -> Draw<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split(' ') {
+        if cur.is_empty() {
+            cur.push_str(word);
+            continue;
+        }
+        let candidate = format!("{cur} {word}");
+        if text_width(&candidate, size)? > max_w {
+            lines.push(std::mem::replace(&mut cur, word.to_string()));
+        } else {
+            cur = candidate;
+        }
+    }
+    lines.push(cur);
+    Ok(lines)
+}
+
+/// Shortens `text` with a trailing "…" until it is at most `max_w` pixels wide at `size`.
+fn shorten(text: &str, size: i32, max_w: i32) -> Draw<String> {
+    if text_width(text, size)? <= max_w {
+        return Ok(text.to_string());
+    }
+    let chars: Vec<char> = text.chars().collect();
+    for keep in (1..chars.len()).rev() {
+        let s: String = chars[..keep].iter().collect::<String>() + "…";
+        if text_width(&s, size)? <= max_w {
+            return Ok(s);
+        }
+    }
+    Ok("…".into())
+}
+
+/// The unit tick and value labels are written in for magnitude `mag`:
+/// `(scale, suffix)`, with `k`, `M`, `G`, `T` from 10⁴ up and `×10ᵏ` below
+/// 10⁻³ or from 10¹⁵.
+fn number_scale(mag: f64) -> (f64, String) {
+    if !(mag.is_finite() && mag > 0.0) {
+        return (1.0, String::new());
+    }
+    if !(1e-3..1e15).contains(&mag) {
+        let k = (mag.log10() + 1e-9).floor() as i32;
+        return (10f64.powi(k), format!("×10{}", superscript(k)));
+    }
+    for (scale, suffix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")] {
+        if mag >= scale {
+            let scale = if suffix == "k" { 1e3 } else { scale };
+            return (scale, suffix.into());
+        }
+    }
+    (1.0, String::new())
+}
+
+/// `v / scale` with `decimals`, trailing zeros removed, and `suffix`.
+fn scaled_label(v: f64, scale: f64, decimals: usize, suffix: &str) -> String {
+    let s = format!("{:.*}", decimals, v / scale);
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    if s == "0" || s == "-0" {
+        "0".into()
+    } else {
+        format!("{s}{suffix}")
+    }
+}
+
+/// Tick labels for a linear axis over `[lo, hi]` with at most `labels`
+/// ticks: one unit for the whole axis and just enough decimals.
+fn linear_tick_formatter(lo: f64, hi: f64, labels: usize) -> impl Fn(&f64) -> String {
+    let span = (hi - lo).abs();
+    let step = if span > 0.0 {
+        span / labels.max(1) as f64
+    } else {
+        lo.abs().max(1.0)
+    };
+    let (scale, suffix) = number_scale(lo.abs().max(hi.abs()));
+    let decimals = (-(step / scale).log10().floor()).clamp(0.0, 9.0) as usize;
+    move |v: &f64| {
+        if !v.is_finite() {
+            return String::new();
+        }
+        if v.abs() < step * 1e-6 {
+            return "0".into();
+        }
+        scaled_label(*v, scale, decimals, &suffix)
+    }
+}
+
+/// A value printed with three significant digits (`0.877`, `12.3k`, `1.5×10⁻⁵`).
+fn value_label(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let (scale, suffix) = number_scale(v.abs());
+    let m = (v / scale).abs();
+    let decimals = (2 - (m.log10() + 1e-9).floor() as i32).clamp(0, 9) as usize;
+    scaled_label(v, scale, decimals, &suffix)
+}
+
+const BAR_FIGURE_W: u32 = 1200;
+const BAR_FIGURE_H: u32 = 560;
+const BAR_COLOR: RGBColor = PALETTE[0];
+const REFERENCE_COLOR: RGBColor = RGBColor(60, 60, 60);
+const VALUE_SIZE: i32 = 13;
+/// Horizontal x-label area of [`plot_bars`]; rotated labels add to the figure height.
+const BAR_LABEL_AREA: i32 = 36;
+/// Widest rotated bar label; longer ones are shortened with "…".
+const MAX_ROTATED_LABEL_W: i32 = 190;
+const BAR_Y_LABEL_AREA: i32 = 78;
+
+/// How [`plot_bars`] prints its bar and value labels.
+struct BarLayout {
+    /// The label under each bar, shortened where needed (empty: not shown).
+    labels: Vec<String>,
+    /// Bar labels read bottom to top instead of horizontally.
+    rotate_labels: bool,
+    /// Height of the area under the chart for bar labels.
+    label_area: i32,
+    /// The value printed above each bar (`None`: too crowded to print).
+    values: Option<Vec<String>>,
+    /// Value labels read bottom to top.
+    rotate_values: bool,
+    /// Headroom the value labels need above the tallest bar, in pixels.
+    value_room: i32,
+}
+
+impl BarLayout {
+    fn new(bars: &[(String, f64)], plot_w: i32, notes: &mut Vec<String>) -> Draw<Self> {
+        let n = bars.len().max(1) as i32;
+        let slot = plot_w / n;
+        let every = if slot >= 20 {
+            1
+        } else {
+            (20 + slot - 1) / slot.max(1)
+        } as usize;
+        let shown = |i: usize| i.is_multiple_of(every);
+        let widths = bars
+            .iter()
+            .map(|(l, _)| text_width(l, LABEL_SIZE))
+            .collect::<Draw<Vec<i32>>>()?;
+        let max_w = widths.iter().copied().max().unwrap_or(0);
+        let room = slot * every as i32 - 8;
+        let (labels, rotate_labels, label_area) = if max_w <= room {
+            let labels = bars
+                .iter()
+                .enumerate()
+                .map(|(i, (l, _))| if shown(i) { l.clone() } else { String::new() })
+                .collect();
+            (labels, false, BAR_LABEL_AREA)
+        } else {
+            let mut labels = Vec::with_capacity(bars.len());
+            let mut shortened = false;
+            let mut widest = 0;
+            for (i, ((l, _), &w)) in bars.iter().zip(&widths).enumerate() {
+                if !shown(i) {
+                    labels.push(String::new());
+                    continue;
+                }
+                let s = shorten(l, LABEL_SIZE, MAX_ROTATED_LABEL_W)?;
+                shortened |= w > MAX_ROTATED_LABEL_W;
+                widest = widest.max(text_width(&s, LABEL_SIZE)?);
+                labels.push(s);
+            }
+            if shortened {
+                notes.push("Long bar labels shortened with “…”.".into());
+            }
+            (labels, true, widest + 18)
+        };
+        if every > 1 {
+            notes.push(format!(
+                "{} bars: one label every {every} bars.",
+                bars.len()
+            ));
+        }
+
+        let (values, rotate_values, value_room) = if slot < 12 {
+            notes.push(format!("{} bars: values not printed.", bars.len()));
+            (None, false, 0)
+        } else {
+            let values: Vec<String> = bars.iter().map(|&(_, v)| value_label(v)).collect();
+            let widest = values
+                .iter()
+                .map(|v| text_width(v, VALUE_SIZE))
+                .collect::<Draw<Vec<i32>>>()?
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+            if widest <= slot - 4 {
+                (Some(values), false, VALUE_SIZE + 12)
+            } else {
+                (Some(values), true, widest + 12)
+            }
+        };
+        Ok(BarLayout {
+            labels,
+            rotate_labels,
+            label_area,
+            values,
+            rotate_values,
+            value_room,
+        })
+    }
+}
+
+/// Draws a bar chart: one bar per `(label, value)` with the value printed above it, and writes a PNG to `path`.
+///
+/// Meant for e.g. throughput relative to a baseline. The y axis starts at 0
+/// (it extends below 0 for negative values, whose labels go under the bar);
+/// when every value is positive and they span more than 100× it is
+/// logarithmic instead, with a note. `reference_line` draws a horizontal
+/// dashed line at its value (e.g. 1.0) with its label in the legend strip
+/// under the title.
+///
+/// The figure is 1200 × 560 px. Labels too wide for their bar are rotated
+/// (the figure grows to fit them) and, past 190 px, shortened with "…";
+/// with very many bars only every k-th bar is labelled and values are not
+/// printed. Non-finite values get no bar, "n/a" in place of the value and a
+/// footnote. The parent folder of `path` is created if missing.
+///
+/// # Errors
+///
+/// [`Error::Config`] when `bars` is empty or the reference value is not
+/// finite; [`Error::Io`] naming `path` when the folder cannot be created or
+/// drawing or writing the PNG fails.
+pub fn plot_bars(
+    title: &str,
+    y_label: &str,
+    bars: &[(String, f64)],
+    reference_line: Option<(f64, &str)>,
+    path: &Path,
+) -> Result<(), Error> {
+    if bars.is_empty() {
+        return Err(Error::Config("no bars to plot".into()));
+    }
+    if let Some((r, label)) = reference_line {
+        if !r.is_finite() {
+            return Err(Error::Config(format!(
+                "reference line '{label}' is at a non-finite value ({r})"
+            )));
+        }
+    }
+    create_parent(path)?;
+    ensure_font().map_err(|m| io_error(path, m))?;
+    let err = |m: String| io_error(path, m);
+
+    let finite_vals: Vec<f64> = bars
+        .iter()
+        .map(|b| b.1)
+        .chain(reference_line.map(|r| r.0))
+        .filter(|v| v.is_finite())
+        .collect();
+    let range = min_max(finite_vals.iter().copied());
+    let log = matches!(range, Some((lo, hi)) if lo > 0.0 && hi / lo > 100.0);
+
+    let mut notes = Vec::new();
+    if log {
+        notes.push("Log scale: the values span more than 100×.".to_string());
+    }
+    let plot_w = BAR_FIGURE_W as i32 - 12 - 24 - BAR_Y_LABEL_AREA;
+    let layout = BarLayout::new(bars, plot_w, &mut notes).map_err(err)?;
+    let missing: Vec<&str> = bars
+        .iter()
+        .filter(|b| !b.1.is_finite())
+        .map(|b| b.0.as_str())
+        .collect();
+    if !missing.is_empty() {
+        notes.push(format!(
+            "Non-finite values, not drawn (n/a): {}.",
+            missing.join(", ")
+        ));
+    }
+    let mut note_lines = Vec::new();
+    for note in &notes {
+        note_lines.extend(wrap_text(note, NOTE_SIZE, BAR_FIGURE_W as i32 - 32).map_err(err)?);
+    }
+
+    let legend: Vec<LegendEntry> = reference_line
+        .map(|(r, label)| {
+            let label = if label.is_empty() {
+                format!("reference ({})", value_label(r))
+            } else {
+                label.to_string()
+            };
+            LegendEntry::new(label, REFERENCE_COLOR, Sample::Dashed)
+        })
+        .into_iter()
+        .collect();
+    let title_h = title_height(title).map_err(err)? as i32;
+    let legend_h = legend_height(&legend, BAR_FIGURE_W as i32).map_err(err)?;
+    let foot_h = footnote_height(&note_lines);
+    let height = BAR_FIGURE_H as i32 + (layout.label_area - BAR_LABEL_AREA).max(0);
+    // The chart's plotting height, for the headroom above the tallest bar.
+    let plot_h = (height - title_h - legend_h - foot_h - layout.label_area - 24).max(100);
+    let f = (f64::from(layout.value_room) / f64::from(plot_h)).min(0.45);
+    let grow = f / (1.0 - f);
+
+    render(path, (BAR_FIGURE_W, height as u32), |canvas| {
+        let root = if title.is_empty() {
+            canvas.clone()
+        } else {
+            canvas
+                .titled(title, (FONT, TITLE_SIZE))
+                .or_msg("drawing the title")?
+        };
+        let root = legend_strip(&root, &legend)?;
+        let root = footnote(&root, &note_lines)?;
+        let reference = reference_line.map(|r| r.0);
+        match range {
+            None => no_data_panel(&root, ""),
+            Some((lo, hi)) if log => {
+                let (axis_lo, axis_hi, _) = log_bounds(lo, hi);
+                let (l_lo, l_hi) = (axis_lo.log10(), hi.log10());
+                let needed = 10f64.powf(l_hi + (l_hi - l_lo) * grow);
+                let axis_hi = axis_hi.max(needed);
+                let decades = (axis_hi.log10() - axis_lo.log10()).round() as u32;
+                let few = decades <= 2;
+                let fmt = move |v: &f64| log_tick_label(*v, few);
+                draw_bars(
+                    canvas,
+                    &root,
+                    (axis_lo..axis_hi).log_scale(),
+                    log_label_hint(decades),
+                    &fmt,
+                    axis_lo,
+                    y_label,
+                    bars,
+                    &layout,
+                    reference,
+                )
+            }
+            Some((lo, hi)) => {
+                let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+                let (lo, hi) = if hi > lo { (lo, hi) } else { (0.0, 1.0) };
+                let span = hi - lo;
+                let axis_hi = if hi > 0.0 { hi + span * grow } else { hi };
+                let axis_lo = if lo < 0.0 { lo - span * grow } else { lo };
+                let fmt = linear_tick_formatter(axis_lo, axis_hi, 10);
+                draw_bars(
+                    canvas,
+                    &root,
+                    axis_lo..axis_hi,
+                    10,
+                    &fmt,
+                    0.0,
+                    y_label,
+                    bars,
+                    &layout,
+                    reference,
+                )
+            }
+        }
+    })
+}
+
+/// The chart of [`plot_bars`] on `area`; labels are placed in pixels on `canvas`.
+#[allow(clippy::too_many_arguments)]
+fn draw_bars<Y>(
+    canvas: &Area<'_>,
+    area: &Area<'_>,
+    y: Y,
+    y_labels: usize,
+    y_fmt: &dyn Fn(&f64) -> String,
+    base: f64,
+    y_desc: &str,
+    bars: &[(String, f64)],
+    layout: &BarLayout,
+    reference: Option<f64>,
+) -> Draw
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let n = bars.len() as f64;
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(layout.label_area)
+        .y_label_area_size(BAR_Y_LABEL_AREA)
+        .build_cartesian_2d(-0.5..n - 0.5, y)
+        .or_msg("building a chart")?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc(y_desc)
+        .y_labels(y_labels)
+        .y_label_formatter(y_fmt)
+        .label_style((FONT, LABEL_SIZE))
+        .axis_desc_style((FONT, AXIS_DESC_SIZE))
+        .bold_line_style(RGBColor(210, 210, 210))
+        .light_line_style(RGBColor(242, 242, 242))
+        .max_light_lines(4)
+        .draw()
+        .or_msg("drawing the axes")?;
+
+    chart
+        .draw_series(
+            bars.iter()
+                .enumerate()
+                .filter(|(_, b)| b.1.is_finite())
+                .map(|(i, b)| {
+                    let x = i as f64;
+                    Rectangle::new([(x - 0.38, base), (x + 0.38, b.1)], BAR_COLOR.filled())
+                }),
+        )
+        .or_msg("drawing the bars")?;
+    if let Some(r) = reference {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(-0.5, r), (n - 0.5, r)],
+                10,
+                6,
+                REFERENCE_COLOR.stroke_width(2),
+            ))
+            .or_msg("drawing the reference line")?;
+    }
+
+    let (_, y_px) = chart.plotting_area().get_pixel_range();
+    let bottom = y_px.end;
+    let label_style = TextStyle::from((FONT, LABEL_SIZE).into_font()).color(&BLACK);
+    let value_style = TextStyle::from((FONT, VALUE_SIZE).into_font()).color(&RGBColor(40, 40, 40));
+    let rotated = |s: &TextStyle<'static>, h: HPos| {
+        s.transform(FontTransform::Rotate270)
+            .pos(Pos::new(h, VPos::Center))
+    };
+    for (i, (_, v)) in bars.iter().enumerate() {
+        let x = i as f64;
+        let (px, _) = chart.backend_coord(&(x, base));
+        if let Some(label) = layout.labels.get(i).filter(|l| !l.is_empty()) {
+            let style = if layout.rotate_labels {
+                rotated(&label_style, HPos::Right)
+            } else {
+                label_style.pos(Pos::new(HPos::Center, VPos::Top))
+            };
+            canvas
+                .draw_text(label, &style, (px, bottom + 8))
+                .or_msg("drawing a bar label")?;
+        }
+        let Some(values) = &layout.values else {
+            continue;
+        };
+        let text = &values[i];
+        let (down, anchor_y) = if v.is_finite() {
+            let (_, py) = chart.backend_coord(&(x, *v));
+            if *v < base {
+                (true, py + 5)
+            } else {
+                (false, py - 5)
+            }
+        } else {
+            (false, bottom - 5)
+        };
+        let style = match (layout.rotate_values, down) {
+            (true, false) => rotated(&value_style, HPos::Left),
+            (true, true) => rotated(&value_style, HPos::Right),
+            (false, false) => value_style.pos(Pos::new(HPos::Center, VPos::Bottom)),
+            (false, true) => value_style.pos(Pos::new(HPos::Center, VPos::Top)),
+        };
+        let style = if v.is_finite() {
+            style
+        } else {
+            style.color(&RGBColor(150, 150, 150))
+        };
+        // A white box behind the value keeps it readable over the reference line.
+        let (tw, th) = (FONT, VALUE_SIZE)
+            .into_font()
+            .box_size(text)
+            .or_msg("measuring text")?;
+        let (tw, th) = (tw as i32 + 4, th as i32 + 2);
+        let (x0, x1, y0, y1) = match (layout.rotate_values, down) {
+            (false, false) => (px - tw / 2, px + tw / 2, anchor_y - th, anchor_y + 1),
+            (false, true) => (px - tw / 2, px + tw / 2, anchor_y - 1, anchor_y + th),
+            (true, false) => (px - th / 2, px + th / 2, anchor_y - tw, anchor_y + 1),
+            (true, true) => (px - th / 2, px + th / 2, anchor_y - 1, anchor_y + tw),
+        };
+        canvas
+            .draw(&Rectangle::new([(x0, y0), (x1, y1)], WHITE.filled()))
+            .or_msg("drawing a value label")?;
+        canvas
+            .draw_text(text, &style, (px, anchor_y))
+            .or_msg("drawing a value label")?;
+    }
+    Ok(())
+}
+
 /// Replaces every character outside `[A-Za-z0-9_-]` with `_`.
 fn sanitize_label(label: &str) -> String {
     label
@@ -630,6 +1551,8 @@ struct Line {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Marker {
+    /// No markers, except on isolated points (which have no line to show them).
+    None,
     Small,
     Filled,
     Hollow,
@@ -800,11 +1723,42 @@ where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let Some(x_range) = spec.x_range.clone() else {
+    let Some(x_range) = spec.x_range.as_ref() else {
         return no_data_panel(area, spec.caption);
     };
     let span = x_range.end - x_range.start;
-    let x_labels = (span.round() as usize + 1).clamp(2, 25);
+    let x_fmt = |v: &f64| integer_tick_label(*v);
+    let x_axis = XAxis {
+        labels: (span.round() as usize + 1).clamp(2, 25),
+        fmt: &x_fmt,
+    };
+    draw_chart(area, spec, &x_axis, y, y_labels, y_fmt, lines)
+}
+
+/// How the x axis of [`draw_chart`] is labelled.
+struct XAxis<'f> {
+    /// At most this many labelled ticks.
+    labels: usize,
+    fmt: &'f dyn Fn(&f64) -> String,
+}
+
+/// [`draw_panel`] with the x-axis labelling given.
+fn draw_chart<Y>(
+    area: &Area<'_>,
+    spec: &PanelSpec<'_>,
+    x_axis: &XAxis<'_>,
+    y: Y,
+    y_labels: usize,
+    y_fmt: &dyn Fn(&f64) -> String,
+    lines: &[Line],
+) -> Draw
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let Some(x_range) = spec.x_range.clone() else {
+        return no_data_panel(area, spec.caption);
+    };
     let mut builder = ChartBuilder::on(area);
     builder
         .margin(12)
@@ -817,14 +1771,13 @@ where
     let mut chart = builder
         .build_cartesian_2d(x_range, y)
         .or_msg("building a chart")?;
-    let x_fmt = |v: &f64| integer_tick_label(*v);
     chart
         .configure_mesh()
         .x_desc(spec.x_desc)
         .y_desc(spec.y_desc)
-        .x_labels(x_labels)
+        .x_labels(x_axis.labels)
         .y_labels(y_labels)
-        .x_label_formatter(&x_fmt)
+        .x_label_formatter(x_axis.fmt)
         .y_label_formatter(y_fmt)
         .label_style((FONT, LABEL_SIZE))
         .axis_desc_style((FONT, AXIS_DESC_SIZE))
@@ -850,13 +1803,20 @@ where
                     .or_msg("drawing a line")?;
             }
         }
-        let pts: Vec<(f64, f64)> = line
-            .points
-            .iter()
-            .filter_map(|&(x, y)| y.map(|y| (x, y)))
-            .collect();
+        let pts: Vec<(f64, f64)> = if line.marker == Marker::None {
+            segments(&line.points)
+                .into_iter()
+                .filter(|s| s.len() == 1)
+                .flatten()
+                .collect()
+        } else {
+            line.points
+                .iter()
+                .filter_map(|&(x, y)| y.map(|y| (x, y)))
+                .collect()
+        };
         let (size, marker_style) = match line.marker {
-            Marker::Small => (3, line.color.filled()),
+            Marker::None | Marker::Small => (3, line.color.filled()),
             Marker::Filled => (4, line.color.filled()),
             Marker::Hollow => (4, line.color.stroke_width(2)),
         };
@@ -936,6 +1896,8 @@ struct LegendEntry {
     label: String,
     color: RGBColor,
     sample: Sample,
+    /// A dot on the sample, for lines drawn with markers.
+    marker: bool,
 }
 
 impl LegendEntry {
@@ -944,33 +1906,43 @@ impl LegendEntry {
             label,
             color,
             sample,
+            marker: false,
         }
+    }
+
+    fn with_marker(mut self, marker: bool) -> Self {
+        self.marker = marker;
+        self
     }
 }
 
-/// Draws `entries` as centred rows across the top of `area` (outside every
-/// chart, so the legend never hides data) and returns the area below.
-fn legend_strip<'a>(area: &Area<'a>, entries: &[LegendEntry]) -> Draw<Area<'a>> {
-    if entries.is_empty() {
-        return Ok(area.clone());
-    }
-    const SAMPLE_W: i32 = 36;
-    const GAP: i32 = 8;
-    const SPACING: i32 = 28;
-    const ROW_H: i32 = 24;
-    let style = TextStyle::from((FONT, LEGEND_SIZE).into_font())
-        .color(&BLACK)
-        .pos(Pos::new(HPos::Left, VPos::Center));
-    let (w, _) = area.dim_in_pixel();
-    let max_w = w as i32 - 40;
+const LEGEND_SAMPLE_W: i32 = 36;
+const LEGEND_GAP: i32 = 8;
+const LEGEND_SPACING: i32 = 28;
+const LEGEND_ROW_H: i32 = 24;
+
+/// The width of `text` in pixels at `size`, in the embedded font.
+fn text_width(text: &str, size: i32) -> Draw<i32> {
+    let (w, _) = (FONT, size)
+        .into_font()
+        .box_size(text)
+        .or_msg("measuring text")?;
+    Ok(w as i32)
+}
+
+/// Lays `entries` out in rows no wider than `width - 40` pixels: per row,
+/// (entry index, entry width).
+fn legend_rows(entries: &[LegendEntry], width: i32) -> Draw<Vec<Vec<(usize, i32)>>> {
+    let max_w = width - 40;
     let mut rows: Vec<Vec<(usize, i32)>> = vec![Vec::new()];
     let mut row_w = 0;
     for (i, e) in entries.iter().enumerate() {
-        let (tw, _) = area
-            .estimate_text_size(&e.label, &style)
-            .or_msg("measuring text")?;
-        let ew = SAMPLE_W + GAP + tw as i32;
-        let needed = if row_w == 0 { ew } else { row_w + SPACING + ew };
+        let ew = LEGEND_SAMPLE_W + LEGEND_GAP + text_width(&e.label, LEGEND_SIZE)?;
+        let needed = if row_w == 0 {
+            ew
+        } else {
+            row_w + LEGEND_SPACING + ew
+        };
         if needed > max_w && row_w > 0 {
             rows.push(Vec::new());
             row_w = ew;
@@ -981,6 +1953,32 @@ fn legend_strip<'a>(area: &Area<'a>, entries: &[LegendEntry]) -> Draw<Area<'a>> 
             r.push((i, ew));
         }
     }
+    Ok(rows)
+}
+
+/// The height [`legend_strip`] takes for `entries` across `width` pixels.
+fn legend_height(entries: &[LegendEntry], width: i32) -> Draw<i32> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    Ok(legend_rows(entries, width)?.len() as i32 * LEGEND_ROW_H + 8)
+}
+
+/// Draws `entries` as centred rows across the top of `area` (outside every
+/// chart, so the legend never hides data) and returns the area below.
+fn legend_strip<'a>(area: &Area<'a>, entries: &[LegendEntry]) -> Draw<Area<'a>> {
+    if entries.is_empty() {
+        return Ok(area.clone());
+    }
+    const SAMPLE_W: i32 = LEGEND_SAMPLE_W;
+    const GAP: i32 = LEGEND_GAP;
+    const SPACING: i32 = LEGEND_SPACING;
+    const ROW_H: i32 = LEGEND_ROW_H;
+    let style = TextStyle::from((FONT, LEGEND_SIZE).into_font())
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let (w, _) = area.dim_in_pixel();
+    let rows = legend_rows(entries, w as i32)?;
     let height = rows.len() as i32 * ROW_H + 8;
     let (strip, rest) = area.split_vertically(height);
     for (r, row) in rows.iter().enumerate() {
@@ -1014,6 +2012,11 @@ fn legend_strip<'a>(area: &Area<'a>, entries: &[LegendEntry]) -> Draw<Area<'a>> 
                         e.color.filled(),
                     ))
                     .or_msg("drawing the legend")?,
+            }
+            if e.marker {
+                strip
+                    .draw(&Circle::new((x + SAMPLE_W / 2, y), 4, e.color.filled()))
+                    .or_msg("drawing the legend")?;
             }
             strip
                 .draw_text(&e.label, &style, (x + SAMPLE_W + GAP, y))
@@ -1440,6 +2443,254 @@ mod tests {
         assert_eq!(picked.len(), 24);
         assert_eq!(picked.first(), Some(&0));
         assert_eq!(picked.last(), Some(&99));
+    }
+
+    fn series(label: &str, points: Vec<(f64, f64)>, dashed: bool, markers: bool) -> Series {
+        Series {
+            label: label.into(),
+            points,
+            dashed,
+            markers,
+        }
+    }
+
+    fn panel(title: &str, log_y: bool, y_range: Option<(f64, f64)>, series: Vec<Series>) -> Panel {
+        Panel {
+            title: title.into(),
+            x_label: "epoch".into(),
+            y_label: "value".into(),
+            log_y,
+            y_range,
+            series,
+        }
+    }
+
+    #[test]
+    fn panels_share_labels_and_handle_log_nan_range_and_empty() {
+        let dir = unique_dir("panels");
+        let curve = |scale: f64, rate: f64| -> Vec<(f64, f64)> {
+            (1..=12)
+                .map(|e| (f64::from(e), scale * rate.powi(e)))
+                .collect()
+        };
+        // Three panels sharing labels; the second uses large, non-integer x.
+        let throughput = |base: f64| -> Vec<(f64, f64)> {
+            (0..8)
+                .map(|k| {
+                    let batch = 1000.0 * 1.9f64.powi(k);
+                    (batch, base * (1.0 - (-batch / 20000.0).exp()))
+                })
+                .collect()
+        };
+        let three = [
+            panel(
+                "Train loss",
+                false,
+                None,
+                vec![
+                    series("relu", curve(2.0, 0.8), false, false),
+                    series("sigmoid", curve(2.3, 0.97), false, false),
+                    series("gelu", curve(2.1, 0.78), false, true),
+                ],
+            ),
+            Panel {
+                x_label: "batch size".into(),
+                y_label: "samples/s".into(),
+                ..panel(
+                    "Throughput",
+                    false,
+                    None,
+                    vec![
+                        series("relu", throughput(1.2e6), false, true),
+                        series("sigmoid", throughput(1.1e6), false, true),
+                    ],
+                )
+            },
+            panel(
+                "Validation loss",
+                false,
+                None,
+                vec![
+                    series("relu", curve(2.1, 0.82), true, false),
+                    series("gelu", curve(2.2, 0.8), true, false),
+                    series("tanh (only here)", curve(2.2, 0.9), true, true),
+                ],
+            ),
+        ];
+        let shared = dir.join("three_panels.png");
+        plot_panels(
+            "Three panels, shared legend",
+            &three,
+            &["batch 256, lr 0.01; relu and gelu appear in two panels".to_string()],
+            &shared,
+        )
+        .expect("three panels");
+        assert_png(&shared);
+
+        // Log axis with a zero and a NaN (skipped and counted), a fixed
+        // fraction range with an out-of-range point, and an empty panel.
+        let mut log_pts = curve(1.0, 0.3);
+        log_pts[3].1 = 0.0;
+        log_pts[6].1 = f64::NAN;
+        let mixed = [
+            panel(
+                "Loss (log)",
+                true,
+                None,
+                vec![
+                    series("relu", log_pts, false, true),
+                    series("sigmoid", curve(2.3, 0.95), false, false),
+                ],
+            ),
+            Panel {
+                y_label: "dead fraction".into(),
+                ..panel(
+                    "Dead units",
+                    false,
+                    Some((0.0, 1.0)),
+                    vec![
+                        series(
+                            "relu",
+                            (1..=12)
+                                .map(|l| (f64::from(l), 0.05 * f64::from(l)))
+                                .collect(),
+                            false,
+                            true,
+                        ),
+                        series(
+                            "sigmoid",
+                            vec![(1.0, 0.0), (2.0, 1.5), (3.0, 0.1)],
+                            true,
+                            true,
+                        ),
+                    ],
+                )
+            },
+            panel("Nothing logged", false, None, vec![]),
+            panel(
+                "All NaN",
+                false,
+                None,
+                vec![series(
+                    "gelu",
+                    vec![(1.0, f64::NAN), (2.0, f64::INFINITY)],
+                    false,
+                    false,
+                )],
+            ),
+        ];
+        let nested = dir.join("nested").join("mixed_panels.png");
+        plot_panels("Log, fixed range and empty panels", &mixed, &[], &nested)
+            .expect("mixed panels");
+        assert_png(&nested);
+        clean_up(&dir);
+    }
+
+    #[test]
+    fn bars_with_a_reference_line() {
+        let dir = unique_dir("bars");
+        let bars: Vec<(String, f64)> = (0..20)
+            .map(|i| {
+                let label = format!(
+                    "batch {} fused {}",
+                    32 << (i % 8),
+                    ["relu", "gelu", "sigmoid"][i % 3]
+                );
+                (label, 0.4 + 0.17 * i as f64)
+            })
+            .collect();
+        let path = dir.join("bars.png");
+        plot_bars(
+            "Throughput relative to the CPU baseline",
+            "speed-up (×)",
+            &bars,
+            Some((1.0, "baseline = 1.0")),
+            &path,
+        )
+        .expect("bar chart");
+        assert_png(&path);
+
+        // A few short labels, one non-finite value, a log axis.
+        let few = vec![
+            ("cpu".to_string(), 1.0),
+            ("gpu f32".to_string(), 35.0),
+            ("gpu fused".to_string(), 410.0),
+            ("diverged".to_string(), f64::NAN),
+        ];
+        let path = dir.join("bars_log.png");
+        plot_bars("Speed-up", "×", &few, Some((1.0, "")), &path).expect("log bar chart");
+        assert_png(&path);
+        clean_up(&dir);
+    }
+
+    #[test]
+    fn crowded_bars_still_plot() {
+        let dir = unique_dir("crowded");
+        // 120 bars with long labels and negative values: every few bars
+        // labelled, labels shortened, values not printed.
+        let bars: Vec<(String, f64)> = (0..120)
+            .map(|i| {
+                (
+                    format!("a rather long configuration name number {i} with details"),
+                    (i as f64 * 0.3).sin() * 1000.0,
+                )
+            })
+            .collect();
+        let path = dir.join("crowded.png");
+        plot_bars("Crowded", "difference", &bars, None, &path).expect("crowded bars");
+        assert_png(&path);
+        // Large values with labels that fit once rotated.
+        let big: Vec<(String, f64)> = (0..12)
+            .map(|i| (format!("config {i}"), 1.0e6 + 2.5e5 * i as f64))
+            .collect();
+        let path = dir.join("big_values.png");
+        plot_bars(
+            "Samples per second",
+            "samples/s",
+            &big,
+            Some((1.5e6, "target")),
+            &path,
+        )
+        .expect("big bars");
+        assert_png(&path);
+        clean_up(&dir);
+    }
+
+    #[test]
+    fn nothing_to_draw_is_an_error() {
+        let dir = unique_dir("no_panels");
+        let path = dir.join("x.png");
+        assert!(matches!(
+            plot_panels("t", &[], &[], &path),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            plot_bars("t", "y", &[], None, &path),
+            Err(Error::Config(_))
+        ));
+        let bad = panel("bad", false, Some((1.0, 0.0)), vec![]);
+        assert!(matches!(
+            plot_panels("t", &[bad], &[], &path),
+            Err(Error::Config(_))
+        ));
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn number_labels() {
+        assert_eq!(value_label(0.8766), "0.877");
+        assert_eq!(value_label(1.0), "1");
+        assert_eq!(value_label(12345.0), "12.3k");
+        assert_eq!(value_label(1.5e6), "1.5M");
+        assert_eq!(value_label(2e-5), "2×10⁻⁵");
+        assert_eq!(value_label(f64::NAN), "n/a");
+        let f = linear_tick_formatter(0.0, 1.0, 10);
+        assert_eq!(f(&0.30000000000000004), "0.3");
+        assert_eq!(f(&1e-17), "0");
+        let f = linear_tick_formatter(0.0, 2.5e6, 8);
+        assert_eq!(f(&1.5e6), "1.5M");
+        let f = linear_tick_formatter(0.0, 5e-4, 10);
+        assert_eq!(f(&2e-4), "2×10⁻⁴");
     }
 
     #[test]
