@@ -28,8 +28,8 @@ pub const CACHE_DIR_ENV: &str = "FUSEDMLP_CACHE_DIR";
 /// [`GemmVariant::CANDIDATES`] (where it applies).
 pub const FORCE_VARIANT_ENV: &str = "FUSEDMLP_GEMM_VARIANT";
 
-/// Time budget for tuning one shape class.
-const BUDGET: Duration = Duration::from_millis(1500);
+/// Time budget for tuning one shape class (the first round always completes).
+const BUDGET: Duration = Duration::from_millis(1000);
 
 /// One tuning decision, for reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,26 +233,37 @@ impl Gpu {
         let y = self.zeros(m, n)?;
         let flops = 2.0 * (m * n * k) as f64;
         let start = Instant::now();
+        // Rounds over all candidates, each keeping its best time: a burst of
+        // load from elsewhere on the machine then costs one sample, not the
+        // choice (timings on shared CPUs swing by 2x).
+        let mut best_time: Vec<Option<f64>> = vec![None; candidates.len()];
+        'rounds: for round in 0..3 {
+            for (i, &v) in candidates.iter().enumerate() {
+                if round > 0 && start.elapsed() > BUDGET {
+                    break 'rounds;
+                }
+                let t = self.time_recorded(1, 1, |encoder| {
+                    self.record_gemm_with(
+                        encoder,
+                        v,
+                        Epilogue::Plain,
+                        probe,
+                        a.buffer(),
+                        b.buffer(),
+                        None,
+                        y.buffer(),
+                        None,
+                    )
+                })?;
+                let slot = &mut best_time[i];
+                *slot = Some(slot.map_or(t.seconds, |b: f64| b.min(t.seconds)));
+            }
+        }
         let mut rates = BTreeMap::new();
         let mut best: Option<(GemmVariant, f64)> = None;
-        for &v in candidates {
-            if start.elapsed() > BUDGET && best.is_some() {
-                break;
-            }
-            let t = self.time_recorded(1, 3, |encoder| {
-                self.record_gemm_with(
-                    encoder,
-                    v,
-                    Epilogue::Plain,
-                    probe,
-                    a.buffer(),
-                    b.buffer(),
-                    None,
-                    y.buffer(),
-                    None,
-                )
-            })?;
-            let rate = flops / t.seconds / 1e9;
+        for (&v, t) in candidates.iter().zip(&best_time) {
+            let Some(t) = t else { continue };
+            let rate = flops / t / 1e9;
             rates.insert(v.name(), rate);
             if best.is_none_or(|(_, r)| rate > r) {
                 best = Some((v, rate));
