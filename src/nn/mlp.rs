@@ -162,6 +162,12 @@ impl MlpConfig {
         if self.output == 0 {
             return Err(Error::Config("the output size must be at least 1".into()));
         }
+        if self.hidden.is_empty() {
+            return Err(Error::Config(
+                "the net has no hidden layer (depth 0); give it at least one (--depth 1 or more)"
+                    .into(),
+            ));
+        }
         if let Some(l) = self.hidden.iter().position(|&w| w == 0) {
             return Err(Error::Config(format!(
                 "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
