@@ -1458,6 +1458,9 @@ impl Trainer {
         self.collect_logs(true)?;
         if let Some(d) = &divergence {
             outcome = d.to_string();
+            // Diagnostics logged once values were non-finite describe the
+            // blow-up, not the net: the report keeps the steps before it.
+            self.logs.retain(|l| l.step < d.step);
         } else if let (Some((path, _)), None) = (self.checkpointing.clone(), self.stop_at) {
             self.save_checkpoint(&path)?;
         }
