@@ -230,12 +230,24 @@ fn checkpoint_writes_survive_kills() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Kill at a pseudo-random moment of the save loop.
-        let wait = 30 + (round * 7919 % 170);
+        // Let the child start saving (a loaded machine may take a while to
+        // start it), then kill it at a pseudo-random moment of the loop.
+        let path = dir.join("c.safetensors");
+        let started = std::time::Instant::now();
+        let spawned = std::time::SystemTime::now();
+        let written_since_spawn = || {
+            std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map(|t| t >= spawned)
+                .unwrap_or(false)
+        };
+        while !written_since_spawn() && started.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let wait = 20 + (round * 7919 % 180);
         std::thread::sleep(std::time::Duration::from_millis(wait));
         child.kill().unwrap();
         child.wait().unwrap();
-        let path = dir.join("c.safetensors");
         if !path.exists() {
             continue;
         }

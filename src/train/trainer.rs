@@ -1510,6 +1510,8 @@ impl Trainer {
     /// Times the host's recording of one step (building the command buffer,
     /// before the submit) and the whole step: returns (median host seconds to
     /// record a step, mean seconds per step) over `steps` non-logged steps.
+    /// For benchmarks: it takes real optimizer steps (the model changes) and
+    /// leaves the step counter where they end.
     pub fn time_steps(&mut self, steps: usize) -> Result<(f64, f64), Error> {
         let saved_log_every = self.config.log_every;
         self.config.log_every = u64::MAX;
