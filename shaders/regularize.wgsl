@@ -100,3 +100,83 @@ fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     d_skip[i] = d_skip[i] + d_more[i];
 }
+
+// Learned PReLU (slopes in a buffer: one per layer, or one per unit).
+// y = z > 0 ? z : a·z. Backward (PyTorch's conventions at 0): dz = dy for
+// z > 0, else a·dy; da = Σ over the batch (and units, per layer) of dy·z
+// where z <= 0. CPU twin: reference::mlp (learned slopes).
+
+struct PreluParams {
+    rows: u32,
+    cols: u32,
+    // 1 when every unit has its own slope.
+    per_unit: u32,
+    // Invocations per row of the forward's dispatch grid.
+    row_stride: u32,
+}
+
+@group(0) @binding(8) var<uniform> pp: PreluParams;
+@group(0) @binding(9) var<storage, read> slopes: array<f32>;
+@group(0) @binding(10) var<storage, read> pz: array<f32>;
+@group(0) @binding(11) var<storage, read_write> py: array<f32>;
+
+fn slope_of(c: u32) -> f32 {
+    return slopes[select(0u, c, pp.per_unit == 1u)];
+}
+
+@compute @workgroup_size(256)
+fn prelu_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * pp.row_stride;
+    if (i >= pp.rows * pp.cols) {
+        return;
+    }
+    let z = pz[i];
+    py[i] = select(slope_of(i % pp.cols) * z, z, z > 0.0);
+}
+
+@group(0) @binding(12) var<storage, read> pdy: array<f32>;
+@group(0) @binding(13) var<storage, read_write> pdz: array<f32>;
+// Per unit: Σ over the batch of dy·z where z <= 0.
+@group(0) @binding(14) var<storage, read_write> pda_units: array<f32>;
+
+// One invocation per unit, looping over the batch in order (deterministic).
+@compute @workgroup_size(64)
+fn prelu_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= pp.cols) {
+        return;
+    }
+    let a = slope_of(c);
+    var da = 0.0;
+    for (var r = 0u; r < pp.rows; r = r + 1u) {
+        let i = r * pp.cols + c;
+        let z = pz[i];
+        let g = pdy[i];
+        if (z > 0.0) {
+            pdz[i] = g;
+        } else {
+            pdz[i] = a * g;
+            da = da + g * z;
+        }
+    }
+    pda_units[c] = da;
+}
+
+@group(0) @binding(15) var<storage, read> pda_in: array<f32>;
+@group(0) @binding(16) var<storage, read_write> pda: array<f32>;
+
+// The slope gradient: per unit as is, per layer summed over units in order.
+@compute @workgroup_size(1)
+fn prelu_slope_grad() {
+    if (pp.per_unit == 1u) {
+        for (var c = 0u; c < pp.cols; c = c + 1u) {
+            pda[c] = pda_in[c];
+        }
+    } else {
+        var s = 0.0;
+        for (var c = 0u; c < pp.cols; c = c + 1u) {
+            s = s + pda_in[c];
+        }
+        pda[0] = s;
+    }
+}

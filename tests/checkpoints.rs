@@ -211,6 +211,7 @@ fn child_saver() {
             params,
             training: None,
             standardizer: None,
+            slopes: vec![Vec::new(); 4],
         }
         .save(&path)
         .unwrap();

@@ -448,3 +448,79 @@ fn residual_nets_predict_as_the_reference() {
         assert!((g - w).abs() <= 1e-4 * w.abs() + 1e-5, "{g} vs {w}");
     }
 }
+
+/// Learned PReLU slopes, per layer and per unit: 5 GPU steps equal 5
+/// reference steps, the slopes move, and a checkpoint keeps them.
+#[test]
+fn learned_prelu_steps_equal_reference_steps() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(13, 6, 4, 3);
+    for mode in [
+        fusedmlp::nn::PreluMode::PerLayer,
+        fusedmlp::nn::PreluMode::PerUnit,
+    ] {
+        let mut config = MlpConfig::new(6, vec![17, 17, 17], 4, Activation::Prelu { weight: 0.25 });
+        config.seed = 4;
+        config.learn_prelu = Some(mode);
+        let train = TrainConfig {
+            epochs: 1,
+            batch_size: 13,
+            learning_rate: 0.01,
+            optimizer: Optimizer::adam(),
+            clip_norm: Some(0.5),
+            log_every: 2,
+            seed: 1,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(
+            Mlp::new(&gpu, config.clone()).unwrap(),
+            train.clone(),
+            &data,
+            &data,
+        )
+        .unwrap();
+        trainer.run_steps(5).unwrap();
+        let mut reference = ReferenceMlp::new(config.clone()).unwrap();
+        for _ in 0..5 {
+            reference
+                .train_step(&data.features, &data.labels, &train, 1)
+                .unwrap();
+        }
+        let got = trainer.model.parameters().unwrap();
+        for (l, ((gw, gb), (rw, rb))) in got.iter().zip(&reference.params).enumerate() {
+            close(gw, rw, &format!("{mode:?} layer {l} weight"));
+            close(gb, rb, &format!("{mode:?} layer {l} bias"));
+        }
+        let slopes = trainer.model.slope_values().unwrap();
+        for (l, (g, r)) in slopes.iter().zip(&reference.slopes).enumerate() {
+            assert_eq!(g.len(), config.slope_count(l));
+            close(g, r, &format!("{mode:?} layer {l} slopes"));
+        }
+        assert!(
+            slopes[0].iter().any(|&a| a != 0.25),
+            "the slopes must learn"
+        );
+        // The checkpoint keeps the slopes under nn.PReLU's name.
+        let dir =
+            std::env::temp_dir().join(format!("fusedmlp-prelu-{}-{mode:?}", std::process::id()));
+        let path = dir.join("p.safetensors");
+        trainer.save_checkpoint(&path).unwrap();
+        let c = fusedmlp::train::checkpoint::Checkpoint::load(&path).unwrap();
+        assert_eq!(c.slopes, slopes);
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(
+            st.tensor("activations.0.weight").unwrap().shape(),
+            &[config.slope_count(0)]
+        );
+        let resumed = Trainer::resume(&gpu, &c, &data, &data, None).unwrap();
+        assert_eq!(resumed.model.slope_values().unwrap(), slopes);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let mut bad = MlpConfig::deep(6, 2, 8, 3, Activation::Relu);
+    bad.learn_prelu = Some(fusedmlp::nn::PreluMode::PerUnit);
+    assert!(Mlp::new(&gpu, bad)
+        .unwrap_err()
+        .to_string()
+        .contains("prelu"));
+}

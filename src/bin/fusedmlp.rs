@@ -135,6 +135,9 @@ struct RunArgs {
     /// Alpha dropout (for SELU nets) instead of inverted dropout.
     #[arg(long)]
     alpha_dropout: bool,
+    /// Learn the PReLU slopes (with --activation prelu[:initial]): per_layer or per_unit.
+    #[arg(long)]
+    learn_prelu: Option<fusedmlp::nn::PreluMode>,
     /// The self-normalising preset: SELU, LeCun normal and alpha dropout
     /// (with --dropout's probability), no normalisation.
     #[arg(long)]
@@ -285,11 +288,11 @@ impl RunArgs {
         model.residual = self.residual;
         model.dropout = self.dropout;
         model.alpha_dropout = self.alpha_dropout || self.self_normalising;
+        model.learn_prelu = self.learn_prelu;
         if self.self_normalising {
             model.activation = Activation::Selu;
             model.init = Some(self.init.unwrap_or(Init::LecunNormal));
         }
-        model.validate()?;
         let train_config = TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -369,6 +372,7 @@ fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
     };
     let (train, val, mut model, tc, standardizer) = args.setup()?;
     model.activation = activation;
+    model.validate()?;
     let mut trainer = match &args.resume {
         Some(path) => {
             let ckpt = fusedmlp::train::checkpoint::Checkpoint::load(path)?;
@@ -438,7 +442,8 @@ fn load_model(
     path: &std::path::Path,
 ) -> Result<(Mlp, Option<data::Standardizer>), Error> {
     let ckpt = fusedmlp::train::checkpoint::Checkpoint::load(path)?;
-    let model = Mlp::from_parameters(gpu, ckpt.model.clone(), &ckpt.params)?;
+    let model =
+        Mlp::from_parameters_and_slopes(gpu, ckpt.model.clone(), &ckpt.params, &ckpt.slopes)?;
     Ok((model, ckpt.standardizer))
 }
 

@@ -96,7 +96,105 @@ pub(crate) struct RegParams {
     pub affine_b: f32,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PreluParams {
+    rows: u32,
+    cols: u32,
+    per_unit: u32,
+    row_stride: u32,
+}
+
 impl Gpu {
+    fn prelu_params(&self, slopes: &GpuTensor, z: &GpuTensor) -> Result<wgpu::Buffer, Error> {
+        let (_, _, row_stride) = grid_1d(self, z.len() as u64, 256)?;
+        self.uniform(&PreluParams {
+            rows: z.rows() as u32,
+            cols: z.cols() as u32,
+            per_unit: (slopes.len() > 1) as u32,
+            row_stride,
+        })
+    }
+
+    /// Records learned-PReLU `y = z > 0 ? z : a·z` with slopes from a buffer
+    /// (one per layer, or one per unit when it holds `z.cols()` values).
+    pub(crate) fn record_prelu_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        slopes: &GpuTensor,
+        z: &GpuTensor,
+        y: &GpuTensor,
+    ) -> Result<(), Error> {
+        let pipeline = self.pipeline(
+            "regularize",
+            "prelu_forward",
+            || shader::REGULARIZE_WGSL.to_string(),
+            false,
+        )?;
+        let (x, gy, _) = grid_1d(self, z.len() as u64, 256)?;
+        let params = self.prelu_params(slopes, z)?;
+        self.scoped("recording prelu_forward", || {
+            record_pass(
+                self,
+                encoder,
+                "prelu_forward",
+                &pipeline,
+                &[
+                    (8, &params),
+                    (9, &slopes.buffer),
+                    (10, &z.buffer),
+                    (11, &y.buffer),
+                ],
+                (x, gy, 1),
+            )
+        })
+    }
+
+    /// Records the learned-PReLU backward: `dz` from `dy` and the slope
+    /// gradient `da` (via the per-unit scratch `da_units`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_prelu_backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        slopes: &GpuTensor,
+        z: &GpuTensor,
+        dy: &GpuTensor,
+        dz: &GpuTensor,
+        da_units: &GpuTensor,
+        da: &GpuTensor,
+    ) -> Result<(), Error> {
+        let src = || shader::REGULARIZE_WGSL.to_string();
+        let backward = self.pipeline("regularize", "prelu_backward", src, false)?;
+        let reduce = self.pipeline("regularize", "prelu_slope_grad", src, false)?;
+        let params = self.prelu_params(slopes, z)?;
+        let groups = (z.cols() as u32).div_ceil(64);
+        self.scoped("recording prelu_backward", || {
+            record_pass(
+                self,
+                encoder,
+                "prelu_backward",
+                &backward,
+                &[
+                    (8, &params),
+                    (9, &slopes.buffer),
+                    (10, &z.buffer),
+                    (12, &dy.buffer),
+                    (13, &dz.buffer),
+                    (14, &da_units.buffer),
+                ],
+                (groups, 1, 1),
+            );
+            record_pass(
+                self,
+                encoder,
+                "prelu_slope_grad",
+                &reduce,
+                &[(8, &params), (15, &da_units.buffer), (16, &da.buffer)],
+                (1, 1, 1),
+            );
+        })
+    }
+
     /// Records `out = y + skip` (a residual connection in evaluation mode).
     pub(crate) fn record_skip_add(
         &self,

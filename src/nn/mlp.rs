@@ -44,6 +44,33 @@ pub struct MlpConfig {
     /// Alpha dropout (for self-normalising SELU nets) instead of inverted dropout.
     #[serde(default)]
     pub alpha_dropout: bool,
+    /// Learn PReLU slopes (the activation must be `prelu`, whose weight is
+    /// the initial slope): one per hidden layer or one per unit.
+    #[serde(default)]
+    pub learn_prelu: Option<PreluMode>,
+}
+
+/// How many slopes a learned PReLU has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreluMode {
+    /// One slope shared by the layer's units (`nn.PReLU()`).
+    PerLayer,
+    /// One slope per unit (`nn.PReLU(num_parameters=width)`).
+    PerUnit,
+}
+
+impl std::str::FromStr for PreluMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "per_layer" | "layer" => Ok(PreluMode::PerLayer),
+            "per_unit" | "unit" => Ok(PreluMode::PerUnit),
+            _ => Err(Error::Config(format!(
+                "unknown PReLU mode '{s}'; valid: per_layer, per_unit"
+            ))),
+        }
+    }
 }
 
 /// SELU's saturation value −λα, what alpha dropout sets dropped units to.
@@ -63,7 +90,29 @@ impl MlpConfig {
             residual: false,
             dropout: 0.0,
             alpha_dropout: false,
+            learn_prelu: None,
         }
+    }
+
+    /// How many learned slopes layer `l` has (0: none).
+    pub fn slope_count(&self, l: usize) -> usize {
+        match self.learn_prelu {
+            Some(_) if l >= self.hidden.len() => 0,
+            Some(PreluMode::PerLayer) => 1,
+            Some(PreluMode::PerUnit) => self.hidden[l],
+            None => 0,
+        }
+    }
+
+    /// The initial learned slopes of every layer (empty where none).
+    pub fn initial_slopes(&self) -> Vec<Vec<f32>> {
+        let a = match self.activation {
+            Activation::Prelu { weight } => weight,
+            _ => 0.25,
+        };
+        (0..self.layer_shapes().len())
+            .map(|l| vec![a; self.slope_count(l)])
+            .collect()
     }
 
     /// The self-normalising preset: SELU, LeCun normal initialisation and
@@ -173,6 +222,12 @@ impl MlpConfig {
                 "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
             )));
         }
+        if self.learn_prelu.is_some() && !matches!(self.activation, Activation::Prelu { .. }) {
+            return Err(Error::Config(format!(
+                "learned PReLU slopes need the prelu activation, not {}",
+                self.activation
+            )));
+        }
         if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
             return Err(Error::Config(format!(
                 "the dropout probability must be in [0, 1), got {}",
@@ -244,6 +299,8 @@ pub struct Mlp {
     pub config: MlpConfig,
     /// Linear layers, output layer last.
     pub layers: Vec<LayerParams>,
+    /// Learned PReLU slopes per layer (`None` where the layer has none).
+    pub slopes: Vec<Option<GpuTensor>>,
 }
 
 impl Mlp {
@@ -251,7 +308,49 @@ impl Mlp {
     pub fn new(gpu: &Gpu, config: MlpConfig) -> Result<Mlp, Error> {
         config.validate()?;
         let params = config.initial_parameters();
-        Self::from_parameters(gpu, config, &params)
+        let slopes = config.initial_slopes();
+        Self::from_parameters_and_slopes(gpu, config, &params, &slopes)
+    }
+
+    /// Builds the net from (weight, bias) pairs and learned slopes (one
+    /// vector per layer, empty where the layer has none).
+    pub fn from_parameters_and_slopes(
+        gpu: &Gpu,
+        config: MlpConfig,
+        params: &[LayerValues],
+        slopes: &[Vec<f32>],
+    ) -> Result<Mlp, Error> {
+        let mut mlp = Self::from_parameters(gpu, config, params)?;
+        if slopes.len() != mlp.layers.len() {
+            return Err(Error::shape("PReLU slopes", mlp.layers.len(), slopes.len()));
+        }
+        for (l, s) in slopes.iter().enumerate() {
+            let want = mlp.config.slope_count(l);
+            if s.len() != want {
+                return Err(Error::shape(
+                    format!("activations.{l}.weight"),
+                    want,
+                    s.len(),
+                ));
+            }
+            mlp.slopes[l] = if want > 0 {
+                Some(gpu.upload(s, 1, want)?)
+            } else {
+                None
+            };
+        }
+        Ok(mlp)
+    }
+
+    /// The learned slopes of every layer, copied to the host (empty where none).
+    pub fn slope_values(&self) -> Result<Vec<Vec<f32>>, Error> {
+        self.slopes
+            .iter()
+            .map(|s| match s {
+                Some(t) => self.gpu.download(t),
+                None => Ok(Vec::new()),
+            })
+            .collect()
     }
 
     /// Builds the net from given (weight, bias) pairs, checking every shape.
@@ -283,10 +382,23 @@ impl Mlp {
                 bias: gpu.upload(b, 1, fan_out)?,
             });
         }
+        // Learned slopes start at the prelu weight; from_parameters_and_slopes overrides.
+        let slopes = config
+            .initial_slopes()
+            .iter()
+            .map(|s| {
+                if s.is_empty() {
+                    Ok(None)
+                } else {
+                    gpu.upload(s, 1, s.len()).map(Some)
+                }
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Mlp {
             gpu: gpu.clone(),
             config,
             layers,
+            slopes,
         })
     }
 
@@ -335,15 +447,31 @@ impl Mlp {
             .create_command_encoder(&Default::default());
         for (l, layer) in self.layers.iter().enumerate() {
             let y = self.gpu.zeros(rows, layer.weight.rows())?;
-            self.gpu.record_linear_forward(
-                &mut encoder,
-                self.config.layer_activation(l),
-                &h,
-                &layer.weight,
-                &layer.bias,
-                &y,
-                None,
-            )?;
+            match &self.slopes[l] {
+                Some(slopes) => {
+                    let z = self.gpu.zeros(rows, layer.weight.rows())?;
+                    self.gpu.record_linear_forward(
+                        &mut encoder,
+                        Activation::Identity,
+                        &h,
+                        &layer.weight,
+                        &layer.bias,
+                        &z,
+                        None,
+                    )?;
+                    self.gpu
+                        .record_prelu_forward(&mut encoder, slopes, &z, &y)?;
+                }
+                None => self.gpu.record_linear_forward(
+                    &mut encoder,
+                    self.config.layer_activation(l),
+                    &h,
+                    &layer.weight,
+                    &layer.bias,
+                    &y,
+                    None,
+                )?,
+            }
             // Evaluation mode: no dropout; residual layers add their input.
             h = if self.config.is_residual(l) {
                 let out = self.gpu.zeros(rows, layer.weight.rows())?;

@@ -8,5 +8,5 @@ pub mod optim;
 
 pub use init::Init;
 pub use loss::Head;
-pub use mlp::{Mlp, MlpConfig};
+pub use mlp::{Mlp, MlpConfig, PreluMode};
 pub use optim::{Optimizer, Schedule};

@@ -3,6 +3,7 @@
 //! f64 with the same f32 storage between ops as the GPU.
 
 use super::linear::{linear_backward, linear_forward};
+use crate::activation::Activation;
 use crate::error::Error;
 use crate::nn::{Head, MlpConfig, Optimizer};
 use crate::train::TrainConfig;
@@ -77,8 +78,10 @@ pub struct ReferenceMlp {
     pub config: MlpConfig,
     /// (weight `[out, in]`, bias `[out]`) per layer.
     pub params: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Learned PReLU slopes per layer (empty where none).
+    pub slopes: Vec<Vec<f32>>,
     /// Optimizer state: (first, second) buffers for each parameter tensor,
-    /// in the order weight 0, bias 0, weight 1, ...
+    /// in the order weight 0, bias 0, weight 1, ..., then the learned slopes.
     state: Vec<(Vec<f32>, Vec<f32>)>,
     /// Steps taken.
     pub step: u64,
@@ -89,7 +92,8 @@ impl ReferenceMlp {
     pub fn new(config: MlpConfig) -> Result<Self, Error> {
         config.validate()?;
         let params = config.initial_parameters();
-        let state = params
+        let slopes = config.initial_slopes();
+        let mut state: Vec<(Vec<f32>, Vec<f32>)> = params
             .iter()
             .flat_map(|(w, b)| {
                 [
@@ -98,9 +102,16 @@ impl ReferenceMlp {
                 ]
             })
             .collect();
+        state.extend(
+            slopes
+                .iter()
+                .filter(|a| !a.is_empty())
+                .map(|a| (vec![0.0; a.len()], vec![0.0; a.len()])),
+        );
         Ok(ReferenceMlp {
             config,
             params,
+            slopes,
             state,
             step: 0,
         })
@@ -138,7 +149,12 @@ impl ReferenceMlp {
         {
             let shape = LinearShape::new(rows, fan_in, fan_out);
             let input = outs.last().expect("input");
-            let y = linear_forward(c.layer_activation(l), input, w, b, shape)?;
+            let y = if self.slopes[l].is_empty() {
+                linear_forward(c.layer_activation(l), input, w, b, shape)?
+            } else {
+                let z = linear_forward(Activation::Identity, input, w, b, shape)?;
+                prelu(&z, &self.slopes[l], fan_out)
+            };
             let drop = dropout_step.filter(|_| c.has_dropout(l));
             let out = if drop.is_some() || c.is_residual(l) {
                 let (scale, alpha_prime, a, bb) = c.dropout_constants();
@@ -193,10 +209,11 @@ impl ReferenceMlp {
         let mut d_out: Vec<f32> = dlogits.iter().map(|&v| v as f32).collect();
         let shapes = c.layer_shapes();
         let mut grads = vec![(Vec::new(), Vec::new()); shapes.len()];
+        let mut slope_grads: Vec<Vec<f32>> = vec![Vec::new(); shapes.len()];
         for l in (0..shapes.len()).rev() {
             let (fan_in, fan_out) = shapes[l];
             let (w, b) = &self.params[l];
-            let dy: Vec<f32> = if c.has_dropout(l) {
+            let mut dy: Vec<f32> = if c.has_dropout(l) {
                 let (scale, _, a, _) = c.dropout_constants();
                 let factor = if c.alpha_dropout { a } else { scale };
                 d_out
@@ -219,8 +236,30 @@ impl ReferenceMlp {
             } else {
                 d_out.clone()
             };
+            let mut act = c.layer_activation(l);
+            if !self.slopes[l].is_empty() {
+                // Learned PReLU: dz = dy (z > 0) or a·dy; da = Σ dy·z where z <= 0.
+                let a = &self.slopes[l];
+                let z = linear_forward(
+                    Activation::Identity,
+                    &outs[l],
+                    w,
+                    b,
+                    LinearShape::new(rows, fan_in, fan_out),
+                )?;
+                let mut da = vec![0.0f64; a.len()];
+                for (i, (g, &zv)) in dy.iter_mut().zip(&z).enumerate() {
+                    let k = if a.len() > 1 { i % fan_out } else { 0 };
+                    if zv <= 0.0 {
+                        da[k] += *g as f64 * zv as f64;
+                        *g = (*g as f64 * a[k] as f64) as f32;
+                    }
+                }
+                slope_grads[l] = da.into_iter().map(|v| v as f32).collect();
+                act = Activation::Identity;
+            }
             let g = linear_backward(
-                c.layer_activation(l),
+                act,
                 &outs[l],
                 w,
                 b,
@@ -241,6 +280,7 @@ impl ReferenceMlp {
             let total: f64 = grads
                 .iter()
                 .flat_map(|(w, b)| w.iter().chain(b))
+                .chain(slope_grads.iter().flatten())
                 .map(|&g| (g as f64) * (g as f64))
                 .sum();
             scale = (max_norm as f64 / (total.sqrt() + 1e-6)).min(1.0);
@@ -259,9 +299,31 @@ impl ReferenceMlp {
                 update(train.optimizer, p, g, state, lr, t, scale);
             }
         }
+        let mut k = 2 * shapes.len();
+        for (a, g) in self.slopes.iter_mut().zip(&slope_grads) {
+            if !a.is_empty() {
+                update(train.optimizer, a, g, &mut self.state[k], lr, t, scale);
+                k += 1;
+            }
+        }
         self.step += 1;
         Ok((loss, correct as f64 / rows.max(1) as f64))
     }
+}
+
+/// PReLU with slopes `a` (one, or one per unit of `cols`), in f32 as the GPU.
+fn prelu(z: &[f32], a: &[f32], cols: usize) -> Vec<f32> {
+    z.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let k = if a.len() > 1 { i % cols } else { 0 };
+            if v > 0.0 {
+                v
+            } else {
+                a[k] * v
+            }
+        })
+        .collect()
 }
 
 /// Whether dropout keeps element `i` at `step` in a layer with mask seed

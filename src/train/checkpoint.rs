@@ -59,6 +59,9 @@ pub struct Checkpoint {
     /// The feature standardisation the model was trained with, if any:
     /// evaluation and prediction apply it to their inputs.
     pub standardizer: Option<crate::data::Standardizer>,
+    /// Learned PReLU slopes per layer (empty where none), saved as
+    /// `activations.{i}.weight` (`nn.PReLU`'s parameter name).
+    pub slopes: Vec<Vec<f32>>,
 }
 
 /// FNV-1a, 64-bit: a checksum of the sidecar and a fingerprint of data sets.
@@ -164,6 +167,16 @@ impl Checkpoint {
                 .map_err(|e| Error::Config(format!("layers.{l}.bias: {e}")))?;
             views.push((format!("layers.{l}.weight"), wv));
             views.push((format!("layers.{l}.bias"), bv));
+        }
+        for (l, a) in self
+            .slopes
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.is_empty())
+        {
+            let av = TensorView::new(Dtype::F32, vec![a.len()], f32_bytes(a))
+                .map_err(|e| Error::Config(format!("activations.{l}.weight: {e}")))?;
+            views.push((format!("activations.{l}.weight"), av));
         }
         let mut meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
@@ -355,7 +368,16 @@ impl Checkpoint {
             let b = read(&format!("layers.{l}.bias"), vec![fan_out])?;
             params.push((w, b));
         }
-        let known = 2 * shapes.len();
+        let mut slopes = Vec::with_capacity(shapes.len());
+        for l in 0..shapes.len() {
+            let k = model.slope_count(l);
+            slopes.push(if k > 0 {
+                read(&format!("activations.{l}.weight"), vec![k])?
+            } else {
+                Vec::new()
+            });
+        }
+        let known = 2 * shapes.len() + slopes.iter().filter(|a| !a.is_empty()).count();
         if st.len() != known {
             let extra: Vec<String> = st
                 .names()
@@ -401,10 +423,11 @@ impl Checkpoint {
                 let sname = format!("{name} (optimizer state)");
                 let sst = SafeTensors::deserialize(side).map_err(|e| corrupt(&sname, e))?;
                 let mut state = Vec::new();
-                let lens: Vec<usize> = params
+                let mut lens: Vec<usize> = params
                     .iter()
                     .flat_map(|(w, b)| [w.len(), b.len()])
                     .collect();
+                lens.extend(slopes.iter().filter(|a| !a.is_empty()).map(|a| a.len()));
                 for (k, &n) in lens.iter().enumerate() {
                     let get = |which: &str| -> Result<Vec<f32>, Error> {
                         let t = format!("optimizer.{k}.{which}");
@@ -469,6 +492,7 @@ impl Checkpoint {
             params,
             training,
             standardizer,
+            slopes,
         })
     }
 }

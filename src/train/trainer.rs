@@ -192,6 +192,7 @@ struct LayerState {
     residual: bool,
     dropout: bool,
     mask_seed: u32,
+    slopes: Option<SlopeState>,
 }
 
 /// Slots of the `norms` buffer.
@@ -206,18 +207,38 @@ impl Slots {
     fn grad_b(&self, l: usize) -> u32 {
         (2 * l + 1) as u32
     }
-    fn weight(&self, l: usize) -> u32 {
+    /// Learned PReLU slopes' gradient (0 where a layer has none): inside the
+    /// range the clipping norm sums.
+    fn grad_slope(&self, l: usize) -> u32 {
         (2 * self.layers + l) as u32
     }
-    fn update(&self, l: usize) -> u32 {
+    fn gradients(&self) -> u32 {
+        (3 * self.layers) as u32
+    }
+    fn weight(&self, l: usize) -> u32 {
         (3 * self.layers + l) as u32
     }
+    fn update(&self, l: usize) -> u32 {
+        (4 * self.layers + l) as u32
+    }
     fn global(&self) -> u32 {
-        (4 * self.layers) as u32
+        (5 * self.layers) as u32
     }
     fn count(&self) -> usize {
-        4 * self.layers + 1
+        5 * self.layers + 1
     }
+}
+
+/// Device state of a layer's learned PReLU slopes.
+struct SlopeState {
+    /// dL/da.
+    grad: GpuTensor,
+    /// Per-unit partial sums of dL/da.
+    units: GpuTensor,
+    /// Optimizer state.
+    state: (GpuTensor, GpuTensor),
+    /// dL/dz, the linear part's upstream gradient.
+    dz: GpuTensor,
 }
 
 struct PendingLog {
@@ -414,6 +435,15 @@ impl Trainer {
                 residual: mc.is_residual(l),
                 dropout: mc.has_dropout(l),
                 mask_seed: mc.mask_seed(l),
+                slopes: match mc.slope_count(l) {
+                    0 => None,
+                    k => Some(SlopeState {
+                        grad: gpu.zeros(1, k)?,
+                        units: gpu.zeros(1, fan_out)?,
+                        state: pair(1, k)?,
+                        dz: gpu.zeros(rows, fan_out)?,
+                    }),
+                },
             });
         }
         let n_layers = layers.len();
@@ -551,19 +581,34 @@ impl Trainer {
         training: bool,
     ) -> Result<(), Error> {
         let mut input = self.x_batch.prefix_rows(rows)?;
-        for (layer, params) in self.layers.iter().zip(&self.model.layers) {
+        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
             let keep = keep_all_z || layer.act.saved() == Saved::PreActivation;
             let y = layer.y.prefix_rows(rows)?;
             let z = layer.z.prefix_rows(rows)?;
-            self.gpu.record_linear_forward(
-                encoder,
-                layer.act,
-                &input,
-                &params.weight,
-                &params.bias,
-                &y,
-                keep.then_some(&z),
-            )?;
+            match self.model.slopes.get(l).and_then(|s| s.as_ref()) {
+                // Learned PReLU: the linear part writes z, then y = prelu(z).
+                Some(slopes) => {
+                    self.gpu.record_linear_forward(
+                        encoder,
+                        Activation::Identity,
+                        &input,
+                        &params.weight,
+                        &params.bias,
+                        &z,
+                        None,
+                    )?;
+                    self.gpu.record_prelu_forward(encoder, slopes, &z, &y)?;
+                }
+                None => self.gpu.record_linear_forward(
+                    encoder,
+                    layer.act,
+                    &input,
+                    &params.weight,
+                    &params.bias,
+                    &y,
+                    keep.then_some(&z),
+                )?,
+            }
             let dropout = layer.dropout && training;
             input = match &layer.out {
                 Some(out) if dropout || layer.residual => {
@@ -976,9 +1021,26 @@ impl Trainer {
             } else {
                 Some(&self.layers[l - 1].dy)
             };
+            // Learned PReLU: its backward gives dz and the slopes' gradient;
+            // the linear part then runs as identity.
+            let (act, dy) = match (&layer.slopes, self.model.slopes[l].as_ref()) {
+                (Some(st), Some(slopes)) => {
+                    gpu.record_prelu_backward(
+                        &mut encoder,
+                        slopes,
+                        &layer.z,
+                        dy,
+                        &st.dz,
+                        &st.units,
+                        &st.grad,
+                    )?;
+                    (Activation::Identity, &st.dz)
+                }
+                _ => (layer.act, dy),
+            };
             gpu.record_linear_backward(
                 &mut encoder,
-                layer.act,
+                act,
                 input,
                 &params.weight,
                 saved,
@@ -1005,6 +1067,9 @@ impl Trainer {
             for (l, layer) in self.layers.iter().enumerate() {
                 self.record_sumsq(&mut encoder, &layer.dw, None, self.slots.grad_w(l))?;
                 self.record_sumsq(&mut encoder, &layer.db, None, self.slots.grad_b(l))?;
+                if let Some(st) = &layer.slopes {
+                    self.record_sumsq(&mut encoder, &st.grad, None, self.slots.grad_slope(l))?;
+                }
             }
             let pipeline = gpu.pipeline(
                 "stats",
@@ -1014,7 +1079,7 @@ impl Trainer {
             )?;
             let params = gpu.uniform(&ClipParams {
                 first: 0,
-                count: (2 * n) as u32,
+                count: self.slots.gradients(),
                 out_slot: self.slots.global(),
                 max_norm: self.config.clip_norm.unwrap_or(0.0),
             })?;
@@ -1048,9 +1113,12 @@ impl Trainer {
                 })?;
             }
         }
-        for (layer, params) in self.layers.iter().zip(&self.model.layers) {
+        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
             self.record_optimizer(&mut encoder, &params.weight, &layer.dw, &layer.w_state)?;
             self.record_optimizer(&mut encoder, &params.bias, &layer.db, &layer.b_state)?;
+            if let (Some(st), Some(slopes)) = (&layer.slopes, &self.model.slopes[l]) {
+                self.record_optimizer(&mut encoder, slopes, &st.grad, &st.state)?;
+            }
         }
         // Divergence detection: where a NaN or infinity first appears.
         for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
@@ -1258,6 +1326,22 @@ impl Trainer {
         self.standardizer = standardizer;
     }
 
+    /// Every optimizer state pair in checkpoint order: (weight, bias) of each
+    /// layer, then the learned slopes of the layers that have them.
+    fn optimizer_tensors(&self) -> Vec<&(GpuTensor, GpuTensor)> {
+        let mut v: Vec<&(GpuTensor, GpuTensor)> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.w_state, &l.b_state])
+            .collect();
+        v.extend(
+            self.layers
+                .iter()
+                .filter_map(|l| l.slopes.as_ref().map(|s| &s.state)),
+        );
+        v
+    }
+
     /// Saves a checkpoint every `every` steps (and at the end) to `path`.
     pub fn set_checkpointing(&mut self, path: impl Into<PathBuf>, every: u64) {
         self.checkpointing = Some((path.into(), every.max(1)));
@@ -1266,11 +1350,10 @@ impl Trainer {
     /// The model and the full training state, read back from the device.
     pub fn checkpoint(&mut self) -> Result<super::checkpoint::Checkpoint, Error> {
         let params = self.model.parameters()?;
+        let slopes = self.model.slope_values()?;
         let mut optimizer_state = Vec::new();
-        for layer in &self.layers {
-            for (a, b) in [&layer.w_state, &layer.b_state] {
-                optimizer_state.push((self.gpu.download(a)?, self.gpu.download(b)?));
-            }
+        for (a, b) in self.optimizer_tensors() {
+            optimizer_state.push((self.gpu.download(a)?, self.gpu.download(b)?));
         }
         let totals = self.gpu.download(&self.train_totals)?;
         self.readbacks += 2 + 2 * optimizer_state.len() as u64 + 1;
@@ -1287,6 +1370,7 @@ impl Trainer {
                 optimizer_state,
             }),
             standardizer: self.standardizer.clone(),
+            slopes,
         })
     }
 
@@ -1323,13 +1407,14 @@ impl Trainer {
         if let Some(e) = epochs {
             config.epochs = e;
         }
-        let model = Mlp::from_parameters(gpu, checkpoint.model.clone(), &checkpoint.params)?;
+        let model = Mlp::from_parameters_and_slopes(
+            gpu,
+            checkpoint.model.clone(),
+            &checkpoint.params,
+            &checkpoint.slopes,
+        )?;
         let mut t = Trainer::new(model, config, train, validation)?;
-        let tensors: Vec<&(GpuTensor, GpuTensor)> = t
-            .layers
-            .iter()
-            .flat_map(|l| [&l.w_state, &l.b_state])
-            .collect();
+        let tensors = t.optimizer_tensors();
         if tensors.len() != state.optimizer_state.len() {
             return Err(Error::Config(
                 "the checkpoint's optimizer state does not match the model".into(),
