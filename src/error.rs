@@ -132,7 +132,7 @@ pub enum Error {
     },
 }
 
-/// `Result` with fusedmlp's [`Error`].
+/// `Result` with fusedmlp's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
