@@ -212,6 +212,7 @@ fn child_saver() {
             training: None,
             standardizer: None,
             slopes: vec![Vec::new(); 4],
+            norms: vec![(Vec::new(), Vec::new()); 4],
         }
         .save(&path)
         .unwrap();

@@ -524,3 +524,99 @@ fn learned_prelu_steps_equal_reference_steps() {
         .to_string()
         .contains("prelu"));
 }
+
+/// LayerNorm before and after the activation (alone, with residual
+/// connections and with dropout): 5 GPU steps equal 5 reference steps, the
+/// scale and shift learn, checkpoints keep them as nn.LayerNorm names them,
+/// and evaluation applies them.
+#[test]
+fn layer_norm_steps_equal_reference_steps() {
+    use fusedmlp::nn::NormPlacement;
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(13, 6, 4, 6);
+    let cases = [
+        (Activation::Tanh, NormPlacement::Before, false, 0.0),
+        (Activation::Sigmoid, NormPlacement::After, false, 0.0),
+        (Activation::Relu, NormPlacement::Before, true, 0.2),
+        (Activation::Gelu, NormPlacement::After, true, 0.0),
+    ];
+    for (act, placement, residual, dropout) in cases {
+        let mut config = MlpConfig::new(6, vec![17, 17, 17], 4, act);
+        config.seed = 8;
+        config.layer_norm = Some(placement);
+        config.residual = residual;
+        config.dropout = dropout;
+        let train = TrainConfig {
+            epochs: 1,
+            batch_size: 13,
+            learning_rate: 0.05,
+            optimizer: Optimizer::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            clip_norm: Some(2.0),
+            log_every: 2,
+            seed: 3,
+            ..Default::default()
+        };
+        let what = format!("{act} {placement:?} residual {residual} dropout {dropout}");
+        let mut trainer = Trainer::new(
+            Mlp::new(&gpu, config.clone()).unwrap(),
+            train.clone(),
+            &data,
+            &data,
+        )
+        .unwrap();
+        trainer.run_steps(5).unwrap();
+        let mut reference = ReferenceMlp::new(config.clone()).unwrap();
+        let order = fusedmlp::train::shuffle_order(3, 0, 13);
+        let x: Vec<f32> = order
+            .iter()
+            .flat_map(|&r| data.row(r as usize).to_vec())
+            .collect();
+        let y: Vec<u32> = order.iter().map(|&r| data.labels[r as usize]).collect();
+        for _ in 0..5 {
+            reference.train_step(&x, &y, &train, 1).unwrap();
+        }
+        let got = trainer.model.parameters().unwrap();
+        for (l, ((gw, gb), (rw, rb))) in got.iter().zip(&reference.params).enumerate() {
+            close(gw, rw, &format!("{what} layer {l} weight"));
+            close(gb, rb, &format!("{what} layer {l} bias"));
+        }
+        let norms = trainer.model.norm_values().unwrap();
+        for (l, ((g, b), (rg, rb))) in norms.iter().zip(&reference.norms).enumerate() {
+            close(g, rg, &format!("{what} layer {l} norm scale"));
+            close(b, rb, &format!("{what} layer {l} norm shift"));
+        }
+        assert!(
+            norms[0].0.iter().any(|&v| v != 1.0),
+            "{what}: the scale must learn"
+        );
+        // Evaluation applies the norms (and no dropout).
+        let logits = trainer.model.predict_logits(&data.features, 13).unwrap();
+        let want = reference.forward(&data.features, 13).unwrap();
+        for (g, w) in logits.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs() + 1e-4,
+                "{what}: eval {g} vs {w}"
+            );
+        }
+        // Checkpoints keep them under nn.LayerNorm's names, and resume.
+        let dir = std::env::temp_dir().join(format!(
+            "fusedmlp-ln-{}-{placement:?}-{residual}",
+            std::process::id()
+        ));
+        let path = dir.join("n.safetensors");
+        trainer.save_checkpoint(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("norms.0.weight").unwrap().shape(), &[17]);
+        assert_eq!(st.tensor("norms.2.bias").unwrap().shape(), &[17]);
+        let c = fusedmlp::train::checkpoint::Checkpoint::load(&path).unwrap();
+        assert_eq!(c.norms, norms);
+        let resumed = Trainer::resume(&gpu, &c, &data, &data, None).unwrap();
+        assert_eq!(resumed.model.norm_values().unwrap(), norms);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -135,6 +135,9 @@ struct RunArgs {
     /// Alpha dropout (for SELU nets) instead of inverted dropout.
     #[arg(long)]
     alpha_dropout: bool,
+    /// LayerNorm in every hidden layer, before or after the activation.
+    #[arg(long)]
+    layer_norm: Option<fusedmlp::nn::NormPlacement>,
     /// Learn the PReLU slopes (with --activation prelu[:initial]): per_layer or per_unit.
     #[arg(long)]
     learn_prelu: Option<fusedmlp::nn::PreluMode>,
@@ -289,6 +292,7 @@ impl RunArgs {
         model.dropout = self.dropout;
         model.alpha_dropout = self.alpha_dropout || self.self_normalising;
         model.learn_prelu = self.learn_prelu;
+        model.layer_norm = self.layer_norm;
         if self.self_normalising {
             model.activation = Activation::Selu;
             model.init = Some(self.init.unwrap_or(Init::LecunNormal));
@@ -444,6 +448,7 @@ fn load_model(
     let ckpt = fusedmlp::train::checkpoint::Checkpoint::load(path)?;
     let model =
         Mlp::from_parameters_and_slopes(gpu, ckpt.model.clone(), &ckpt.params, &ckpt.slopes)?;
+    model.set_norms(&ckpt.norms)?;
     Ok((model, ckpt.standardizer))
 }
 

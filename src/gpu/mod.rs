@@ -6,6 +6,7 @@ pub mod context;
 pub mod elementwise;
 pub mod gemm;
 pub mod linear;
+pub mod norm;
 pub mod shader;
 pub mod tensor;
 pub mod timing;

@@ -14,6 +14,8 @@ pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl"
 pub const PEAK_WGSL: &str = include_str!("../../shaders/peak.wgsl");
 /// The transpose (with a padded destination stride) feeding the backward GEMMs.
 pub const TRANSPOSE_WGSL: &str = include_str!("../../shaders/transpose.wgsl");
+/// LayerNorm forward and backward.
+pub const NORM_WGSL: &str = include_str!("../../shaders/norm.wgsl");
 /// Dropout, alpha dropout and residual connections.
 pub const REGULARIZE_WGSL: &str = include_str!("../../shaders/regularize.wgsl");
 /// Mini-batch gather from the resident data set.
@@ -167,6 +169,7 @@ pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
             format!("diagnostics[{act}]"),
             assemble(DIAGNOSTICS_WGSL, Some(act)),
         ),
+        (format!("norm[{act}]"), assemble(NORM_WGSL, Some(act))),
     ];
     for v in GemmVariant::CANDIDATES {
         for save_z in [false, true] {

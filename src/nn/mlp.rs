@@ -48,6 +48,33 @@ pub struct MlpConfig {
     /// the initial slope): one per hidden layer or one per unit.
     #[serde(default)]
     pub learn_prelu: Option<PreluMode>,
+    /// LayerNorm in every hidden layer (eps 1e-5, learnable scale and
+    /// shift), before or after the activation.
+    #[serde(default)]
+    pub layer_norm: Option<NormPlacement>,
+}
+
+/// Where a hidden layer's normalisation sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormPlacement {
+    /// `f(norm(x·Wᵀ + b))`.
+    Before,
+    /// `norm(f(x·Wᵀ + b))`.
+    After,
+}
+
+impl std::str::FromStr for NormPlacement {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "before" => Ok(NormPlacement::Before),
+            "after" => Ok(NormPlacement::After),
+            _ => Err(Error::Config(format!(
+                "unknown normalisation placement '{s}'; valid: before, after"
+            ))),
+        }
+    }
 }
 
 /// How many slopes a learned PReLU has.
@@ -91,7 +118,13 @@ impl MlpConfig {
             dropout: 0.0,
             alpha_dropout: false,
             learn_prelu: None,
+            layer_norm: None,
         }
+    }
+
+    /// Whether linear layer `l` is followed by LayerNorm (hidden layers only).
+    pub fn has_norm(&self, l: usize) -> bool {
+        self.layer_norm.is_some() && l < self.hidden.len()
     }
 
     /// How many learned slopes layer `l` has (0: none).
@@ -222,6 +255,11 @@ impl MlpConfig {
                 "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
             )));
         }
+        if self.learn_prelu.is_some() && self.layer_norm.is_some() {
+            return Err(Error::Config(
+                "learned PReLU slopes and LayerNorm cannot be combined yet; use one of them".into(),
+            ));
+        }
         if self.learn_prelu.is_some() && !matches!(self.activation, Activation::Prelu { .. }) {
             return Err(Error::Config(format!(
                 "learned PReLU slopes need the prelu activation, not {}",
@@ -301,6 +339,8 @@ pub struct Mlp {
     pub layers: Vec<LayerParams>,
     /// Learned PReLU slopes per layer (`None` where the layer has none).
     pub slopes: Vec<Option<GpuTensor>>,
+    /// LayerNorm (scale `[1, width]`, shift `[1, width]`) per layer (`None` where none).
+    pub norms: Vec<Option<(GpuTensor, GpuTensor)>>,
 }
 
 impl Mlp {
@@ -340,6 +380,42 @@ impl Mlp {
             };
         }
         Ok(mlp)
+    }
+
+    /// Sets every LayerNorm's (scale, shift) from host values (empty where none).
+    pub fn set_norms(&self, norms: &[(Vec<f32>, Vec<f32>)]) -> Result<(), Error> {
+        if norms.len() != self.norms.len() {
+            return Err(Error::shape(
+                "LayerNorm parameters",
+                self.norms.len(),
+                norms.len(),
+            ));
+        }
+        for (l, ((g, b), t)) in norms.iter().zip(&self.norms).enumerate() {
+            match t {
+                Some((tg, tb)) => {
+                    if g.len() != tg.len() || b.len() != tb.len() {
+                        return Err(Error::shape(format!("norms.{l}"), tg.len(), g.len()));
+                    }
+                    self.gpu.write(tg, g)?;
+                    self.gpu.write(tb, b)?;
+                }
+                None if g.is_empty() && b.is_empty() => {}
+                None => return Err(Error::shape(format!("norms.{l}"), 0, g.len())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every LayerNorm's (scale, shift), copied to the host (empty where none).
+    pub fn norm_values(&self) -> Result<Vec<LayerValues>, Error> {
+        self.norms
+            .iter()
+            .map(|n| match n {
+                Some((g, b)) => Ok((self.gpu.download(g)?, self.gpu.download(b)?)),
+                None => Ok((Vec::new(), Vec::new())),
+            })
+            .collect()
     }
 
     /// The learned slopes of every layer, copied to the host (empty where none).
@@ -394,11 +470,22 @@ impl Mlp {
                 }
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        let norms = (0..layers.len())
+            .map(|l| {
+                if config.has_norm(l) {
+                    let w = layers[l].weight.rows();
+                    Ok(Some((gpu.upload(&vec![1.0; w], 1, w)?, gpu.zeros(1, w)?)))
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Mlp {
             gpu: gpu.clone(),
             config,
             layers,
             slopes,
+            norms,
         })
     }
 
@@ -447,7 +534,37 @@ impl Mlp {
             .create_command_encoder(&Default::default());
         for (l, layer) in self.layers.iter().enumerate() {
             let y = self.gpu.zeros(rows, layer.weight.rows())?;
+            let width = layer.weight.rows();
+            let norm = self.norms[l].as_ref();
+            let before = self.config.layer_norm == Some(NormPlacement::Before);
+            let bufs = match norm {
+                Some(_) => Some(self.gpu.layer_norm_buffers(rows, width)?),
+                None => None,
+            };
             match &self.slopes[l] {
+                _ if norm.is_some() && before => {
+                    let (g, b) = norm.expect("checked");
+                    let z = self.gpu.zeros(rows, width)?;
+                    self.gpu.record_linear_forward(
+                        &mut encoder,
+                        Activation::Identity,
+                        &h,
+                        &layer.weight,
+                        &layer.bias,
+                        &z,
+                        None,
+                    )?;
+                    let bufs = bufs.as_ref().expect("allocated");
+                    self.gpu.record_layer_norm_forward(
+                        &mut encoder,
+                        self.config.layer_activation(l),
+                        true,
+                        (g, b),
+                        &z,
+                        bufs,
+                        &y,
+                    )?;
+                }
                 Some(slopes) => {
                     let z = self.gpu.zeros(rows, layer.weight.rows())?;
                     self.gpu.record_linear_forward(
@@ -472,6 +589,21 @@ impl Mlp {
                     None,
                 )?,
             }
+            let y = match (norm, &bufs) {
+                (Some((g, b)), Some(bufs)) if !before => {
+                    self.gpu.record_layer_norm_forward(
+                        &mut encoder,
+                        self.config.layer_activation(l),
+                        false,
+                        (g, b),
+                        &y,
+                        bufs,
+                        &y,
+                    )?;
+                    bufs.n.clone()
+                }
+                _ => y,
+            };
             // Evaluation mode: no dropout; residual layers add their input.
             h = if self.config.is_residual(l) {
                 let out = self.gpu.zeros(rows, layer.weight.rows())?;

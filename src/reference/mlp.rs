@@ -2,6 +2,7 @@
 //! the head's loss and gradient, backward, clipping and the optimizer, in
 //! f64 with the same f32 storage between ops as the GPU.
 
+use super::activation::{derivative_f64, forward_f64};
 use super::linear::{linear_backward, linear_forward};
 use crate::activation::Activation;
 use crate::error::Error;
@@ -80,6 +81,8 @@ pub struct ReferenceMlp {
     pub params: Vec<(Vec<f32>, Vec<f32>)>,
     /// Learned PReLU slopes per layer (empty where none).
     pub slopes: Vec<Vec<f32>>,
+    /// LayerNorm (scale, shift) per layer (empty where none).
+    pub norms: Vec<(Vec<f32>, Vec<f32>)>,
     /// Optimizer state: (first, second) buffers for each parameter tensor,
     /// in the order weight 0, bias 0, weight 1, ..., then the learned slopes.
     state: Vec<(Vec<f32>, Vec<f32>)>,
@@ -108,10 +111,27 @@ impl ReferenceMlp {
                 .filter(|a| !a.is_empty())
                 .map(|a| (vec![0.0; a.len()], vec![0.0; a.len()])),
         );
+        let norms: Vec<(Vec<f32>, Vec<f32>)> = config
+            .layer_shapes()
+            .iter()
+            .enumerate()
+            .map(|(l, &(_, o))| {
+                if config.has_norm(l) {
+                    (vec![1.0; o], vec![0.0; o])
+                } else {
+                    (Vec::new(), Vec::new())
+                }
+            })
+            .collect();
+        for (g, _) in norms.iter().filter(|(g, _)| !g.is_empty()) {
+            state.push((vec![0.0; g.len()], vec![0.0; g.len()]));
+            state.push((vec![0.0; g.len()], vec![0.0; g.len()]));
+        }
         Ok(ReferenceMlp {
             config,
             params,
             slopes,
+            norms,
             state,
             step: 0,
         })
@@ -149,7 +169,21 @@ impl ReferenceMlp {
         {
             let shape = LinearShape::new(rows, fan_in, fan_out);
             let input = outs.last().expect("input");
-            let y = if self.slopes[l].is_empty() {
+            let before = c.layer_norm == Some(crate::nn::NormPlacement::Before);
+            let y = if c.has_norm(l) {
+                let (g, bb) = &self.norms[l];
+                let act = c.layer_activation(l);
+                if before {
+                    let z = linear_forward(Activation::Identity, input, w, b, shape)?;
+                    let n = layer_norm(&z, g, bb, fan_out).0;
+                    n.iter()
+                        .map(|&v| forward_f64(act, v as f64) as f32)
+                        .collect()
+                } else {
+                    let y = linear_forward(act, input, w, b, shape)?;
+                    layer_norm(&y, g, bb, fan_out).0
+                }
+            } else if self.slopes[l].is_empty() {
                 linear_forward(c.layer_activation(l), input, w, b, shape)?
             } else {
                 let z = linear_forward(Activation::Identity, input, w, b, shape)?;
@@ -210,6 +244,8 @@ impl ReferenceMlp {
         let shapes = c.layer_shapes();
         let mut grads = vec![(Vec::new(), Vec::new()); shapes.len()];
         let mut slope_grads: Vec<Vec<f32>> = vec![Vec::new(); shapes.len()];
+        let mut norm_grads: Vec<(Vec<f32>, Vec<f32>)> =
+            vec![(Vec::new(), Vec::new()); shapes.len()];
         for l in (0..shapes.len()).rev() {
             let (fan_in, fan_out) = shapes[l];
             let (w, b) = &self.params[l];
@@ -237,6 +273,58 @@ impl ReferenceMlp {
                 d_out.clone()
             };
             let mut act = c.layer_activation(l);
+            if c.has_norm(l) {
+                // Recompute the layer's LayerNorm input and statistics.
+                let shape = LinearShape::new(rows, fan_in, fan_out);
+                let before = c.layer_norm == Some(crate::nn::NormPlacement::Before);
+                let (g, bb) = &self.norms[l];
+                let a = if before {
+                    linear_forward(Activation::Identity, &outs[l], w, b, shape)?
+                } else {
+                    linear_forward(act, &outs[l], w, b, shape)?
+                };
+                let (n, xhat, rstd) = layer_norm(&a, g, bb, fan_out);
+                let mut dg = vec![0.0f64; fan_out];
+                let mut dbeta = vec![0.0f64; fan_out];
+                let mut d_in = vec![0.0f32; dy.len()];
+                for (r, &s) in rstd.iter().enumerate().take(rows) {
+                    let row = r * fan_out..(r + 1) * fan_out;
+                    let dn: Vec<f64> = row
+                        .clone()
+                        .map(|i| {
+                            let d = dy[i] as f64;
+                            if before {
+                                d * derivative_f64(act, n[i] as f64)
+                            } else {
+                                d
+                            }
+                        })
+                        .collect();
+                    let k = fan_out as f64;
+                    let (mut mg, mut mgx) = (0.0, 0.0);
+                    for (j, i) in row.clone().enumerate() {
+                        let gv = dn[j] * g[j] as f64;
+                        mg += gv;
+                        mgx += gv * xhat[i];
+                        dg[j] += dn[j] * xhat[i];
+                        dbeta[j] += dn[j];
+                    }
+                    mg /= k;
+                    mgx /= k;
+                    for (j, i) in row.enumerate() {
+                        let gv = dn[j] * g[j] as f64;
+                        d_in[i] = (s * (gv - mg - xhat[i] * mgx)) as f32;
+                    }
+                }
+                norm_grads[l] = (
+                    dg.into_iter().map(|v| v as f32).collect(),
+                    dbeta.into_iter().map(|v| v as f32).collect(),
+                );
+                dy = d_in;
+                if before {
+                    act = Activation::Identity;
+                }
+            }
             if !self.slopes[l].is_empty() {
                 // Learned PReLU: dz = dy (z > 0) or a·dy; da = Σ dy·z where z <= 0.
                 let a = &self.slopes[l];
@@ -281,6 +369,7 @@ impl ReferenceMlp {
                 .iter()
                 .flat_map(|(w, b)| w.iter().chain(b))
                 .chain(slope_grads.iter().flatten())
+                .chain(norm_grads.iter().flat_map(|(g, b)| g.iter().chain(b)))
                 .map(|&g| (g as f64) * (g as f64))
                 .sum();
             scale = (max_norm as f64 / (total.sqrt() + 1e-6)).min(1.0);
@@ -306,9 +395,36 @@ impl ReferenceMlp {
                 k += 1;
             }
         }
+        for ((g, b), (dg, db)) in self.norms.iter_mut().zip(&norm_grads) {
+            if !g.is_empty() {
+                update(train.optimizer, g, dg, &mut self.state[k], lr, t, scale);
+                update(train.optimizer, b, db, &mut self.state[k + 1], lr, t, scale);
+                k += 2;
+            }
+        }
         self.step += 1;
         Ok((loss, correct as f64 / rows.max(1) as f64))
     }
+}
+
+/// LayerNorm of each row of `a` (`cols` wide) with scale `g` and shift `b`
+/// (eps 1e-5), in f64: (n rounded to f32, x̂, 1/σ per row).
+fn layer_norm(a: &[f32], g: &[f32], b: &[f32], cols: usize) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+    let mut n = vec![0.0f32; a.len()];
+    let mut xhat = vec![0.0f64; a.len()];
+    let mut rstd = Vec::with_capacity(a.len() / cols.max(1));
+    for (r, row) in a.chunks(cols).enumerate() {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        let s = 1.0 / (var + crate::gpu::norm::LAYER_NORM_EPS as f64).sqrt();
+        rstd.push(s);
+        for (j, &v) in row.iter().enumerate() {
+            let xh = (v as f64 - mean) * s;
+            xhat[r * cols + j] = xh;
+            n[r * cols + j] = (g[j] as f64 * xh + b[j] as f64) as f32;
+        }
+    }
+    (n, xhat, rstd)
 }
 
 /// PReLU with slopes `a` (one, or one per unit of `cols`), in f32 as the GPU.

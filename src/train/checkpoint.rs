@@ -62,6 +62,9 @@ pub struct Checkpoint {
     /// Learned PReLU slopes per layer (empty where none), saved as
     /// `activations.{i}.weight` (`nn.PReLU`'s parameter name).
     pub slopes: Vec<Vec<f32>>,
+    /// LayerNorm (scale, shift) per layer (empty where none), saved as
+    /// `norms.{i}.weight` and `norms.{i}.bias` (`nn.LayerNorm`'s names).
+    pub norms: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// FNV-1a, 64-bit: a checksum of the sidecar and a fingerprint of data sets.
@@ -177,6 +180,16 @@ impl Checkpoint {
             let av = TensorView::new(Dtype::F32, vec![a.len()], f32_bytes(a))
                 .map_err(|e| Error::Config(format!("activations.{l}.weight: {e}")))?;
             views.push((format!("activations.{l}.weight"), av));
+        }
+        for (l, (g, b)) in self.norms.iter().enumerate() {
+            if g.is_empty() {
+                continue;
+            }
+            for (which, v) in [("weight", g), ("bias", b)] {
+                let view = TensorView::new(Dtype::F32, vec![v.len()], f32_bytes(v))
+                    .map_err(|e| Error::Config(format!("norms.{l}.{which}: {e}")))?;
+                views.push((format!("norms.{l}.{which}"), view));
+            }
         }
         let mut meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
@@ -377,7 +390,20 @@ impl Checkpoint {
                 Vec::new()
             });
         }
-        let known = 2 * shapes.len() + slopes.iter().filter(|a| !a.is_empty()).count();
+        let mut norms = Vec::with_capacity(shapes.len());
+        for (l, &(_, fan_out)) in shapes.iter().enumerate() {
+            norms.push(if model.has_norm(l) {
+                (
+                    read(&format!("norms.{l}.weight"), vec![fan_out])?,
+                    read(&format!("norms.{l}.bias"), vec![fan_out])?,
+                )
+            } else {
+                (Vec::new(), Vec::new())
+            });
+        }
+        let known = 2 * shapes.len()
+            + slopes.iter().filter(|a| !a.is_empty()).count()
+            + 2 * norms.iter().filter(|(g, _)| !g.is_empty()).count();
         if st.len() != known {
             let extra: Vec<String> = st
                 .names()
@@ -428,6 +454,10 @@ impl Checkpoint {
                     .flat_map(|(w, b)| [w.len(), b.len()])
                     .collect();
                 lens.extend(slopes.iter().filter(|a| !a.is_empty()).map(|a| a.len()));
+                for (g, b) in norms.iter().filter(|(g, _)| !g.is_empty()) {
+                    lens.push(g.len());
+                    lens.push(b.len());
+                }
                 for (k, &n) in lens.iter().enumerate() {
                     let get = |which: &str| -> Result<Vec<f32>, Error> {
                         let t = format!("optimizer.{k}.{which}");
@@ -493,6 +523,7 @@ impl Checkpoint {
             training,
             standardizer,
             slopes,
+            norms,
         })
     }
 }

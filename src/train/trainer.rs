@@ -193,6 +193,7 @@ struct LayerState {
     dropout: bool,
     mask_seed: u32,
     slopes: Option<SlopeState>,
+    norm: Option<NormState>,
 }
 
 /// Slots of the `norms` buffer.
@@ -212,21 +213,35 @@ impl Slots {
     fn grad_slope(&self, l: usize) -> u32 {
         (2 * self.layers + l) as u32
     }
+    /// LayerNorm scale and shift gradients (0 where a layer has none).
+    fn grad_norm(&self, l: usize) -> (u32, u32) {
+        ((3 * self.layers + l) as u32, (4 * self.layers + l) as u32)
+    }
     fn gradients(&self) -> u32 {
-        (3 * self.layers) as u32
-    }
-    fn weight(&self, l: usize) -> u32 {
-        (3 * self.layers + l) as u32
-    }
-    fn update(&self, l: usize) -> u32 {
-        (4 * self.layers + l) as u32
-    }
-    fn global(&self) -> u32 {
         (5 * self.layers) as u32
     }
-    fn count(&self) -> usize {
-        5 * self.layers + 1
+    fn weight(&self, l: usize) -> u32 {
+        (5 * self.layers + l) as u32
     }
+    fn update(&self, l: usize) -> u32 {
+        (6 * self.layers + l) as u32
+    }
+    fn global(&self) -> u32 {
+        (7 * self.layers) as u32
+    }
+    fn count(&self) -> usize {
+        7 * self.layers + 1
+    }
+}
+
+/// Device state of a layer's LayerNorm.
+struct NormState {
+    before: bool,
+    buffers: crate::gpu::norm::LayerNormBuffers,
+    dgamma: GpuTensor,
+    dbeta: GpuTensor,
+    gamma_state: (GpuTensor, GpuTensor),
+    beta_state: (GpuTensor, GpuTensor),
 }
 
 /// Device state of a layer's learned PReLU slopes.
@@ -435,6 +450,18 @@ impl Trainer {
                 residual: mc.is_residual(l),
                 dropout: mc.has_dropout(l),
                 mask_seed: mc.mask_seed(l),
+                norm: if mc.has_norm(l) {
+                    Some(NormState {
+                        before: mc.layer_norm == Some(crate::nn::NormPlacement::Before),
+                        buffers: gpu.layer_norm_buffers(rows, fan_out)?,
+                        dgamma: gpu.zeros(1, fan_out)?,
+                        dbeta: gpu.zeros(1, fan_out)?,
+                        gamma_state: pair(1, fan_out)?,
+                        beta_state: pair(1, fan_out)?,
+                    })
+                } else {
+                    None
+                },
                 slopes: match mc.slope_count(l) {
                     0 => None,
                     k => Some(SlopeState {
@@ -585,7 +612,36 @@ impl Trainer {
             let keep = keep_all_z || layer.act.saved() == Saved::PreActivation;
             let y = layer.y.prefix_rows(rows)?;
             let z = layer.z.prefix_rows(rows)?;
+            let norm = match (
+                &layer.norm,
+                self.model.norms.get(l).and_then(|n| n.as_ref()),
+            ) {
+                (Some(st), Some((g, b))) => Some((st, st.buffers.prefix_rows(rows)?, g, b)),
+                _ => None,
+            };
             match self.model.slopes.get(l).and_then(|s| s.as_ref()) {
+                _ if norm.as_ref().is_some_and(|n| n.0.before) => {
+                    // LayerNorm before the activation: z, then n = LN(z), y = f(n).
+                    let (_, bufs, g, b) = norm.as_ref().expect("checked");
+                    self.gpu.record_linear_forward(
+                        encoder,
+                        Activation::Identity,
+                        &input,
+                        &params.weight,
+                        &params.bias,
+                        &z,
+                        None,
+                    )?;
+                    self.gpu.record_layer_norm_forward(
+                        encoder,
+                        layer.act,
+                        true,
+                        (g, b),
+                        &z,
+                        bufs,
+                        &y,
+                    )?;
+                }
                 // Learned PReLU: the linear part writes z, then y = prelu(z).
                 Some(slopes) => {
                     self.gpu.record_linear_forward(
@@ -609,6 +665,22 @@ impl Trainer {
                     keep.then_some(&z),
                 )?,
             }
+            // LayerNorm after the activation: the layer's output is n = LN(y).
+            let y = match &norm {
+                Some((st, bufs, g, b)) if !st.before => {
+                    self.gpu.record_layer_norm_forward(
+                        encoder,
+                        layer.act,
+                        false,
+                        (g, b),
+                        &y,
+                        bufs,
+                        &y,
+                    )?;
+                    bufs.n.clone()
+                }
+                _ => y,
+            };
             let dropout = layer.dropout && training;
             input = match &layer.out {
                 Some(out) if dropout || layer.residual => {
@@ -991,11 +1063,7 @@ impl Trainer {
             let input = if l == 0 {
                 &self.x_batch
             } else {
-                let prev = &self.layers[l - 1];
-                prev.out
-                    .as_ref()
-                    .filter(|_| prev.residual || prev.dropout)
-                    .unwrap_or(&prev.y)
+                self.layer_output(l - 1)
             };
             let saved = if layer.act.saved() == Saved::PreActivation {
                 &layer.z
@@ -1021,6 +1089,29 @@ impl Trainer {
             } else {
                 Some(&self.layers[l - 1].dy)
             };
+            // LayerNorm: its backward gives dL/d(its input) and the scale and
+            // shift gradients; before the activation, the linear part then
+            // runs as identity.
+            let (act, dy) = match (&layer.norm, self.model.norms[l].as_ref()) {
+                (Some(st), Some((g, _))) => {
+                    gpu.record_layer_norm_backward(
+                        &mut encoder,
+                        layer.act,
+                        st.before,
+                        g,
+                        dy,
+                        &st.buffers,
+                        (&st.dgamma, &st.dbeta),
+                    )?;
+                    let act = if st.before {
+                        Activation::Identity
+                    } else {
+                        layer.act
+                    };
+                    (act, &st.buffers.d_in)
+                }
+                _ => (layer.act, dy),
+            };
             // Learned PReLU: its backward gives dz and the slopes' gradient;
             // the linear part then runs as identity.
             let (act, dy) = match (&layer.slopes, self.model.slopes[l].as_ref()) {
@@ -1036,7 +1127,7 @@ impl Trainer {
                     )?;
                     (Activation::Identity, &st.dz)
                 }
-                _ => (layer.act, dy),
+                _ => (act, dy),
             };
             gpu.record_linear_backward(
                 &mut encoder,
@@ -1069,6 +1160,11 @@ impl Trainer {
                 self.record_sumsq(&mut encoder, &layer.db, None, self.slots.grad_b(l))?;
                 if let Some(st) = &layer.slopes {
                     self.record_sumsq(&mut encoder, &st.grad, None, self.slots.grad_slope(l))?;
+                }
+                if let Some(st) = &layer.norm {
+                    let (sg, sb) = self.slots.grad_norm(l);
+                    self.record_sumsq(&mut encoder, &st.dgamma, None, sg)?;
+                    self.record_sumsq(&mut encoder, &st.dbeta, None, sb)?;
                 }
             }
             let pipeline = gpu.pipeline(
@@ -1118,6 +1214,10 @@ impl Trainer {
             self.record_optimizer(&mut encoder, &params.bias, &layer.db, &layer.b_state)?;
             if let (Some(st), Some(slopes)) = (&layer.slopes, &self.model.slopes[l]) {
                 self.record_optimizer(&mut encoder, slopes, &st.grad, &st.state)?;
+            }
+            if let (Some(st), Some((g, b))) = (&layer.norm, &self.model.norms[l]) {
+                self.record_optimizer(&mut encoder, g, &st.dgamma, &st.gamma_state)?;
+                self.record_optimizer(&mut encoder, b, &st.dbeta, &st.beta_state)?;
             }
         }
         // Divergence detection: where a NaN or infinity first appears.
@@ -1339,7 +1439,21 @@ impl Trainer {
                 .iter()
                 .filter_map(|l| l.slopes.as_ref().map(|s| &s.state)),
         );
+        for n in self.layers.iter().filter_map(|l| l.norm.as_ref()) {
+            v.push(&n.gamma_state);
+            v.push(&n.beta_state);
+        }
         v
+    }
+
+    /// The tensor layer `l` hands to the next layer in training.
+    fn layer_output(&self, l: usize) -> &GpuTensor {
+        let layer = &self.layers[l];
+        match (&layer.out, &layer.norm) {
+            (Some(out), _) if layer.residual || layer.dropout => out,
+            (_, Some(n)) if !n.before => &n.buffers.n,
+            _ => &layer.y,
+        }
     }
 
     /// Saves a checkpoint every `every` steps (and at the end) to `path`.
@@ -1351,6 +1465,7 @@ impl Trainer {
     pub fn checkpoint(&mut self) -> Result<super::checkpoint::Checkpoint, Error> {
         let params = self.model.parameters()?;
         let slopes = self.model.slope_values()?;
+        let norms = self.model.norm_values()?;
         let mut optimizer_state = Vec::new();
         for (a, b) in self.optimizer_tensors() {
             optimizer_state.push((self.gpu.download(a)?, self.gpu.download(b)?));
@@ -1371,6 +1486,7 @@ impl Trainer {
             }),
             standardizer: self.standardizer.clone(),
             slopes,
+            norms,
         })
     }
 
@@ -1413,6 +1529,7 @@ impl Trainer {
             &checkpoint.params,
             &checkpoint.slopes,
         )?;
+        model.set_norms(&checkpoint.norms)?;
         let mut t = Trainer::new(model, config, train, validation)?;
         let tensors = t.optimizer_tensors();
         if tensors.len() != state.optimizer_state.len() {

@@ -1,0 +1,116 @@
+// LayerNorm over each row's features (eps 1e-5, learnable scale and shift,
+// as torch.nn.LayerNorm), placed before the activation (the layer's linear
+// part writes z, this writes n = LN(z) and y = f(n)) or after it (this
+// normalises y). Assembled with the layer's activation.
+// CPU twin: reference::mlp (layer_norm).
+
+struct NormParams {
+    rows: u32,
+    cols: u32,
+    // 1: before the activation (also apply f, keep n for f'); 0: after.
+    before: u32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: NormParams;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read> a: array<f32>;
+// The normalised input x̂ and each row's 1/σ, kept for the backward.
+@group(0) @binding(4) var<storage, read_write> xhat: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rstd: array<f32>;
+// n = γ·x̂ + β (before: the activation's input).
+@group(0) @binding(6) var<storage, read_write> n_out: array<f32>;
+// before: f(n); after: unused.
+@group(0) @binding(7) var<storage, read_write> y_out: array<f32>;
+
+// One invocation per row; sums in column order (deterministic).
+@compute @workgroup_size(64)
+fn layernorm_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.cols;
+    var mean = 0.0;
+    for (var c = 0u; c < p.cols; c = c + 1u) {
+        mean = mean + a[base + c];
+    }
+    mean = mean / f32(p.cols);
+    var variance = 0.0;
+    for (var c = 0u; c < p.cols; c = c + 1u) {
+        let d = a[base + c] - mean;
+        variance = variance + d * d;
+    }
+    variance = variance / f32(p.cols);
+    let s = 1.0 / sqrt(variance + p.eps);
+    rstd[r] = s;
+    for (var c = 0u; c < p.cols; c = c + 1u) {
+        let xh = (a[base + c] - mean) * s;
+        xhat[base + c] = xh;
+        let nv = gamma[c] * xh + beta[c];
+        n_out[base + c] = nv;
+        if (p.before == 1u) {
+            y_out[base + c] = activation(nv);
+        }
+    }
+}
+
+@group(0) @binding(8) var<storage, read> g_out: array<f32>;
+// dL/dn (before: dy·f'(n)), kept for the scale and shift gradients.
+@group(0) @binding(9) var<storage, read_write> dn: array<f32>;
+@group(0) @binding(10) var<storage, read_write> d_in: array<f32>;
+@group(0) @binding(11) var<storage, read> n_in: array<f32>;
+@group(0) @binding(12) var<storage, read> xhat_in: array<f32>;
+@group(0) @binding(13) var<storage, read> rstd_in: array<f32>;
+
+// dx = (1/σ)·(g − mean(g) − x̂·mean(g·x̂)) with g = dn·γ, per row.
+@compute @workgroup_size(64)
+fn layernorm_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.cols;
+    var mean_g = 0.0;
+    var mean_gx = 0.0;
+    for (var c = 0u; c < p.cols; c = c + 1u) {
+        var d = g_out[base + c];
+        if (p.before == 1u) {
+            d = d * activation_derivative(n_in[base + c]);
+        }
+        dn[base + c] = d;
+        let g = d * gamma[c];
+        mean_g = mean_g + g;
+        mean_gx = mean_gx + g * xhat_in[base + c];
+    }
+    mean_g = mean_g / f32(p.cols);
+    mean_gx = mean_gx / f32(p.cols);
+    let s = rstd_in[r];
+    for (var c = 0u; c < p.cols; c = c + 1u) {
+        let g = dn[base + c] * gamma[c];
+        d_in[base + c] = s * (g - mean_g - xhat_in[base + c] * mean_gx);
+    }
+}
+
+@group(0) @binding(14) var<storage, read> dn_in: array<f32>;
+@group(0) @binding(15) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(16) var<storage, read_write> dbeta: array<f32>;
+
+// dγ = Σ_rows dn·x̂, dβ = Σ_rows dn, one invocation per feature.
+@compute @workgroup_size(64)
+fn layernorm_param_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) {
+        return;
+    }
+    var sg = 0.0;
+    var sb = 0.0;
+    for (var r = 0u; r < p.rows; r = r + 1u) {
+        let i = r * p.cols + c;
+        sg = sg + dn_in[i] * xhat_in[i];
+        sb = sb + dn_in[i];
+    }
+    dgamma[c] = sg;
+    dbeta[c] = sb;
+}
