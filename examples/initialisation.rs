@@ -35,7 +35,7 @@ use fusedmlp::nn::mlp::LayerValues;
 use fusedmlp::reference::activation::forward_f64;
 use fusedmlp::reference::linear::linear_preactivation_f64;
 use fusedmlp::train::compare;
-use fusedmlp::train::plot::{self, plot_panels, Panel, Series};
+use fusedmlp::train::plot::{plot_panels, Panel, Series};
 use fusedmlp::{
     data, Activation, Error, Gpu, Init, LinearShape, Mlp, MlpConfig, Optimizer, RunReport,
     TrainConfig, Trainer,
@@ -662,37 +662,8 @@ fn plot_std(runs: &[Measured], args: &Args, flat_only: bool, path: &Path) -> Res
     )
 }
 
-/// Writes `report.json` (every run in full, with the summaries, as
-/// `compare::write_outputs` does) and the standard figures. The figures and
-/// summaries use only the logged steps before a run's divergence: after it
-/// the diagnostics are computed from NaN or infinite values.
+/// Writes `report.json` and the standard figures. A diverged run's report
+/// keeps only the diagnostics logged before its first non-finite value.
 fn write_standard_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-        context: format!("creating {}", dir.display()),
-        source: e,
-    })?;
-    let finite: Vec<RunReport> = runs
-        .iter()
-        .cloned()
-        .map(|mut r| {
-            if let Some(step) = r.divergence.as_ref().map(|d| d.step) {
-                r.steps.retain(|s| s.step < step);
-            }
-            r
-        })
-        .collect();
-    let summaries: Vec<compare::Summary> = finite.iter().map(compare::summarize).collect();
-    let json = dir.join("report.json");
-    let text = serde_json::to_string_pretty(&serde_json::json!({
-        "summary": summaries,
-        "runs": runs,
-    }))
-    .map_err(|e| Error::Config(format!("serialising the report: {e}")))?;
-    std::fs::write(&json, text).map_err(|e| Error::Io {
-        context: format!("writing {}", json.display()),
-        source: e,
-    })?;
-    let mut files = vec![json];
-    files.extend(plot::write_plots(&finite, dir)?);
-    Ok(files)
+    compare::write_outputs(runs, dir)
 }
