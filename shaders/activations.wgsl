@@ -17,14 +17,22 @@ const GELU_KAPPA: f32 = 0.044715;
 const INV_SQRT_2: f32 = 0.7071067811865476;
 const INV_SQRT_2PI: f32 = 0.3989422804014327;
 
-// exp(x) - 1 without cancellation near 0 (Taylor to x^7 below |x| = 0.25:
+// exp with its argument clamped at -87: below that exp's result (and the
+// intermediates of some drivers' exp) are subnormal, which CPU drivers
+// compute 10-100x slower; fm_exp(-87) = 1.6e-38 is already far below every
+// tolerance.
+fn fm_exp(x: f32) -> f32 {
+    return exp(max(x, -87.0));
+}
+
+// fm_exp(x) - 1 without cancellation near 0 (Taylor to x^7 below |x| = 0.25:
 // truncation error under 0.25^8/8! = 3.8e-10 relative).
 fn fm_expm1(x: f32) -> f32 {
     if (abs(x) < 0.25) {
         return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668
             + x * (0.008333334 + x * (0.0013888889 + x * 0.0001984127))))));
     }
-    return exp(x) - 1.0;
+    return fm_exp(x) - 1.0;
 }
 
 // log(1 + u) for u > -1. Near 0 a Taylor series (to u^7; truncation error
@@ -42,42 +50,42 @@ fn fm_log1p(u: f32) -> f32 {
     return log(w) * (u / (w - 1.0));
 }
 
-// 1 / (1 + exp(-x)), with exp's argument always <= 0.
+// 1 / (1 + fm_exp(-x)), with exp's argument always <= 0.
 fn fm_sigmoid(x: f32) -> f32 {
-    let e = exp(-abs(x));
+    let e = fm_exp(-abs(x));
     let s = 1.0 / (1.0 + e);
     return select(e * s, s, x >= 0.0);
 }
 
-// sigmoid'(x) = e / (1 + e)^2, e = exp(-|x|): no 1 - s cancellation.
+// sigmoid'(x) = e / (1 + e)^2, e = fm_exp(-|x|): no 1 - s cancellation.
 fn fm_sigmoid_derivative(x: f32) -> f32 {
-    let e = exp(-abs(x));
+    let e = fm_exp(-abs(x));
     let d = 1.0 + e;
     return e / (d * d);
 }
 
-// tanh through exp(-2|x|); odd Taylor series near 0 where 1 - e cancels.
+// tanh through fm_exp(-2|x|); odd Taylor series near 0 where 1 - e cancels.
 fn fm_tanh(x: f32) -> f32 {
     let a = abs(x);
     if (a < 0.125) {
         let x2 = x * x;
         return x * (1.0 + x2 * (-0.33333334 + x2 * (0.13333334 + x2 * -0.053968254)));
     }
-    let e = exp(-2.0 * a);
+    let e = fm_exp(-2.0 * a);
     let t = (1.0 - e) / (1.0 + e);
     return select(-t, t, x >= 0.0);
 }
 
-// 1 - tanh(x)^2 = 4e / (1 + e)^2, e = exp(-2|x|).
+// 1 - tanh(x)^2 = 4e / (1 + e)^2, e = fm_exp(-2|x|).
 fn fm_tanh_derivative(x: f32) -> f32 {
-    let e = exp(-2.0 * abs(x));
+    let e = fm_exp(-2.0 * abs(x));
     let d = 1.0 + e;
     return 4.0 * e / (d * d);
 }
 
-// log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)).
+// log(1 + fm_exp(x)) = max(x, 0) + log1p(fm_exp(-|x|)).
 fn fm_softplus1(x: f32) -> f32 {
-    return max(x, 0.0) + fm_log1p(exp(-abs(x)));
+    return max(x, 0.0) + fm_log1p(fm_exp(-abs(x)));
 }
 
 // erfc(x), fractional error below 1.2e-7 everywhere (the Chebyshev fit of
@@ -88,7 +96,7 @@ fn fm_erfc(x: f32) -> f32 {
     let poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
         + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587
         + t * (-0.82215223 + t * 0.17087277))))))));
-    let r = t * exp(poly);
+    let r = t * fm_exp(poly);
     return select(2.0 - r, r, x >= 0.0);
 }
 
@@ -112,14 +120,14 @@ fn act_elu(z: f32, p0: f32, p1: f32) -> f32 {
     return select(p0 * fm_expm1(min(z, 0.0)), z, z > 0.0);
 }
 fn dact_elu(z: f32, p0: f32, p1: f32) -> f32 {
-    return select(p0 * exp(min(z, 0.0)), 1.0, z > 0.0);
+    return select(p0 * fm_exp(min(z, 0.0)), 1.0, z > 0.0);
 }
 
 fn act_selu(z: f32, p0: f32, p1: f32) -> f32 {
     return SELU_SCALE * select(SELU_ALPHA * fm_expm1(min(z, 0.0)), z, z > 0.0);
 }
 fn dact_selu(z: f32, p0: f32, p1: f32) -> f32 {
-    return SELU_SCALE * select(SELU_ALPHA * exp(min(z, 0.0)), 1.0, z > 0.0);
+    return SELU_SCALE * select(SELU_ALPHA * fm_exp(min(z, 0.0)), 1.0, z > 0.0);
 }
 
 // p0 = alpha (non-zero); f'(0) = 1.
@@ -127,13 +135,13 @@ fn act_celu(z: f32, p0: f32, p1: f32) -> f32 {
     return select(p0 * fm_expm1(min(z, 0.0) / p0), z, z > 0.0);
 }
 fn dact_celu(z: f32, p0: f32, p1: f32) -> f32 {
-    return select(exp(min(z, 0.0) / p0), 1.0, z > 0.0);
+    return select(fm_exp(min(z, 0.0) / p0), 1.0, z > 0.0);
 }
 
 fn act_gelu(z: f32, p0: f32, p1: f32) -> f32 { return z * fm_normal_cdf(z); }
 fn dact_gelu(z: f32, p0: f32, p1: f32) -> f32 {
-    // exp(-z^2/2) underflows to 0 for large |z|, so z * pdf stays finite.
-    return fm_normal_cdf(z) + z * (INV_SQRT_2PI * exp(-0.5 * z * z));
+    // fm_exp(-z^2/2) underflows to 0 for large |z|, so z * pdf stays finite.
+    return fm_normal_cdf(z) + z * (INV_SQRT_2PI * fm_exp(-0.5 * z * z));
 }
 
 // 0.5 z (1 + tanh(u)) = z sigmoid(2u): no cancellation for negative z.
@@ -214,9 +222,9 @@ fn dact_softsign(z: f32, p0: f32, p1: f32) -> f32 {
     return 1.0 / (d * d);
 }
 
-// log(sigmoid(z)) = min(z, 0) - log1p(exp(-|z|)).
+// log(sigmoid(z)) = min(z, 0) - log1p(fm_exp(-|z|)).
 fn act_log_sigmoid(z: f32, p0: f32, p1: f32) -> f32 {
-    return min(z, 0.0) - fm_log1p(exp(-abs(z)));
+    return min(z, 0.0) - fm_log1p(fm_exp(-abs(z)));
 }
 fn dact_log_sigmoid(z: f32, p0: f32, p1: f32) -> f32 { return fm_sigmoid(-z); }
 
@@ -228,6 +236,15 @@ fn dact_from_output_hardtanh(y: f32, p0: f32, p1: f32) -> f32 {
     return select(0.0, 1.0, y > p0 && y < p1);
 }
 fn dact_from_output_identity(y: f32, p0: f32, p1: f32) -> f32 { return 1.0; }
+
+// Results below 1e-30 in magnitude become 0. Such values are far below
+// every tolerance, but multiplied by a weight in the next GEMM they give
+// subnormal products, which CPU drivers (lavapipe) compute 10-100x slower:
+// a saturated tanh layer (f' = 4e^(-2|z|), |z| > 35) made its backward 2-5x
+// slower before this. NaN passes through (the comparison is false).
+fn flush_subnormal(v: f32) -> f32 {
+    return select(v, 0.0 * v, abs(v) < 1.0e-30);
+}
 
 // NaN and infinity tests on the bits: immune to any fast-math assumption.
 fn is_nan_f32(x: f32) -> bool {

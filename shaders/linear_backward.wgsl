@@ -36,7 +36,9 @@ fn dz_and_bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
         let i = bi * p.cols + o;
         // derivative_from_saved is generated per activation: f'(z), or f'
         // from y for the ReLU family (src/gpu/shader.rs).
-        let d = dy[i] * derivative_from_saved(saved[i]);
+        // Tiny products are flushed like activations' results (see
+        // flush_subnormal in activations.wgsl): they feed two GEMMs.
+        let d = flush_subnormal(dy[i] * derivative_from_saved(saved[i]));
         dz[bi * p.dz_stride + o] = d;
         sum = sum + d;
     }

@@ -84,12 +84,12 @@ pub fn activation_binding(act: Activation) -> String {
          fn activation(z: f32) -> f32 {{\n\
          \x20   if (is_nan_f32(z)) {{ return z; }}\n\
          \x20   if (is_inf_f32(z)) {{ return select({neg}, {pos}, z > 0.0); }}\n\
-         \x20   return act_{name}(z, {p0}, {p1});\n\
+         \x20   return flush_subnormal(act_{name}(z, {p0}, {p1}));\n\
          }}\n\
          fn activation_derivative(z: f32) -> f32 {{\n\
          \x20   if (is_nan_f32(z)) {{ return z; }}\n\
          \x20   if (is_inf_f32(z)) {{ return select({dneg}, {dpos}, z > 0.0); }}\n\
-         \x20   return dact_{name}(z, {p0}, {p1});\n\
+         \x20   return flush_subnormal(dact_{name}(z, {p0}, {p1}));\n\
          }}\n",
         neg = limit_expr(f(f64::NEG_INFINITY), false),
         pos = limit_expr(f(f64::INFINITY), true),
