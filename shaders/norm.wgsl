@@ -1,8 +1,11 @@
-// LayerNorm over each row's features (eps 1e-5, learnable scale and shift,
-// as torch.nn.LayerNorm), placed before the activation (the layer's linear
-// part writes z, this writes n = LN(z) and y = f(n)) or after it (this
-// normalises y). Assembled with the layer's activation.
-// CPU twin: reference::mlp (layer_norm).
+// LayerNorm over each row's features (as torch.nn.LayerNorm) and
+// BatchNorm1d over the batch, per feature (as torch.nn.BatchNorm1d: batch
+// statistics and running estimates in training, the running estimates in
+// evaluation), both with eps 1e-5 and a learnable scale and shift. Placed
+// before the activation (the layer's linear part writes z, this writes
+// n = norm(z) and y = f(n)) or after it (this normalises y). Assembled with
+// the layer's activation.
+// CPU twin: reference::mlp (layer_norm, batch_norm).
 
 struct NormParams {
     rows: u32,
@@ -10,6 +13,12 @@ struct NormParams {
     // 1: before the activation (also apply f, keep n for f'); 0: after.
     before: u32,
     eps: f32,
+    // BatchNorm: 1 in training (batch statistics, running estimates
+    // updated), 0 in evaluation (running estimates used).
+    training: u32,
+    momentum: f32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
@@ -24,6 +33,22 @@ struct NormParams {
 // before: f(n); after: unused.
 @group(0) @binding(7) var<storage, read_write> y_out: array<f32>;
 
+// The mean and biased variance of a[start + k·stride] for k < count, summed
+// in order of k (deterministic), two passes.
+fn moments(start: u32, stride: u32, count: u32) -> vec2<f32> {
+    var mean = 0.0;
+    for (var k = 0u; k < count; k = k + 1u) {
+        mean = mean + a[start + k * stride];
+    }
+    mean = mean / f32(count);
+    var variance = 0.0;
+    for (var k = 0u; k < count; k = k + 1u) {
+        let d = a[start + k * stride] - mean;
+        variance = variance + d * d;
+    }
+    return vec2<f32>(mean, variance / f32(count));
+}
+
 // One invocation per row; sums in column order (deterministic).
 @compute @workgroup_size(64)
 fn layernorm_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -32,18 +57,9 @@ fn layernorm_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let base = r * p.cols;
-    var mean = 0.0;
-    for (var c = 0u; c < p.cols; c = c + 1u) {
-        mean = mean + a[base + c];
-    }
-    mean = mean / f32(p.cols);
-    var variance = 0.0;
-    for (var c = 0u; c < p.cols; c = c + 1u) {
-        let d = a[base + c] - mean;
-        variance = variance + d * d;
-    }
-    variance = variance / f32(p.cols);
-    let s = 1.0 / sqrt(variance + p.eps);
+    let m = moments(base, 1u, p.cols);
+    let mean = m.x;
+    let s = 1.0 / sqrt(m.y + p.eps);
     rstd[r] = s;
     for (var c = 0u; c < p.cols; c = c + 1u) {
         let xh = (a[base + c] - mean) * s;
@@ -113,4 +129,77 @@ fn layernorm_param_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     dgamma[c] = sg;
     dbeta[c] = sb;
+}
+
+@group(0) @binding(17) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(18) var<storage, read_write> running_var: array<f32>;
+
+// BatchNorm1d forward, one invocation per feature; sums in row order
+// (deterministic). Training: biased batch variance for x̂, unbiased for the
+// running estimate, running = (1 - momentum)·running + momentum·batch.
+// `rstd` holds each feature's 1/σ.
+@compute @workgroup_size(64)
+fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) {
+        return;
+    }
+    var mean = 0.0;
+    var s = 0.0;
+    if (p.training == 1u) {
+        let m = moments(c, p.cols, p.rows);
+        mean = m.x;
+        let variance = m.y;
+        s = 1.0 / sqrt(variance + p.eps);
+        // The host refuses training batches of one row.
+        let unbiased = variance * f32(p.rows) / f32(max(p.rows, 2u) - 1u);
+        running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
+        running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+    } else {
+        mean = running_mean[c];
+        s = 1.0 / sqrt(running_var[c] + p.eps);
+    }
+    rstd[c] = s;
+    for (var r = 0u; r < p.rows; r = r + 1u) {
+        let i = r * p.cols + c;
+        let xh = (a[i] - mean) * s;
+        xhat[i] = xh;
+        let nv = gamma[c] * xh + beta[c];
+        n_out[i] = nv;
+        if (p.before == 1u) {
+            y_out[i] = activation(nv);
+        }
+    }
+}
+
+// BatchNorm1d backward (training statistics), one invocation per feature:
+// dn = dy·f'(n) (before) or dy (after), dγ = Σ dn·x̂, dβ = Σ dn, and
+// dx = γ/σ·(dn − dβ/N − x̂·dγ/N).
+@compute @workgroup_size(64)
+fn batchnorm_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) {
+        return;
+    }
+    var sg = 0.0;
+    var sb = 0.0;
+    for (var r = 0u; r < p.rows; r = r + 1u) {
+        let i = r * p.cols + c;
+        var d = g_out[i];
+        if (p.before == 1u) {
+            d = d * activation_derivative(n_in[i]);
+        }
+        dn[i] = d;
+        sg = sg + d * xhat_in[i];
+        sb = sb + d;
+    }
+    dgamma[c] = sg;
+    dbeta[c] = sb;
+    let k = gamma[c] * rstd_in[c];
+    let mb = sb / f32(p.rows);
+    let mg = sg / f32(p.rows);
+    for (var r = 0u; r < p.rows; r = r + 1u) {
+        let i = r * p.cols + c;
+        d_in[i] = k * (dn[i] - mb - xhat_in[i] * mg);
+    }
 }

@@ -213,6 +213,7 @@ fn child_saver() {
             standardizer: None,
             slopes: vec![Vec::new(); 4],
             norms: vec![(Vec::new(), Vec::new()); 4],
+            running: vec![(Vec::new(), Vec::new()); 4],
         }
         .save(&path)
         .unwrap();

@@ -77,6 +77,26 @@ fn run_errors_exit_1_with_the_reason() {
         ),
         (vec!["train".into(), "--lr=-1".into()], "learning rate"),
         (
+            vec![
+                "train".into(),
+                "--layer-norm".into(),
+                "after".into(),
+                "--batch-norm".into(),
+                "before".into(),
+            ],
+            "--layer-norm or --batch-norm",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--batch-norm".into(),
+                "after".into(),
+                "--batch-size".into(),
+                "1".into(),
+            ],
+            "at least 2 rows",
+        ),
+        (
             vec!["train".into(), "--lr".into(), "NaN".into()],
             "learning rate",
         ),
@@ -127,6 +147,8 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
         "--checkpoint-every",
         "10",
         "--standardize",
+        "--batch-norm",
+        "before",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("val acc"), "{out}");

@@ -51,6 +51,7 @@ fn real_checkpoint() -> (Vec<u8>, Vec<u8>) {
         standardizer: None,
         slopes: vec![Vec::new(); 3],
         norms: vec![(Vec::new(), Vec::new()); 3],
+        running: vec![(Vec::new(), Vec::new()); 3],
     };
     let dir = std::env::temp_dir().join(format!("fusedmlp-fuzz-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

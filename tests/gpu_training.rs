@@ -29,6 +29,64 @@ fn close(gpu: &[f32], cpu: &[f32], what: &str) {
     }
 }
 
+/// Runs 5 GPU steps (`run_steps`, which walks the first epoch's order) and
+/// 5 reference steps on the same rows in the same order, and holds every
+/// layer's weight and bias and every normalisation's scale and shift to the
+/// reference.
+fn steps_against_reference(
+    gpu: &fusedmlp::Gpu,
+    config: &MlpConfig,
+    train: &TrainConfig,
+    data: &Dataset,
+    what: &str,
+) -> (Trainer, ReferenceMlp) {
+    let mut trainer = Trainer::new(
+        Mlp::new(gpu, config.clone()).unwrap(),
+        train.clone(),
+        data,
+        data,
+    )
+    .unwrap();
+    trainer.run_steps(5).unwrap();
+    let mut reference = ReferenceMlp::new(config.clone()).unwrap();
+    let order = fusedmlp::train::shuffle_order(train.seed, 0, data.len());
+    let x: Vec<f32> = order
+        .iter()
+        .flat_map(|&r| data.row(r as usize).to_vec())
+        .collect();
+    let y: Vec<u32> = order.iter().map(|&r| data.labels[r as usize]).collect();
+    for _ in 0..5 {
+        reference.train_step(&x, &y, train, 1).unwrap();
+    }
+    let got = trainer.model.parameters().unwrap();
+    for (l, ((gw, gb), (rw, rb))) in got.iter().zip(&reference.params).enumerate() {
+        close(gw, rw, &format!("{what} layer {l} weight"));
+        close(gb, rb, &format!("{what} layer {l} bias"));
+    }
+    let norms = trainer.model.norm_values().unwrap();
+    for (l, ((g, b), (rg, rb))) in norms.iter().zip(&reference.norms).enumerate() {
+        close(g, rg, &format!("{what} layer {l} norm scale"));
+        close(b, rb, &format!("{what} layer {l} norm shift"));
+    }
+    (trainer, reference)
+}
+
+/// The trained model's evaluation-mode logits on all of `data` equal the
+/// reference's.
+fn eval_matches_reference(trainer: &Trainer, reference: &ReferenceMlp, data: &Dataset, what: &str) {
+    let logits = trainer
+        .model
+        .predict_logits(&data.features, data.len())
+        .unwrap();
+    let want = reference.forward(&data.features, data.len()).unwrap();
+    for (g, w) in logits.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs() + 1e-4,
+            "{what}: eval {g} vs {w}"
+        );
+    }
+}
+
 /// 3 hidden layers of 17 units, batch 13 (the whole set, so every step sees
 /// the same rows in a shuffled order): 5 GPU steps equal 5 reference steps.
 #[test]
@@ -561,47 +619,14 @@ fn layer_norm_steps_equal_reference_steps() {
             ..Default::default()
         };
         let what = format!("{act} {placement:?} residual {residual} dropout {dropout}");
-        let mut trainer = Trainer::new(
-            Mlp::new(&gpu, config.clone()).unwrap(),
-            train.clone(),
-            &data,
-            &data,
-        )
-        .unwrap();
-        trainer.run_steps(5).unwrap();
-        let mut reference = ReferenceMlp::new(config.clone()).unwrap();
-        let order = fusedmlp::train::shuffle_order(3, 0, 13);
-        let x: Vec<f32> = order
-            .iter()
-            .flat_map(|&r| data.row(r as usize).to_vec())
-            .collect();
-        let y: Vec<u32> = order.iter().map(|&r| data.labels[r as usize]).collect();
-        for _ in 0..5 {
-            reference.train_step(&x, &y, &train, 1).unwrap();
-        }
-        let got = trainer.model.parameters().unwrap();
-        for (l, ((gw, gb), (rw, rb))) in got.iter().zip(&reference.params).enumerate() {
-            close(gw, rw, &format!("{what} layer {l} weight"));
-            close(gb, rb, &format!("{what} layer {l} bias"));
-        }
+        let (mut trainer, reference) = steps_against_reference(&gpu, &config, &train, &data, &what);
         let norms = trainer.model.norm_values().unwrap();
-        for (l, ((g, b), (rg, rb))) in norms.iter().zip(&reference.norms).enumerate() {
-            close(g, rg, &format!("{what} layer {l} norm scale"));
-            close(b, rb, &format!("{what} layer {l} norm shift"));
-        }
         assert!(
             norms[0].0.iter().any(|&v| v != 1.0),
             "{what}: the scale must learn"
         );
         // Evaluation applies the norms (and no dropout).
-        let logits = trainer.model.predict_logits(&data.features, 13).unwrap();
-        let want = reference.forward(&data.features, 13).unwrap();
-        for (g, w) in logits.iter().zip(&want) {
-            assert!(
-                (g - w).abs() <= 1e-4 * w.abs() + 1e-4,
-                "{what}: eval {g} vs {w}"
-            );
-        }
+        eval_matches_reference(&trainer, &reference, &data, &what);
         // Checkpoints keep them under nn.LayerNorm's names, and resume.
         let dir = std::env::temp_dir().join(format!(
             "fusedmlp-ln-{}-{placement:?}-{residual}",
@@ -619,4 +644,130 @@ fn layer_norm_steps_equal_reference_steps() {
         assert_eq!(resumed.model.norm_values().unwrap(), norms);
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// BatchNorm1d before and after the activation (alone, with residual
+/// connections and dropout, and on inputs a thousand times larger): 5 GPU
+/// steps equal 5 reference steps, in the parameters, the scale and shift
+/// and the running estimates; evaluation uses the running estimates;
+/// checkpoints keep them as nn.BatchNorm1d names them and a resumed run
+/// continues exactly.
+#[test]
+fn batch_norm_steps_equal_reference_steps() {
+    use fusedmlp::nn::NormPlacement;
+    let Some(gpu) = common::gpu() else { return };
+    let cases = [
+        (Activation::Sigmoid, NormPlacement::Before, false, 0.0, 1.0),
+        (Activation::Tanh, NormPlacement::After, false, 0.0, 1.0),
+        (Activation::Relu, NormPlacement::Before, true, 0.2, 1.0),
+        (Activation::Gelu, NormPlacement::After, true, 0.0, 1000.0),
+    ];
+    for (act, placement, residual, dropout, scale) in cases {
+        let mut data = small_data(13, 6, 4, 9);
+        for v in &mut data.features {
+            *v *= scale;
+        }
+        let mut config = MlpConfig::new(6, vec![17, 17, 17], 4, act);
+        config.seed = 5;
+        config.batch_norm = Some(placement);
+        config.residual = residual;
+        config.dropout = dropout;
+        let train = TrainConfig {
+            epochs: 1,
+            batch_size: 13,
+            learning_rate: 0.05,
+            // SGD: Adam's per-element normalisation would turn the bias
+            // gradients before BatchNorm (zero but for rounding) into full steps.
+            optimizer: Optimizer::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            clip_norm: Some(2.0),
+            log_every: 2,
+            seed: 3,
+            ..Default::default()
+        };
+        let what = format!("{act} {placement:?} residual {residual} dropout {dropout} x{scale}");
+        let (mut trainer, reference) = steps_against_reference(&gpu, &config, &train, &data, &what);
+        let norms = trainer.model.norm_values().unwrap();
+        let running = trainer.model.running_stat_values().unwrap();
+        assert_eq!(running.len(), 4);
+        assert!(running[3].0.is_empty(), "the output layer has no norm");
+        for (l, ((m, v), (rm, rv))) in running.iter().zip(&reference.running).enumerate() {
+            close(m, rm, &format!("{what} layer {l} running mean"));
+            close(v, rv, &format!("{what} layer {l} running var"));
+        }
+        assert!(
+            running[0].0.iter().any(|&v| v != 0.0) && running[0].1.iter().any(|&v| v != 1.0),
+            "{what}: the running estimates must move"
+        );
+        assert!(
+            norms[0].0.iter().any(|&v| v != 1.0),
+            "{what}: the scale must learn"
+        );
+        // Evaluation uses the running estimates (after 5 steps at momentum
+        // 0.1 they are far from the batch statistics, so a batch-statistics
+        // evaluation would not match).
+        eval_matches_reference(&trainer, &reference, &data, &what);
+        // Checkpoints keep them under nn.BatchNorm1d's names; a resumed run
+        // continues exactly as the original.
+        let dir = std::env::temp_dir().join(format!(
+            "fusedmlp-bn-{}-{placement:?}-{residual}",
+            std::process::id()
+        ));
+        let path = dir.join("n.safetensors");
+        trainer.save_checkpoint(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for name in [
+            "norms.0.weight",
+            "norms.0.bias",
+            "norms.2.running_mean",
+            "norms.2.running_var",
+        ] {
+            assert_eq!(st.tensor(name).unwrap().shape(), &[17], "{name}");
+        }
+        assert!(st.tensor("norms.3.running_mean").is_err());
+        let c = fusedmlp::train::checkpoint::Checkpoint::load(&path).unwrap();
+        assert_eq!(c.running, running);
+        let mut resumed = Trainer::resume(&gpu, &c, &data, &data, None).unwrap();
+        resumed.run_steps(2).unwrap();
+        trainer.run_steps(2).unwrap();
+        assert_eq!(
+            resumed.model.running_stat_values().unwrap(),
+            trainer.model.running_stat_values().unwrap()
+        );
+        assert_eq!(
+            resumed.model.parameters().unwrap(),
+            trainer.model.parameters().unwrap()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// BatchNorm's configuration mistakes are refused with errors that say what
+/// to change: one-row training batches, and two normalisations at once.
+#[test]
+fn batch_norm_refuses_bad_configurations() {
+    use fusedmlp::nn::NormPlacement;
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(13, 6, 4, 9);
+    let mut config = MlpConfig::new(6, vec![8, 8], 4, Activation::Relu);
+    config.batch_norm = Some(NormPlacement::Before);
+    let train = TrainConfig {
+        batch_size: 1,
+        ..Default::default()
+    };
+    let err = Trainer::new(Mlp::new(&gpu, config.clone()).unwrap(), train, &data, &data)
+        .err()
+        .expect("batch size 1 must be refused")
+        .to_string();
+    assert!(
+        err.contains("at least 2 rows") && err.contains("--batch-size"),
+        "{err}"
+    );
+    config.layer_norm = Some(NormPlacement::After);
+    let err = Mlp::new(&gpu, config).expect_err("two norms").to_string();
+    assert!(err.contains("--layer-norm or --batch-norm"), "{err}");
 }

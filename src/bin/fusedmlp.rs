@@ -138,6 +138,10 @@ struct RunArgs {
     /// LayerNorm in every hidden layer, before or after the activation.
     #[arg(long)]
     layer_norm: Option<fusedmlp::nn::NormPlacement>,
+    /// BatchNorm1d in every hidden layer, before or after the activation
+    /// (batch statistics in training, running estimates in evaluation).
+    #[arg(long)]
+    batch_norm: Option<fusedmlp::nn::NormPlacement>,
     /// Learn the PReLU slopes (with --activation prelu[:initial]): per_layer or per_unit.
     #[arg(long)]
     learn_prelu: Option<fusedmlp::nn::PreluMode>,
@@ -293,6 +297,7 @@ impl RunArgs {
         model.alpha_dropout = self.alpha_dropout || self.self_normalising;
         model.learn_prelu = self.learn_prelu;
         model.layer_norm = self.layer_norm;
+        model.batch_norm = self.batch_norm;
         if self.self_normalising {
             model.activation = Activation::Selu;
             model.init = Some(self.init.unwrap_or(Init::LecunNormal));
@@ -449,6 +454,7 @@ fn load_model(
     let model =
         Mlp::from_parameters_and_slopes(gpu, ckpt.model.clone(), &ckpt.params, &ckpt.slopes)?;
     model.set_norms(&ckpt.norms)?;
+    model.set_running_stats(&ckpt.running)?;
     Ok((model, ckpt.standardizer))
 }
 

@@ -1,4 +1,5 @@
-//! LayerNorm kernels (`shaders/norm.wgsl`), recorded into caller-owned encoders.
+//! LayerNorm and BatchNorm1d kernels (`shaders/norm.wgsl`), recorded into
+//! caller-owned encoders.
 
 use super::context::Gpu;
 use super::elementwise::record_pass;
@@ -6,9 +7,30 @@ use super::shader;
 use super::tensor::GpuTensor;
 use crate::activation::Activation;
 use crate::error::Error;
+use crate::nn::NormKind;
 
 /// LayerNorm's epsilon, as `torch.nn.LayerNorm`.
 pub const LAYER_NORM_EPS: f32 = 1e-5;
+
+/// BatchNorm1d's epsilon, as `torch.nn.BatchNorm1d`.
+pub const BATCH_NORM_EPS: f32 = 1e-5;
+
+/// BatchNorm1d's running-estimate momentum, as `torch.nn.BatchNorm1d`:
+/// `running = (1 − momentum)·running + momentum·batch`.
+pub const BATCH_NORM_MOMENTUM: f32 = 0.1;
+
+/// How a normalisation layer runs in one pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NormMode<'a> {
+    /// LayerNorm (no running statistics).
+    Layer,
+    /// BatchNorm1d with its running (mean, variance): batch statistics that
+    /// update them when `training`, the running estimates otherwise.
+    Batch {
+        running: (&'a GpuTensor, &'a GpuTensor),
+        training: bool,
+    },
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -17,14 +39,20 @@ struct NormParams {
     cols: u32,
     before: u32,
     eps: f32,
+    training: u32,
+    momentum: f32,
+    pad: [u32; 2],
 }
 
-/// The buffers of one layer's LayerNorm, forward and backward.
+/// The buffers of one layer's normalisation, forward and backward.
 #[derive(Debug, Clone)]
-pub struct LayerNormBuffers {
+pub struct NormBuffers {
+    /// LayerNorm or BatchNorm1d.
+    pub kind: NormKind,
     /// The normalised input x̂ `[rows, cols]`.
     pub xhat: GpuTensor,
-    /// 1/σ per row `[rows, 1]`.
+    /// 1/σ: per row `[rows, 1]` (LayerNorm) or per feature `[1, cols]`
+    /// (BatchNorm1d).
     pub rstd: GpuTensor,
     /// n = γ·x̂ + β `[rows, cols]`.
     pub n: GpuTensor,
@@ -35,23 +63,45 @@ pub struct LayerNormBuffers {
 }
 
 impl Gpu {
-    /// Allocates LayerNorm buffers for `rows × cols`.
-    pub fn layer_norm_buffers(&self, rows: usize, cols: usize) -> Result<LayerNormBuffers, Error> {
-        Ok(LayerNormBuffers {
+    /// Allocates normalisation buffers for `rows × cols`.
+    pub fn norm_buffers(
+        &self,
+        kind: NormKind,
+        rows: usize,
+        cols: usize,
+    ) -> Result<NormBuffers, Error> {
+        Ok(NormBuffers {
+            kind,
             xhat: self.zeros(rows, cols)?,
-            rstd: self.zeros(rows, 1)?,
+            rstd: match kind {
+                NormKind::Layer => self.zeros(rows, 1)?,
+                NormKind::Batch => self.zeros(1, cols)?,
+            },
             n: self.zeros(rows, cols)?,
             dn: self.zeros(rows, cols)?,
             d_in: self.zeros(rows, cols)?,
         })
     }
 
-    fn norm_params(&self, rows: usize, cols: usize, before: bool) -> Result<wgpu::Buffer, Error> {
+    fn norm_params(
+        &self,
+        rows: usize,
+        cols: usize,
+        before: bool,
+        mode: NormMode<'_>,
+    ) -> Result<wgpu::Buffer, Error> {
+        let (eps, training) = match mode {
+            NormMode::Layer => (LAYER_NORM_EPS, false),
+            NormMode::Batch { training, .. } => (BATCH_NORM_EPS, training),
+        };
         self.uniform(&NormParams {
             rows: rows as u32,
             cols: cols as u32,
             before: before as u32,
-            eps: LAYER_NORM_EPS,
+            eps,
+            training: training as u32,
+            momentum: BATCH_NORM_MOMENTUM,
+            pad: [0; 2],
         })
     }
 
@@ -68,63 +118,100 @@ impl Gpu {
         )
     }
 
-    /// Records LayerNorm of `a` (`rows` rows): writes x̂, 1/σ and n; when
-    /// `before`, also `y = act(n)` (`y` is ignored otherwise).
+    /// Records the normalisation of `a` (`rows` rows): writes x̂, 1/σ and
+    /// n (and, for BatchNorm1d in training, updates the running estimates);
+    /// when `before`, also `y = act(n)` (`y` is ignored otherwise).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record_layer_norm_forward(
+    pub(crate) fn record_norm_forward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         act: Activation,
         before: bool,
+        mode: NormMode<'_>,
         (gamma, beta): (&GpuTensor, &GpuTensor),
         a: &GpuTensor,
-        buffers: &LayerNormBuffers,
+        buffers: &NormBuffers,
         y: &GpuTensor,
     ) -> Result<(), Error> {
-        let pipeline = self.norm_pipeline(act, "layernorm_forward")?;
-        let params = self.norm_params(a.rows(), a.cols(), before)?;
+        let params = self.norm_params(a.rows(), a.cols(), before, mode)?;
         // After the activation `y` is not written; bind scratch so the input
         // is never also bound writable.
         let y = if before { y } else { &buffers.d_in };
-        self.scoped("recording layernorm_forward", || {
+        let mut bindings = vec![
+            (0, &params),
+            (1, gamma.buffer()),
+            (2, beta.buffer()),
+            (3, a.buffer()),
+            (4, buffers.xhat.buffer()),
+            (5, buffers.rstd.buffer()),
+            (6, buffers.n.buffer()),
+            (7, y.buffer()),
+        ];
+        let (entry, groups) = match mode {
+            NormMode::Layer => ("layernorm_forward", a.rows()),
+            NormMode::Batch { running, .. } => {
+                bindings.push((17, running.0.buffer()));
+                bindings.push((18, running.1.buffer()));
+                ("batchnorm_forward", a.cols())
+            }
+        };
+        let pipeline = self.norm_pipeline(act, entry)?;
+        self.scoped("recording a normalisation forward", || {
             record_pass(
                 self,
                 encoder,
-                "layernorm_forward",
+                entry,
                 &pipeline,
-                &[
-                    (0, &params),
-                    (1, gamma.buffer()),
-                    (2, beta.buffer()),
-                    (3, a.buffer()),
-                    (4, buffers.xhat.buffer()),
-                    (5, buffers.rstd.buffer()),
-                    (6, buffers.n.buffer()),
-                    (7, y.buffer()),
-                ],
-                ((a.rows() as u32).div_ceil(64), 1, 1),
+                &bindings,
+                ((groups as u32).div_ceil(64), 1, 1),
             )
         })
     }
 
-    /// Records LayerNorm's backward from `g_out` (dL/dy when `before`, else
-    /// dL/dn): writes dL/dn, dL/d(input), and the scale and shift gradients.
+    /// Records the normalisation's backward (training statistics) from
+    /// `g_out` (dL/dy when `before`, else dL/dn): writes dL/dn,
+    /// dL/d(input), and the scale and shift gradients.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record_layer_norm_backward(
+    pub(crate) fn record_norm_backward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         act: Activation,
         before: bool,
         gamma: &GpuTensor,
         g_out: &GpuTensor,
-        buffers: &LayerNormBuffers,
+        buffers: &NormBuffers,
         (dgamma, dbeta): (&GpuTensor, &GpuTensor),
     ) -> Result<(), Error> {
         let rows = g_out.rows();
         let cols = g_out.cols();
+        if buffers.kind == NormKind::Batch {
+            let pipeline = self.norm_pipeline(act, "batchnorm_backward")?;
+            let params = self.norm_params(rows, cols, before, NormMode::Layer)?;
+            return self.scoped("recording batchnorm_backward", || {
+                record_pass(
+                    self,
+                    encoder,
+                    "batchnorm_backward",
+                    &pipeline,
+                    &[
+                        (0, &params),
+                        (1, gamma.buffer()),
+                        (8, g_out.buffer()),
+                        (9, buffers.dn.buffer()),
+                        (10, buffers.d_in.buffer()),
+                        (11, buffers.n.buffer()),
+                        (12, buffers.xhat.buffer()),
+                        (13, buffers.rstd.buffer()),
+                        (15, dgamma.buffer()),
+                        (16, dbeta.buffer()),
+                    ],
+                    ((cols as u32).div_ceil(64), 1, 1),
+                )
+            });
+        }
         let backward = self.norm_pipeline(act, "layernorm_backward")?;
         let grads = self.norm_pipeline(act, "layernorm_param_grads")?;
-        let params = self.norm_params(rows, cols, before)?;
+        let params = self.norm_params(rows, cols, before, NormMode::Layer)?;
         self.scoped("recording layernorm_backward", || {
             record_pass(
                 self,
@@ -161,12 +248,16 @@ impl Gpu {
     }
 }
 
-impl LayerNormBuffers {
-    /// The first `rows` rows of every buffer (evaluation chunks).
-    pub fn prefix_rows(&self, rows: usize) -> Result<LayerNormBuffers, Error> {
-        Ok(LayerNormBuffers {
+impl NormBuffers {
+    /// The first `rows` rows of every per-row buffer (evaluation chunks).
+    pub fn prefix_rows(&self, rows: usize) -> Result<NormBuffers, Error> {
+        Ok(NormBuffers {
+            kind: self.kind,
             xhat: self.xhat.prefix_rows(rows)?,
-            rstd: self.rstd.prefix_rows(rows)?,
+            rstd: match self.kind {
+                NormKind::Layer => self.rstd.prefix_rows(rows)?,
+                NormKind::Batch => self.rstd.clone(),
+            },
             n: self.n.prefix_rows(rows)?,
             dn: self.dn.prefix_rows(rows)?,
             d_in: self.d_in.prefix_rows(rows)?,

@@ -6,6 +6,7 @@ use super::init::{layer_rng, Init};
 use super::loss::Head;
 use crate::activation::Activation;
 use crate::error::Error;
+use crate::gpu::norm::NormMode;
 use crate::gpu::{Gpu, GpuTensor};
 
 /// The architecture of a multilayer perceptron: hidden layers of fused
@@ -52,6 +53,22 @@ pub struct MlpConfig {
     /// shift), before or after the activation.
     #[serde(default)]
     pub layer_norm: Option<NormPlacement>,
+    /// BatchNorm1d in every hidden layer (batch statistics in training,
+    /// running mean and variance with momentum 0.1 in evaluation, eps 1e-5,
+    /// learnable scale and shift), before or after the activation.
+    #[serde(default)]
+    pub batch_norm: Option<NormPlacement>,
+}
+
+/// Which normalisation a hidden layer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormKind {
+    /// `nn.LayerNorm(width)`: statistics over each row's features.
+    Layer,
+    /// `nn.BatchNorm1d(width)`: statistics over the batch, per feature, with
+    /// running estimates for evaluation.
+    Batch,
 }
 
 /// Where a hidden layer's normalisation sits.
@@ -119,12 +136,34 @@ impl MlpConfig {
             alpha_dropout: false,
             learn_prelu: None,
             layer_norm: None,
+            batch_norm: None,
         }
     }
 
-    /// Whether linear layer `l` is followed by LayerNorm (hidden layers only).
+    /// The hidden layers' normalisation and where it sits (`None`: none).
+    pub fn norm(&self) -> Option<(NormKind, NormPlacement)> {
+        match (self.layer_norm, self.batch_norm) {
+            (Some(p), _) => Some((NormKind::Layer, p)),
+            (None, Some(p)) => Some((NormKind::Batch, p)),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether the normalisation sits before the activation.
+    pub fn norm_before(&self) -> bool {
+        matches!(self.norm(), Some((_, NormPlacement::Before)))
+    }
+
+    /// Whether linear layer `l` is followed by a normalisation layer
+    /// (hidden layers only).
     pub fn has_norm(&self, l: usize) -> bool {
-        self.layer_norm.is_some() && l < self.hidden.len()
+        self.norm().is_some() && l < self.hidden.len()
+    }
+
+    /// Whether linear layer `l` is followed by BatchNorm1d (with running
+    /// statistics).
+    pub fn has_batch_norm(&self, l: usize) -> bool {
+        self.batch_norm.is_some() && self.layer_norm.is_none() && l < self.hidden.len()
     }
 
     /// How many learned slopes layer `l` has (0: none).
@@ -255,9 +294,17 @@ impl MlpConfig {
                 "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
             )));
         }
-        if self.learn_prelu.is_some() && self.layer_norm.is_some() {
+        if self.layer_norm.is_some() && self.batch_norm.is_some() {
             return Err(Error::Config(
-                "learned PReLU slopes and LayerNorm cannot be combined yet; use one of them".into(),
+                "LayerNorm and BatchNorm were both asked for; a layer takes one normalisation, \
+                 so choose --layer-norm or --batch-norm"
+                    .into(),
+            ));
+        }
+        if self.learn_prelu.is_some() && self.norm().is_some() {
+            return Err(Error::Config(
+                "learned PReLU slopes and a normalisation layer cannot be combined yet; use one of them"
+                    .into(),
             ));
         }
         if self.learn_prelu.is_some() && !matches!(self.activation, Activation::Prelu { .. }) {
@@ -339,8 +386,11 @@ pub struct Mlp {
     pub layers: Vec<LayerParams>,
     /// Learned PReLU slopes per layer (`None` where the layer has none).
     pub slopes: Vec<Option<GpuTensor>>,
-    /// LayerNorm (scale `[1, width]`, shift `[1, width]`) per layer (`None` where none).
+    /// Normalisation (scale `[1, width]`, shift `[1, width]`) per layer (`None` where none).
     pub norms: Vec<Option<(GpuTensor, GpuTensor)>>,
+    /// BatchNorm1d's running (mean `[1, width]`, variance `[1, width]`) per
+    /// layer (`None` where none).
+    pub running: Vec<Option<(GpuTensor, GpuTensor)>>,
 }
 
 impl Mlp {
@@ -382,40 +432,39 @@ impl Mlp {
         Ok(mlp)
     }
 
-    /// Sets every LayerNorm's (scale, shift) from host values (empty where none).
+    /// Sets every normalisation layer's (scale, shift) from host values
+    /// (empty where none).
     pub fn set_norms(&self, norms: &[(Vec<f32>, Vec<f32>)]) -> Result<(), Error> {
-        if norms.len() != self.norms.len() {
-            return Err(Error::shape(
-                "LayerNorm parameters",
-                self.norms.len(),
-                norms.len(),
-            ));
-        }
-        for (l, ((g, b), t)) in norms.iter().zip(&self.norms).enumerate() {
-            match t {
-                Some((tg, tb)) => {
-                    if g.len() != tg.len() || b.len() != tb.len() {
-                        return Err(Error::shape(format!("norms.{l}"), tg.len(), g.len()));
-                    }
-                    self.gpu.write(tg, g)?;
-                    self.gpu.write(tb, b)?;
-                }
-                None if g.is_empty() && b.is_empty() => {}
-                None => return Err(Error::shape(format!("norms.{l}"), 0, g.len())),
-            }
-        }
-        Ok(())
+        write_pairs(
+            &self.gpu,
+            "normalisation parameters",
+            "norms.{l}",
+            &self.norms,
+            norms,
+        )
     }
 
-    /// Every LayerNorm's (scale, shift), copied to the host (empty where none).
+    /// Every normalisation layer's (scale, shift), copied to the host (empty where none).
     pub fn norm_values(&self) -> Result<Vec<LayerValues>, Error> {
-        self.norms
-            .iter()
-            .map(|n| match n {
-                Some((g, b)) => Ok((self.gpu.download(g)?, self.gpu.download(b)?)),
-                None => Ok((Vec::new(), Vec::new())),
-            })
-            .collect()
+        read_pairs(&self.gpu, &self.norms)
+    }
+
+    /// Sets every BatchNorm1d's running (mean, variance) from host values
+    /// (empty where none).
+    pub fn set_running_stats(&self, running: &[(Vec<f32>, Vec<f32>)]) -> Result<(), Error> {
+        write_pairs(
+            &self.gpu,
+            "BatchNorm running statistics",
+            "norms.{l}.running_mean/running_var",
+            &self.running,
+            running,
+        )
+    }
+
+    /// Every BatchNorm1d's running (mean, variance), copied to the host
+    /// (empty where none).
+    pub fn running_stat_values(&self) -> Result<Vec<LayerValues>, Error> {
+        read_pairs(&self.gpu, &self.running)
     }
 
     /// The learned slopes of every layer, copied to the host (empty where none).
@@ -470,14 +519,20 @@ impl Mlp {
                 }
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        // Scale 1 and shift 0; running mean 0 and variance 1 (as PyTorch).
+        let ones_zeros = |l: usize, has: bool| -> Result<Option<(GpuTensor, GpuTensor)>, Error> {
+            if !has {
+                return Ok(None);
+            }
+            let w = layers[l].weight.rows();
+            Ok(Some((gpu.upload(&vec![1.0; w], 1, w)?, gpu.zeros(1, w)?)))
+        };
         let norms = (0..layers.len())
+            .map(|l| ones_zeros(l, config.has_norm(l)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let running = (0..layers.len())
             .map(|l| {
-                if config.has_norm(l) {
-                    let w = layers[l].weight.rows();
-                    Ok(Some((gpu.upload(&vec![1.0; w], 1, w)?, gpu.zeros(1, w)?)))
-                } else {
-                    Ok(None)
-                }
+                ones_zeros(l, config.has_batch_norm(l)).map(|p| p.map(|(one, zero)| (zero, one)))
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Mlp {
@@ -486,6 +541,7 @@ impl Mlp {
             layers,
             slopes,
             norms,
+            running,
         })
     }
 
@@ -514,6 +570,18 @@ impl Mlp {
             .collect()
     }
 
+    /// How layer `l`'s normalisation runs in evaluation (BatchNorm1d: its
+    /// running estimates).
+    pub(crate) fn norm_mode(&self, l: usize) -> NormMode<'_> {
+        match &self.running[l] {
+            Some((m, v)) => NormMode::Batch {
+                running: (m, v),
+                training: false,
+            },
+            None => NormMode::Layer,
+        }
+    }
+
     /// The logits for `rows` examples `x` `[rows, input]` (evaluation mode).
     pub fn predict_logits(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
         if x.len() != rows * self.config.input {
@@ -536,10 +604,11 @@ impl Mlp {
             let y = self.gpu.zeros(rows, layer.weight.rows())?;
             let width = layer.weight.rows();
             let norm = self.norms[l].as_ref();
-            let before = self.config.layer_norm == Some(NormPlacement::Before);
-            let bufs = match norm {
-                Some(_) => Some(self.gpu.layer_norm_buffers(rows, width)?),
-                None => None,
+            let before = self.config.norm_before();
+            let mode = self.norm_mode(l);
+            let bufs = match (norm, self.config.norm()) {
+                (Some(_), Some((kind, _))) => Some(self.gpu.norm_buffers(kind, rows, width)?),
+                _ => None,
             };
             match &self.slopes[l] {
                 _ if norm.is_some() && before => {
@@ -555,10 +624,11 @@ impl Mlp {
                         None,
                     )?;
                     let bufs = bufs.as_ref().expect("allocated");
-                    self.gpu.record_layer_norm_forward(
+                    self.gpu.record_norm_forward(
                         &mut encoder,
                         self.config.layer_activation(l),
                         true,
+                        mode,
                         (g, b),
                         &z,
                         bufs,
@@ -591,10 +661,11 @@ impl Mlp {
             }
             let y = match (norm, &bufs) {
                 (Some((g, b)), Some(bufs)) if !before => {
-                    self.gpu.record_layer_norm_forward(
+                    self.gpu.record_norm_forward(
                         &mut encoder,
                         self.config.layer_activation(l),
                         false,
+                        mode,
                         (g, b),
                         &y,
                         bufs,
@@ -616,4 +687,47 @@ impl Mlp {
         self.gpu.submit("predict", vec![encoder.finish()])?;
         self.gpu.download(&h)
     }
+}
+
+/// Writes host (a, b) pairs into per-layer optional tensor pairs, checking
+/// that every layer has what the model expects.
+fn write_pairs(
+    gpu: &Gpu,
+    what: &str,
+    name: &str,
+    targets: &[Option<(GpuTensor, GpuTensor)>],
+    values: &[(Vec<f32>, Vec<f32>)],
+) -> Result<(), Error> {
+    if values.len() != targets.len() {
+        return Err(Error::shape(what, targets.len(), values.len()));
+    }
+    for (l, ((a, b), t)) in values.iter().zip(targets).enumerate() {
+        let name = || name.replace("{l}", &l.to_string());
+        match t {
+            Some((ta, tb)) => {
+                if a.len() != ta.len() || b.len() != tb.len() {
+                    return Err(Error::shape(name(), ta.len(), a.len()));
+                }
+                gpu.write(ta, a)?;
+                gpu.write(tb, b)?;
+            }
+            None if a.is_empty() && b.is_empty() => {}
+            None => return Err(Error::shape(name(), 0, a.len())),
+        }
+    }
+    Ok(())
+}
+
+/// Per-layer optional tensor pairs copied to the host (empty where none).
+fn read_pairs(
+    gpu: &Gpu,
+    pairs: &[Option<(GpuTensor, GpuTensor)>],
+) -> Result<Vec<LayerValues>, Error> {
+    pairs
+        .iter()
+        .map(|n| match n {
+            Some((a, b)) => Ok((gpu.download(a)?, gpu.download(b)?)),
+            None => Ok((Vec::new(), Vec::new())),
+        })
+        .collect()
 }

@@ -8,5 +8,5 @@ pub mod optim;
 
 pub use init::Init;
 pub use loss::Head;
-pub use mlp::{Mlp, MlpConfig, NormPlacement, PreluMode};
+pub use mlp::{Mlp, MlpConfig, NormKind, NormPlacement, PreluMode};
 pub use optim::{Optimizer, Schedule};

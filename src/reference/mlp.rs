@@ -6,7 +6,7 @@ use super::activation::{derivative_f64, forward_f64};
 use super::linear::{linear_backward, linear_forward};
 use crate::activation::Activation;
 use crate::error::Error;
-use crate::nn::{Head, MlpConfig, Optimizer};
+use crate::nn::{Head, MlpConfig, NormKind, Optimizer};
 use crate::train::TrainConfig;
 use crate::LinearShape;
 
@@ -81,8 +81,10 @@ pub struct ReferenceMlp {
     pub params: Vec<(Vec<f32>, Vec<f32>)>,
     /// Learned PReLU slopes per layer (empty where none).
     pub slopes: Vec<Vec<f32>>,
-    /// LayerNorm (scale, shift) per layer (empty where none).
+    /// LayerNorm or BatchNorm1d (scale, shift) per layer (empty where none).
     pub norms: Vec<(Vec<f32>, Vec<f32>)>,
+    /// BatchNorm1d's running (mean, variance) per layer (empty where none).
+    pub running: Vec<(Vec<f32>, Vec<f32>)>,
     /// Optimizer state: (first, second) buffers for each parameter tensor,
     /// in the order weight 0, bias 0, weight 1, ..., then the learned slopes.
     state: Vec<(Vec<f32>, Vec<f32>)>,
@@ -127,11 +129,24 @@ impl ReferenceMlp {
             state.push((vec![0.0; g.len()], vec![0.0; g.len()]));
             state.push((vec![0.0; g.len()], vec![0.0; g.len()]));
         }
+        let running = config
+            .layer_shapes()
+            .iter()
+            .enumerate()
+            .map(|(l, &(_, o))| {
+                if config.has_batch_norm(l) {
+                    (vec![0.0; o], vec![1.0; o])
+                } else {
+                    (Vec::new(), Vec::new())
+                }
+            })
+            .collect();
         Ok(ReferenceMlp {
             config,
             params,
             slopes,
             norms,
+            running,
             state,
             step: 0,
         })
@@ -151,37 +166,66 @@ impl ReferenceMlp {
         x: &[f32],
         rows: usize,
     ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), Error> {
-        self.forward_impl(x, rows, None)
+        let f = self.forward_impl(x, rows, None)?;
+        Ok((f.outs, f.ys))
     }
 
-    #[allow(clippy::type_complexity)]
+    /// How layer `l` normalises: batch statistics in training, the running
+    /// estimates in evaluation (BatchNorm1d); per row (LayerNorm).
+    fn normalise(&self, l: usize, a: &[f32], training: bool) -> Normalised {
+        let (g, b) = &self.norms[l];
+        let cols = g.len();
+        match self.config.norm() {
+            Some((NormKind::Batch, _)) => {
+                let (m, v) = &self.running[l];
+                batch_norm(a, g, b, cols, (!training).then_some((m, v)))
+            }
+            _ => {
+                let (n, xhat, rstd) = layer_norm(a, g, b, cols);
+                Normalised {
+                    n,
+                    xhat,
+                    rstd,
+                    batch: None,
+                }
+            }
+        }
+    }
+
+    /// `dropout_step`: training mode (dropout masks of that step, batch
+    /// statistics); `None`: evaluation.
     fn forward_impl(
         &self,
         x: &[f32],
         rows: usize,
         dropout_step: Option<u64>,
-    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), Error> {
+    ) -> Result<Forward, Error> {
         let c = &self.config;
+        let training = dropout_step.is_some();
         let mut outs = vec![x.to_vec()];
         let mut ys = Vec::new();
+        let mut batch_stats = vec![None; c.layer_shapes().len()];
         for (l, ((w, b), &(fan_in, fan_out))) in
             self.params.iter().zip(&c.layer_shapes()).enumerate()
         {
             let shape = LinearShape::new(rows, fan_in, fan_out);
             let input = outs.last().expect("input");
-            let before = c.layer_norm == Some(crate::nn::NormPlacement::Before);
+            let before = c.norm_before();
             let y = if c.has_norm(l) {
-                let (g, bb) = &self.norms[l];
                 let act = c.layer_activation(l);
                 if before {
                     let z = linear_forward(Activation::Identity, input, w, b, shape)?;
-                    let n = layer_norm(&z, g, bb, fan_out).0;
-                    n.iter()
+                    let norm = self.normalise(l, &z, training);
+                    batch_stats[l] = norm.batch;
+                    norm.n
+                        .iter()
                         .map(|&v| forward_f64(act, v as f64) as f32)
                         .collect()
                 } else {
                     let y = linear_forward(act, input, w, b, shape)?;
-                    layer_norm(&y, g, bb, fan_out).0
+                    let norm = self.normalise(l, &y, training);
+                    batch_stats[l] = norm.batch;
+                    norm.n
                 }
             } else if self.slopes[l].is_empty() {
                 linear_forward(c.layer_activation(l), input, w, b, shape)?
@@ -223,7 +267,11 @@ impl ReferenceMlp {
             ys.push(y);
             outs.push(out);
         }
-        Ok((outs, ys))
+        Ok(Forward {
+            outs,
+            ys,
+            batch_stats,
+        })
     }
 
     /// One training step on a batch; returns (mean loss, accuracy).
@@ -236,7 +284,20 @@ impl ReferenceMlp {
     ) -> Result<(f64, f64), Error> {
         let rows = labels.len();
         let c = self.config.clone();
-        let (outs, _) = self.forward_impl(x, rows, Some(self.step))?;
+        let Forward {
+            outs, batch_stats, ..
+        } = self.forward_impl(x, rows, Some(self.step))?;
+        // BatchNorm1d's running estimates move in the forward pass (f32, as the GPU).
+        let m = crate::gpu::norm::BATCH_NORM_MOMENTUM;
+        for ((rm, rv), stats) in self.running.iter_mut().zip(&batch_stats) {
+            if let Some((mean, var)) = stats {
+                let unbiased = rows as f32 / (rows.max(2) - 1) as f32;
+                for (j, (a, v)) in rm.iter_mut().zip(rv.iter_mut()).enumerate() {
+                    *a = (1.0 - m) * *a + m * mean[j];
+                    *v = (1.0 - m) * *v + m * (var[j] * unbiased);
+                }
+            }
+        }
         let logits = outs.last().expect("logits");
         let (loss, correct, dlogits) = loss_and_grad(c.head, logits, labels, c.output);
         // d_out: the gradient of each layer's output as the next layer sees it.
@@ -274,46 +335,62 @@ impl ReferenceMlp {
             };
             let mut act = c.layer_activation(l);
             if c.has_norm(l) {
-                // Recompute the layer's LayerNorm input and statistics.
+                // Recompute the layer's normalisation input and statistics.
                 let shape = LinearShape::new(rows, fan_in, fan_out);
-                let before = c.layer_norm == Some(crate::nn::NormPlacement::Before);
-                let (g, bb) = &self.norms[l];
+                let before = c.norm_before();
+                let (g, _) = &self.norms[l];
                 let a = if before {
                     linear_forward(Activation::Identity, &outs[l], w, b, shape)?
                 } else {
                     linear_forward(act, &outs[l], w, b, shape)?
                 };
-                let (n, xhat, rstd) = layer_norm(&a, g, bb, fan_out);
+                let Normalised { n, xhat, rstd, .. } = self.normalise(l, &a, true);
                 let mut dg = vec![0.0f64; fan_out];
                 let mut dbeta = vec![0.0f64; fan_out];
                 let mut d_in = vec![0.0f32; dy.len()];
-                for (r, &s) in rstd.iter().enumerate().take(rows) {
-                    let row = r * fan_out..(r + 1) * fan_out;
-                    let dn: Vec<f64> = row
-                        .clone()
-                        .map(|i| {
-                            let d = dy[i] as f64;
-                            if before {
-                                d * derivative_f64(act, n[i] as f64)
-                            } else {
-                                d
-                            }
-                        })
-                        .collect();
-                    let k = fan_out as f64;
-                    let (mut mg, mut mgx) = (0.0, 0.0);
-                    for (j, i) in row.clone().enumerate() {
-                        let gv = dn[j] * g[j] as f64;
-                        mg += gv;
-                        mgx += gv * xhat[i];
-                        dg[j] += dn[j] * xhat[i];
-                        dbeta[j] += dn[j];
+                let dn: Vec<f64> = dy
+                    .iter()
+                    .zip(&n)
+                    .map(|(&d, &nv)| {
+                        if before {
+                            d as f64 * derivative_f64(act, nv as f64)
+                        } else {
+                            d as f64
+                        }
+                    })
+                    .collect();
+                if c.has_batch_norm(l) {
+                    // Per feature: dx = γ/σ·(dn − mean(dn) − x̂·mean(dn·x̂)).
+                    for j in 0..fan_out {
+                        let col = (0..rows).map(|r| r * fan_out + j);
+                        let sb: f64 = col.clone().map(|i| dn[i]).sum();
+                        let sg: f64 = col.clone().map(|i| dn[i] * xhat[i]).sum();
+                        dg[j] = sg;
+                        dbeta[j] = sb;
+                        let k = g[j] as f64 * rstd[j];
+                        for i in col {
+                            d_in[i] = (k * (dn[i] - sb / rows as f64 - xhat[i] * sg / rows as f64))
+                                as f32;
+                        }
                     }
-                    mg /= k;
-                    mgx /= k;
-                    for (j, i) in row.enumerate() {
-                        let gv = dn[j] * g[j] as f64;
-                        d_in[i] = (s * (gv - mg - xhat[i] * mgx)) as f32;
+                } else {
+                    for (r, &s) in rstd.iter().enumerate().take(rows) {
+                        let row = r * fan_out..(r + 1) * fan_out;
+                        let k = fan_out as f64;
+                        let (mut mg, mut mgx) = (0.0, 0.0);
+                        for (j, i) in row.clone().enumerate() {
+                            let gv = dn[i] * g[j] as f64;
+                            mg += gv;
+                            mgx += gv * xhat[i];
+                            dg[j] += dn[i] * xhat[i];
+                            dbeta[j] += dn[i];
+                        }
+                        mg /= k;
+                        mgx /= k;
+                        for (j, i) in row.enumerate() {
+                            let gv = dn[i] * g[j] as f64;
+                            d_in[i] = (s * (gv - mg - xhat[i] * mgx)) as f32;
+                        }
                     }
                 }
                 norm_grads[l] = (
@@ -404,6 +481,72 @@ impl ReferenceMlp {
         }
         self.step += 1;
         Ok((loss, correct as f64 / rows.max(1) as f64))
+    }
+}
+
+/// One training or evaluation forward's results.
+struct Forward {
+    /// The input and every layer's output as the next layer sees it.
+    outs: Vec<Vec<f32>>,
+    /// Every layer's activation output (after its normalisation).
+    ys: Vec<Vec<f32>>,
+    /// BatchNorm1d's batch (mean, biased variance) per layer, in training.
+    batch_stats: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// A normalisation's output and what its backward needs.
+struct Normalised {
+    /// γ·x̂ + β, rounded to f32.
+    n: Vec<f32>,
+    /// The normalised input.
+    xhat: Vec<f64>,
+    /// 1/σ per row (LayerNorm) or per feature (BatchNorm1d).
+    rstd: Vec<f64>,
+    /// BatchNorm1d in training: the batch (mean, biased variance) per feature.
+    batch: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// BatchNorm1d of `a` (`cols` features) with scale `g` and shift `b` (eps
+/// 1e-5), in f64: batch statistics, or the given running (mean, variance).
+fn batch_norm(
+    a: &[f32],
+    g: &[f32],
+    b: &[f32],
+    cols: usize,
+    running: Option<(&Vec<f32>, &Vec<f32>)>,
+) -> Normalised {
+    let rows = a.len() / cols.max(1);
+    let eps = crate::gpu::norm::BATCH_NORM_EPS as f64;
+    let mut n = vec![0.0f32; a.len()];
+    let mut xhat = vec![0.0f64; a.len()];
+    let mut rstd = vec![0.0f64; cols];
+    let mut stats = (vec![0.0f32; cols], vec![0.0f32; cols]);
+    for j in 0..cols {
+        let col = (0..rows).map(|r| a[r * cols + j] as f64);
+        let (mean, var) = match running {
+            Some((m, v)) => (m[j] as f64, v[j] as f64),
+            None => {
+                let mean = col.clone().sum::<f64>() / rows as f64;
+                let var = col.map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64;
+                stats.0[j] = mean as f32;
+                stats.1[j] = var as f32;
+                (mean, var)
+            }
+        };
+        let s = 1.0 / (var + eps).sqrt();
+        rstd[j] = s;
+        for r in 0..rows {
+            let i = r * cols + j;
+            let xh = (a[i] as f64 - mean) * s;
+            xhat[i] = xh;
+            n[i] = (g[j] as f64 * xh + b[j] as f64) as f32;
+        }
+    }
+    Normalised {
+        n,
+        xhat,
+        rstd,
+        batch: running.is_none().then_some(stats),
     }
 }
 

@@ -62,9 +62,15 @@ pub struct Checkpoint {
     /// Learned PReLU slopes per layer (empty where none), saved as
     /// `activations.{i}.weight` (`nn.PReLU`'s parameter name).
     pub slopes: Vec<Vec<f32>>,
-    /// LayerNorm (scale, shift) per layer (empty where none), saved as
-    /// `norms.{i}.weight` and `norms.{i}.bias` (`nn.LayerNorm`'s names).
+    /// LayerNorm or BatchNorm1d (scale, shift) per layer (empty where
+    /// none), saved as `norms.{i}.weight` and `norms.{i}.bias` (PyTorch's
+    /// names).
     pub norms: Vec<(Vec<f32>, Vec<f32>)>,
+    /// BatchNorm1d's running (mean, variance) per layer (empty where none),
+    /// saved as `norms.{i}.running_mean` and `norms.{i}.running_var`
+    /// (`nn.BatchNorm1d`'s buffer names; its `num_batches_tracked` is not
+    /// kept, the momentum being fixed).
+    pub running: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// FNV-1a, 64-bit: a checksum of the sidecar and a fingerprint of data sets.
@@ -181,14 +187,17 @@ impl Checkpoint {
                 .map_err(|e| Error::Config(format!("activations.{l}.weight: {e}")))?;
             views.push((format!("activations.{l}.weight"), av));
         }
-        for (l, (g, b)) in self.norms.iter().enumerate() {
-            if g.is_empty() {
-                continue;
-            }
-            for (which, v) in [("weight", g), ("bias", b)] {
-                let view = TensorView::new(Dtype::F32, vec![v.len()], f32_bytes(v))
-                    .map_err(|e| Error::Config(format!("norms.{l}.{which}: {e}")))?;
-                views.push((format!("norms.{l}.{which}"), view));
+        let named = [("weight", "bias"), ("running_mean", "running_var")];
+        for (pairs, (first, second)) in [&self.norms, &self.running].into_iter().zip(named) {
+            for (l, (g, b)) in pairs.iter().enumerate() {
+                if g.is_empty() {
+                    continue;
+                }
+                for (which, v) in [(first, g), (second, b)] {
+                    let view = TensorView::new(Dtype::F32, vec![v.len()], f32_bytes(v))
+                        .map_err(|e| Error::Config(format!("norms.{l}.{which}: {e}")))?;
+                    views.push((format!("norms.{l}.{which}"), view));
+                }
             }
         }
         let mut meta = HashMap::from([
@@ -401,9 +410,21 @@ impl Checkpoint {
                 (Vec::new(), Vec::new())
             });
         }
+        let mut running = Vec::with_capacity(shapes.len());
+        for (l, &(_, fan_out)) in shapes.iter().enumerate() {
+            running.push(if model.has_batch_norm(l) {
+                (
+                    read(&format!("norms.{l}.running_mean"), vec![fan_out])?,
+                    read(&format!("norms.{l}.running_var"), vec![fan_out])?,
+                )
+            } else {
+                (Vec::new(), Vec::new())
+            });
+        }
         let known = 2 * shapes.len()
             + slopes.iter().filter(|a| !a.is_empty()).count()
-            + 2 * norms.iter().filter(|(g, _)| !g.is_empty()).count();
+            + 2 * norms.iter().filter(|(g, _)| !g.is_empty()).count()
+            + 2 * running.iter().filter(|(m, _)| !m.is_empty()).count();
         if st.len() != known {
             let extra: Vec<String> = st
                 .names()
@@ -524,6 +545,7 @@ impl Checkpoint {
             standardizer,
             slopes,
             norms,
+            running,
         })
     }
 }

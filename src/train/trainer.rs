@@ -234,10 +234,10 @@ impl Slots {
     }
 }
 
-/// Device state of a layer's LayerNorm.
+/// Device state of a layer's normalisation.
 struct NormState {
     before: bool,
-    buffers: crate::gpu::norm::LayerNormBuffers,
+    buffers: crate::gpu::norm::NormBuffers,
     dgamma: GpuTensor,
     dbeta: GpuTensor,
     gamma_state: (GpuTensor, GpuTensor),
@@ -388,6 +388,13 @@ impl Trainer {
                 )));
             }
         }
+        if mc.batch_norm.is_some() && config.batch_size < 2 {
+            return Err(Error::Config(format!(
+                "BatchNorm needs at least 2 rows per batch to estimate a variance, got a batch \
+                 size of {}; raise --batch-size or use --layer-norm",
+                config.batch_size
+            )));
+        }
         let b = config.batch_size;
         let labels = |d: &Dataset| d.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
         let train_x = gpu.upload(&train.features, train.len(), train.n_features)?;
@@ -450,17 +457,16 @@ impl Trainer {
                 residual: mc.is_residual(l),
                 dropout: mc.has_dropout(l),
                 mask_seed: mc.mask_seed(l),
-                norm: if mc.has_norm(l) {
-                    Some(NormState {
-                        before: mc.layer_norm == Some(crate::nn::NormPlacement::Before),
-                        buffers: gpu.layer_norm_buffers(rows, fan_out)?,
+                norm: match mc.norm() {
+                    Some((kind, _)) if mc.has_norm(l) => Some(NormState {
+                        before: mc.norm_before(),
+                        buffers: gpu.norm_buffers(kind, rows, fan_out)?,
                         dgamma: gpu.zeros(1, fan_out)?,
                         dbeta: gpu.zeros(1, fan_out)?,
                         gamma_state: pair(1, fan_out)?,
                         beta_state: pair(1, fan_out)?,
-                    })
-                } else {
-                    None
+                    }),
+                    _ => None,
                 },
                 slopes: match mc.slope_count(l) {
                     0 => None,
@@ -632,10 +638,11 @@ impl Trainer {
                         &z,
                         None,
                     )?;
-                    self.gpu.record_layer_norm_forward(
+                    self.gpu.record_norm_forward(
                         encoder,
                         layer.act,
                         true,
+                        self.norm_mode(l, training),
                         (g, b),
                         &z,
                         bufs,
@@ -668,10 +675,11 @@ impl Trainer {
             // LayerNorm after the activation: the layer's output is n = LN(y).
             let y = match &norm {
                 Some((st, bufs, g, b)) if !st.before => {
-                    self.gpu.record_layer_norm_forward(
+                    self.gpu.record_norm_forward(
                         encoder,
                         layer.act,
                         false,
+                        self.norm_mode(l, training),
                         (g, b),
                         &y,
                         bufs,
@@ -699,6 +707,17 @@ impl Trainer {
             };
         }
         Ok(())
+    }
+
+    /// How layer `l`'s normalisation runs: BatchNorm1d uses (and updates)
+    /// batch statistics in training and its running estimates otherwise.
+    fn norm_mode(&self, l: usize, training: bool) -> crate::gpu::norm::NormMode<'_> {
+        match self.model.norm_mode(l) {
+            crate::gpu::norm::NormMode::Batch { running, .. } => {
+                crate::gpu::norm::NormMode::Batch { running, training }
+            }
+            m => m,
+        }
     }
 
     /// Records one of the dropout/residual kernels over `len` elements.
@@ -1094,7 +1113,7 @@ impl Trainer {
             // runs as identity.
             let (act, dy) = match (&layer.norm, self.model.norms[l].as_ref()) {
                 (Some(st), Some((g, _))) => {
-                    gpu.record_layer_norm_backward(
+                    gpu.record_norm_backward(
                         &mut encoder,
                         layer.act,
                         st.before,
@@ -1466,6 +1485,7 @@ impl Trainer {
         let params = self.model.parameters()?;
         let slopes = self.model.slope_values()?;
         let norms = self.model.norm_values()?;
+        let running = self.model.running_stat_values()?;
         let mut optimizer_state = Vec::new();
         for (a, b) in self.optimizer_tensors() {
             optimizer_state.push((self.gpu.download(a)?, self.gpu.download(b)?));
@@ -1487,6 +1507,7 @@ impl Trainer {
             standardizer: self.standardizer.clone(),
             slopes,
             norms,
+            running,
         })
     }
 
@@ -1530,6 +1551,7 @@ impl Trainer {
             &checkpoint.slopes,
         )?;
         model.set_norms(&checkpoint.norms)?;
+        model.set_running_stats(&checkpoint.running)?;
         let mut t = Trainer::new(model, config, train, validation)?;
         let tensors = t.optimizer_tensors();
         if tensors.len() != state.optimizer_state.len() {
