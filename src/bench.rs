@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::gpu::autotune::TuningRecord;
 use crate::gpu::gemm::Epilogue;
 use crate::gpu::linear::GemmDims;
-use crate::gpu::timing::TimeSource;
+use crate::gpu::timing::{median, TimeSource};
 use crate::gpu::Gpu;
 use crate::LinearShape;
 
@@ -51,7 +51,10 @@ pub struct BenchReport {
     pub peak_fma_gflops: f64,
     /// Peak with `a * b + c`.
     pub peak_mul_add_gflops: f64,
-    /// Repeats per median.
+    /// Every peak measurement of the run (before each shape and after the
+    /// last); the peak above is their median.
+    pub peak_samples_gflops: Vec<f64>,
+    /// Rounds per median.
     pub repeats: usize,
     /// One row per (shape, activation).
     pub rows: Vec<BenchRow>,
@@ -92,6 +95,14 @@ fn fill(n: usize, seed: u32) -> Vec<f32> {
 
 /// Runs the benchmark over `shapes` × `activations`, calling `progress`
 /// after each row.
+///
+/// Measurements are interleaved: for each shape, every round times each
+/// activation's fused forward, backward and unfused forward once (after one
+/// warm-up each), and each figure is the median over `repeats` rounds. A
+/// machine that slows down part-way (another process, thermal limits) then
+/// slows every kernel of a round alike instead of one row of the table. The
+/// peak is measured before every shape and after the last, and the median
+/// of those is the reference for the fractions.
 pub fn run(
     gpu: &Gpu,
     shapes: &[LinearShape],
@@ -99,10 +110,11 @@ pub fn run(
     repeats: usize,
     mut progress: impl FnMut(&BenchRow),
 ) -> Result<BenchReport, Error> {
-    let (peak, peak_fma, peak_mul_add) = gpu.measure_peak_gflops()?;
+    let mut peaks = Vec::new();
     let mut rows = Vec::new();
     let mut source = TimeSource::Wall;
     for &shape in shapes {
+        peaks.push(gpu.measure_peak_gflops()?);
         let LinearShape {
             batch,
             in_features: i,
@@ -122,59 +134,78 @@ pub fn run(
         // Repeat small problems inside one submission so launch overhead
         // does not dominate.
         let reps = ((2e8 / flops).ceil() as usize).clamp(1, 16);
-        for &act in activations {
-            let keep_z = act.saved() == Saved::PreActivation;
-            let fwd = gpu.time_recorded(reps, repeats, |e| {
-                gpu.record_linear_forward(e, act, &x, &w, &b, &y, keep_z.then_some(&z))
-            })?;
-            source = fwd.source;
-            let saved = if keep_z { &z } else { &y };
-            let bwd = gpu.time_recorded(reps, repeats, |e| {
-                gpu.record_linear_backward(
-                    e,
-                    act,
-                    &x,
-                    &w,
-                    saved,
-                    &dy,
-                    &scratch,
-                    Some(&dx),
-                    &dw,
-                    &db,
-                )
-            })?;
-            let unfused = gpu.time_recorded(reps, repeats, |e| {
-                gpu.record_gemm(
-                    e,
-                    Epilogue::BiasActivation {
-                        act: Activation::Identity,
-                        save_z: false,
-                    },
-                    GemmDims::dense(batch, o, i),
-                    x.buffer(),
-                    w.buffer(),
-                    Some(b.buffer()),
-                    z.buffer(),
-                    None,
-                )?;
-                gpu.record_activation_forward(e, act, &z, &y)
-            })?;
-            let variant = gpu.gemm_variant(GemmDims::dense(batch, o, i))?;
+        // (forward, backward, unfused) seconds per activation, one per round.
+        let mut samples = vec![[Vec::new(), Vec::new(), Vec::new()]; activations.len()];
+        for round in 0..repeats.max(1) {
+            let warm_up = round == 0;
+            for (a, &act) in activations.iter().enumerate() {
+                let keep_z = act.saved() == Saved::PreActivation;
+                let (fwd, src) = gpu.time_samples(reps, 1, warm_up, |e| {
+                    gpu.record_linear_forward(e, act, &x, &w, &b, &y, keep_z.then_some(&z))
+                })?;
+                source = src;
+                let saved = if keep_z { &z } else { &y };
+                let (bwd, _) = gpu.time_samples(reps, 1, warm_up, |e| {
+                    gpu.record_linear_backward(
+                        e,
+                        act,
+                        &x,
+                        &w,
+                        saved,
+                        &dy,
+                        &scratch,
+                        Some(&dx),
+                        &dw,
+                        &db,
+                    )
+                })?;
+                let (unfused, _) = gpu.time_samples(reps, 1, warm_up, |e| {
+                    gpu.record_gemm(
+                        e,
+                        Epilogue::BiasActivation {
+                            act: Activation::Identity,
+                            save_z: false,
+                        },
+                        GemmDims::dense(batch, o, i),
+                        x.buffer(),
+                        w.buffer(),
+                        Some(b.buffer()),
+                        z.buffer(),
+                        None,
+                    )?;
+                    gpu.record_activation_forward(e, act, &z, &y)
+                })?;
+                for (k, t) in [fwd, bwd, unfused].into_iter().enumerate() {
+                    samples[a][k].extend(t);
+                }
+            }
+        }
+        let variant = gpu.gemm_variant(GemmDims::dense(batch, o, i))?;
+        for (&act, [fwd, bwd, unfused]) in activations.iter().zip(&samples) {
+            let (fwd, bwd, unfused) = (median(fwd), median(bwd), median(unfused));
             let row = BenchRow {
                 shape,
                 activation: act.to_string(),
                 forward_variant: variant.name(),
-                forward_gflops: flops / fwd.seconds / 1e9,
-                backward_gflops: 2.0 * flops / bwd.seconds / 1e9,
-                unfused_forward_gflops: flops / unfused.seconds / 1e9,
-                forward_fraction_of_peak: flops / fwd.seconds / 1e9 / peak,
-                backward_fraction_of_peak: 2.0 * flops / bwd.seconds / 1e9 / peak,
-                forward_ms: fwd.seconds * 1e3,
-                backward_ms: bwd.seconds * 1e3,
+                forward_gflops: flops / fwd / 1e9,
+                backward_gflops: 2.0 * flops / bwd / 1e9,
+                unfused_forward_gflops: flops / unfused / 1e9,
+                // Filled in below, against the median peak of the run.
+                forward_fraction_of_peak: 0.0,
+                backward_fraction_of_peak: 0.0,
+                forward_ms: fwd * 1e3,
+                backward_ms: bwd * 1e3,
             };
             progress(&row);
             rows.push(row);
         }
+    }
+    peaks.push(gpu.measure_peak_gflops()?);
+    let pick = |f: fn(&(f64, f64, f64)) -> f64| median(&peaks.iter().map(f).collect::<Vec<_>>());
+    let (peak, peak_fma, peak_mul_add) = (pick(|p| p.0), pick(|p| p.1), pick(|p| p.2));
+    for row in &mut rows {
+        row.forward_fraction_of_peak = row.forward_gflops / peak;
+        row.backward_fraction_of_peak = row.backward_gflops / peak;
     }
     Ok(BenchReport {
         adapter: gpu.describe(),
@@ -182,6 +213,7 @@ pub fn run(
         peak_gflops: peak,
         peak_fma_gflops: peak_fma,
         peak_mul_add_gflops: peak_mul_add,
+        peak_samples_gflops: peaks.iter().map(|p| p.0).collect(),
         repeats,
         rows,
         tuning: gpu.tuning_records(),

@@ -86,7 +86,7 @@ enum Command {
         /// Also run 2048³ and 4096³ (for real GPUs).
         #[arg(long)]
         large: bool,
-        /// Timed repeats per median.
+        /// Interleaved timing rounds per median.
         #[arg(long, default_value_t = 5)]
         repeats: usize,
         /// Comma-separated activations (default: identity,relu,sigmoid,tanh,gelu).
@@ -682,6 +682,19 @@ fn run_bench(
     println!("adapter: {}", gpu.describe());
     let shapes = shapes.unwrap_or_else(|| bench::default_shapes(large));
     let activations = activations.unwrap_or_else(|| bench::BENCH_ACTIVATIONS.to_vec());
+    eprintln!(
+        "measuring {} shapes x {} activations in {} interleaved rounds...",
+        shapes.len(),
+        activations.len(),
+        repeats.max(1)
+    );
+    let report = bench::run(&gpu, &shapes, &activations, repeats.max(1), |r| {
+        let s = r.shape;
+        eprintln!(
+            "  {}×{}×{} {}: done",
+            s.batch, s.in_features, s.out_features, r.activation
+        );
+    })?;
     println!(
         "{:<16} {:<10} {:<22} {:>9} {:>6} {:>9} {:>6} {:>11} {:>9}",
         "shape b×i×o",
@@ -694,7 +707,7 @@ fn run_bench(
         "unfused GF/s",
         "fused ×"
     );
-    let report = bench::run(&gpu, &shapes, &activations, repeats.max(1), |r| {
+    for r in &report.rows {
         let s = r.shape;
         println!(
             "{:<16} {:<10} {:<22} {:>9.2} {:>5.0}% {:>9.2} {:>5.0}% {:>11.2} {:>8.2}×",
@@ -708,12 +721,19 @@ fn run_bench(
             r.unfused_forward_gflops,
             r.forward_gflops / r.unfused_forward_gflops
         );
-    })?;
+    }
+    let samples: Vec<String> = report
+        .peak_samples_gflops
+        .iter()
+        .map(|p| format!("{p:.1}"))
+        .collect();
     println!(
-        "peak: {:.2} GFLOP/s (fma() {:.2}, a*b+c {:.2}); times from {:?}, median of {}",
+        "peak: {:.2} GFLOP/s (fma() {:.2}, a*b+c {:.2}; median of [{}]); times from {:?}, \
+         median of {} interleaved rounds",
         report.peak_gflops,
         report.peak_fma_gflops,
         report.peak_mul_add_gflops,
+        samples.join(", "),
         report.time_source,
         report.repeats
     );

@@ -92,7 +92,7 @@ struct DzParams {
     batch: u32,
     cols: u32,
     dz_stride: u32,
-    _pad: u32,
+    dzt_stride: u32,
 }
 
 #[repr(C)]
@@ -407,12 +407,12 @@ impl Gpu {
     /// [`Gpu::linear_scratch`]. `dx` may be `None` for the first layer (its
     /// input needs no gradient).
     ///
-    /// Steps: `dz = dy ⊙ f'(saved)` and `db = Σ_batch dz` in one kernel
-    /// (writing dz once beats recomputing f' inside both GEMMs, which would
-    /// evaluate it once per tile that reads it), then `dX = dz·W` and
-    /// `dW = dzᵀ·X`, both through the one k-contiguous GEMM kernel family on
-    /// transposed, zero-padded copies (the transposes are O(n²) next to the
-    /// O(n³) GEMMs).
+    /// Steps: `dz = dy ⊙ f'(saved)`, its transpose and `db = Σ_batch dz` in
+    /// one kernel (writing dz once beats recomputing f' inside both GEMMs,
+    /// which would evaluate it once per tile that reads it), then `dX = dz·W`
+    /// and `dW = dzᵀ·X`, both through the one k-contiguous GEMM kernel family
+    /// on transposed, zero-padded copies of W and X (the transposes are O(n²)
+    /// next to the O(n³) GEMMs).
     #[allow(clippy::too_many_arguments)]
     pub fn record_linear_backward(
         &self,
@@ -463,7 +463,7 @@ impl Gpu {
             batch: to_u32("batch", bt)?,
             cols: to_u32("out_features", o)?,
             dz_stride: to_u32("out_features", pad4(o))?,
-            _pad: 0,
+            dzt_stride: to_u32("batch", pad4(bt))?,
         })?;
         let groups = to_u32("out_features", o)?.div_ceil(64);
         self.scoped("recording linear_backward", || {
@@ -478,6 +478,7 @@ impl Gpu {
                     (2, &saved.buffer),
                     (3, &scratch.dz.buffer),
                     (4, &db.buffer),
+                    (5, &scratch.dzt.buffer),
                 ],
                 (groups, 1, 1),
             )
@@ -503,14 +504,7 @@ impl Gpu {
                 None,
             )?;
         }
-        // 3. dW[o, i] = Σ_b dzᵀ[o, b]·Xᵀ[i, b].
-        self.record_transpose(
-            encoder,
-            &scratch.dz.buffer,
-            (bt, o, pad4(o)),
-            &scratch.dzt.buffer,
-            pad4(bt),
-        )?;
+        // 3. dW[o, i] = Σ_b dzᵀ[o, b]·Xᵀ[i, b] (dzᵀ written in step 1).
         self.record_transpose(encoder, &x.buffer, (bt, i, i), &scratch.xt.buffer, pad4(bt))?;
         self.record_gemm(
             encoder,

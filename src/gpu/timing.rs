@@ -47,8 +47,27 @@ impl Gpu {
         &self,
         reps: usize,
         repeats: usize,
-        mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), Error>,
+        record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), Error>,
     ) -> Result<Timing, Error> {
+        let (times, source) = self.time_samples(reps, repeats.max(1), true, record)?;
+        Ok(Timing {
+            seconds: median(&times),
+            source,
+        })
+    }
+
+    /// Times `record` (called `reps` times into one encoder per measurement)
+    /// `samples` times, after one untimed warm-up when `warm_up`: the
+    /// seconds per rep of each measurement, in order. For interleaving
+    /// measurements of several kernels so that a machine slowing down
+    /// mid-run affects them all alike.
+    pub fn time_samples(
+        &self,
+        reps: usize,
+        samples: usize,
+        warm_up: bool,
+        mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<(), Error>,
+    ) -> Result<(Vec<f64>, TimeSource), Error> {
         let reps = reps.max(1);
         let device = &self.inner.device;
         let stamps = self.has_timestamps();
@@ -71,8 +90,9 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         })?;
-        let mut times = Vec::with_capacity(repeats);
-        for i in 0..repeats.max(1) + 1 {
+        let mut times = Vec::with_capacity(samples);
+        let skip = warm_up as usize;
+        for i in 0..samples + skip {
             let mut encoder = device.create_command_encoder(&Default::default());
             if let Some(q) = &query {
                 encoder.write_timestamp(q, 0);
@@ -102,19 +122,16 @@ impl Gpu {
             } else {
                 wall
             };
-            if i > 0 {
+            if i >= skip {
                 times.push(seconds / reps as f64);
             }
         }
-        times.sort_by(|a, b| a.total_cmp(b));
-        Ok(Timing {
-            seconds: times[times.len() / 2],
-            source: if stamps {
-                TimeSource::Timestamps
-            } else {
-                TimeSource::Wall
-            },
-        })
+        let source = if stamps {
+            TimeSource::Timestamps
+        } else {
+            TimeSource::Wall
+        };
+        Ok((times, source))
     }
 
     /// Measures the adapter's peak f32 multiply-add rate in GFLOP/s: a kernel
@@ -157,4 +174,14 @@ impl Gpu {
         }
         Ok((rates[0].max(rates[1]), rates[0], rates[1]))
     }
+}
+
+/// The median of `v` (the upper one for an even count; NaN when empty).
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
