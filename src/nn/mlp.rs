@@ -6,7 +6,7 @@ use super::init::{layer_rng, Init};
 use super::loss::Head;
 use crate::activation::Activation;
 use crate::error::Error;
-use crate::gpu::norm::NormMode;
+use crate::gpu::norm::{NormBuffers, NormMode};
 use crate::gpu::{Gpu, GpuTensor};
 
 /// The architecture of a multilayer perceptron: hidden layers of fused
@@ -570,15 +570,103 @@ impl Mlp {
             .collect()
     }
 
-    /// How layer `l`'s normalisation runs in evaluation (BatchNorm1d: its
-    /// running estimates).
-    pub(crate) fn norm_mode(&self, l: usize) -> NormMode<'_> {
+    /// How layer `l`'s normalisation runs: BatchNorm1d uses (and updates)
+    /// batch statistics in training and its running estimates otherwise.
+    fn norm_mode(&self, l: usize, training: bool) -> NormMode<'_> {
         match &self.running[l] {
             Some((m, v)) => NormMode::Batch {
                 running: (m, v),
-                training: false,
+                training,
             },
             None => NormMode::Layer,
+        }
+    }
+
+    /// Records layer `l`'s linear part, activation and normalisation (not
+    /// its dropout or residual connection) on `input`, writing `y` (and `z`,
+    /// the pre-activation, when `keep_z` or when the layer needs it: learned
+    /// PReLU, normalisation before the activation). `norm` holds the
+    /// normalisation's buffers where the layer has one. Returns the tensor
+    /// holding the layer's output: `y`, or the normalised `y`.
+    pub(crate) fn record_layer_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        l: usize,
+        input: &GpuTensor,
+        (y, z, keep_z): (&GpuTensor, &GpuTensor, bool),
+        norm: Option<&NormBuffers>,
+        training: bool,
+    ) -> Result<GpuTensor, Error> {
+        let gpu = &self.gpu;
+        let layer = &self.layers[l];
+        let act = self.config.layer_activation(l);
+        let before = self.config.norm_before();
+        let norm = match (&self.norms[l], norm) {
+            (Some(gb), Some(bufs)) => Some((gb, bufs)),
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::Config(format!(
+                    "layer {l} has a normalisation but no buffers were given for it"
+                )))
+            }
+        };
+        let linear = |encoder: &mut wgpu::CommandEncoder| {
+            gpu.record_linear_forward(
+                encoder,
+                Activation::Identity,
+                input,
+                &layer.weight,
+                &layer.bias,
+                z,
+                None,
+            )
+        };
+        match (&self.slopes[l], norm) {
+            // Normalisation before the activation: z, then n = norm(z), y = f(n).
+            (_, Some(((g, b), bufs))) if before => {
+                linear(encoder)?;
+                gpu.record_norm_forward(
+                    encoder,
+                    act,
+                    true,
+                    self.norm_mode(l, training),
+                    (g, b),
+                    z,
+                    bufs,
+                    y,
+                )?;
+            }
+            // Learned PReLU: the linear part writes z, then y = prelu(z).
+            (Some(slopes), _) => {
+                linear(encoder)?;
+                gpu.record_prelu_forward(encoder, slopes, z, y)?;
+            }
+            _ => gpu.record_linear_forward(
+                encoder,
+                act,
+                input,
+                &layer.weight,
+                &layer.bias,
+                y,
+                keep_z.then_some(z),
+            )?,
+        }
+        // Normalisation after the activation: the layer's output is n = norm(y).
+        match norm {
+            Some(((g, b), bufs)) if !before => {
+                gpu.record_norm_forward(
+                    encoder,
+                    act,
+                    false,
+                    self.norm_mode(l, training),
+                    (g, b),
+                    y,
+                    bufs,
+                    y,
+                )?;
+                Ok(bufs.n.clone())
+            }
+            _ => Ok(y.clone()),
         }
     }
 
@@ -601,83 +689,26 @@ impl Mlp {
             .device()
             .create_command_encoder(&Default::default());
         for (l, layer) in self.layers.iter().enumerate() {
-            let y = self.gpu.zeros(rows, layer.weight.rows())?;
             let width = layer.weight.rows();
-            let norm = self.norms[l].as_ref();
-            let before = self.config.norm_before();
-            let mode = self.norm_mode(l);
-            let bufs = match (norm, self.config.norm()) {
-                (Some(_), Some((kind, _))) => Some(self.gpu.norm_buffers(kind, rows, width)?),
+            let y = self.gpu.zeros(rows, width)?;
+            let z = self.gpu.zeros(rows, width)?;
+            let bufs = match self.config.norm() {
+                Some((kind, _)) if self.norms[l].is_some() => {
+                    Some(self.gpu.norm_buffers(kind, rows, width)?)
+                }
                 _ => None,
             };
-            match &self.slopes[l] {
-                _ if norm.is_some() && before => {
-                    let (g, b) = norm.expect("checked");
-                    let z = self.gpu.zeros(rows, width)?;
-                    self.gpu.record_linear_forward(
-                        &mut encoder,
-                        Activation::Identity,
-                        &h,
-                        &layer.weight,
-                        &layer.bias,
-                        &z,
-                        None,
-                    )?;
-                    let bufs = bufs.as_ref().expect("allocated");
-                    self.gpu.record_norm_forward(
-                        &mut encoder,
-                        self.config.layer_activation(l),
-                        true,
-                        mode,
-                        (g, b),
-                        &z,
-                        bufs,
-                        &y,
-                    )?;
-                }
-                Some(slopes) => {
-                    let z = self.gpu.zeros(rows, layer.weight.rows())?;
-                    self.gpu.record_linear_forward(
-                        &mut encoder,
-                        Activation::Identity,
-                        &h,
-                        &layer.weight,
-                        &layer.bias,
-                        &z,
-                        None,
-                    )?;
-                    self.gpu
-                        .record_prelu_forward(&mut encoder, slopes, &z, &y)?;
-                }
-                None => self.gpu.record_linear_forward(
-                    &mut encoder,
-                    self.config.layer_activation(l),
-                    &h,
-                    &layer.weight,
-                    &layer.bias,
-                    &y,
-                    None,
-                )?,
-            }
-            let y = match (norm, &bufs) {
-                (Some((g, b)), Some(bufs)) if !before => {
-                    self.gpu.record_norm_forward(
-                        &mut encoder,
-                        self.config.layer_activation(l),
-                        false,
-                        mode,
-                        (g, b),
-                        &y,
-                        bufs,
-                        &y,
-                    )?;
-                    bufs.n.clone()
-                }
-                _ => y,
-            };
+            let y = self.record_layer_forward(
+                &mut encoder,
+                l,
+                &h,
+                (&y, &z, false),
+                bufs.as_ref(),
+                false,
+            )?;
             // Evaluation mode: no dropout; residual layers add their input.
             h = if self.config.is_residual(l) {
-                let out = self.gpu.zeros(rows, layer.weight.rows())?;
+                let out = self.gpu.zeros(rows, width)?;
                 self.gpu.record_skip_add(&mut encoder, &y, &h, &out)?;
                 out
             } else {

@@ -614,81 +614,22 @@ impl Trainer {
         training: bool,
     ) -> Result<(), Error> {
         let mut input = self.x_batch.prefix_rows(rows)?;
-        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
+        for (l, layer) in self.layers.iter().enumerate() {
             let keep = keep_all_z || layer.act.saved() == Saved::PreActivation;
             let y = layer.y.prefix_rows(rows)?;
             let z = layer.z.prefix_rows(rows)?;
-            let norm = match (
-                &layer.norm,
-                self.model.norms.get(l).and_then(|n| n.as_ref()),
-            ) {
-                (Some(st), Some((g, b))) => Some((st, st.buffers.prefix_rows(rows)?, g, b)),
-                _ => None,
+            let bufs = match &layer.norm {
+                Some(st) => Some(st.buffers.prefix_rows(rows)?),
+                None => None,
             };
-            match self.model.slopes.get(l).and_then(|s| s.as_ref()) {
-                _ if norm.as_ref().is_some_and(|n| n.0.before) => {
-                    // LayerNorm before the activation: z, then n = LN(z), y = f(n).
-                    let (_, bufs, g, b) = norm.as_ref().expect("checked");
-                    self.gpu.record_linear_forward(
-                        encoder,
-                        Activation::Identity,
-                        &input,
-                        &params.weight,
-                        &params.bias,
-                        &z,
-                        None,
-                    )?;
-                    self.gpu.record_norm_forward(
-                        encoder,
-                        layer.act,
-                        true,
-                        self.norm_mode(l, training),
-                        (g, b),
-                        &z,
-                        bufs,
-                        &y,
-                    )?;
-                }
-                // Learned PReLU: the linear part writes z, then y = prelu(z).
-                Some(slopes) => {
-                    self.gpu.record_linear_forward(
-                        encoder,
-                        Activation::Identity,
-                        &input,
-                        &params.weight,
-                        &params.bias,
-                        &z,
-                        None,
-                    )?;
-                    self.gpu.record_prelu_forward(encoder, slopes, &z, &y)?;
-                }
-                None => self.gpu.record_linear_forward(
-                    encoder,
-                    layer.act,
-                    &input,
-                    &params.weight,
-                    &params.bias,
-                    &y,
-                    keep.then_some(&z),
-                )?,
-            }
-            // LayerNorm after the activation: the layer's output is n = LN(y).
-            let y = match &norm {
-                Some((st, bufs, g, b)) if !st.before => {
-                    self.gpu.record_norm_forward(
-                        encoder,
-                        layer.act,
-                        false,
-                        self.norm_mode(l, training),
-                        (g, b),
-                        &y,
-                        bufs,
-                        &y,
-                    )?;
-                    bufs.n.clone()
-                }
-                _ => y,
-            };
+            let y = self.model.record_layer_forward(
+                encoder,
+                l,
+                &input,
+                (&y, &z, keep),
+                bufs.as_ref(),
+                training,
+            )?;
             let dropout = layer.dropout && training;
             input = match &layer.out {
                 Some(out) if dropout || layer.residual => {
@@ -707,17 +648,6 @@ impl Trainer {
             };
         }
         Ok(())
-    }
-
-    /// How layer `l`'s normalisation runs: BatchNorm1d uses (and updates)
-    /// batch statistics in training and its running estimates otherwise.
-    fn norm_mode(&self, l: usize, training: bool) -> crate::gpu::norm::NormMode<'_> {
-        match self.model.norm_mode(l) {
-            crate::gpu::norm::NormMode::Batch { running, .. } => {
-                crate::gpu::norm::NormMode::Batch { running, training }
-            }
-            m => m,
-        }
     }
 
     /// Records one of the dropout/residual kernels over `len` elements.
