@@ -85,12 +85,7 @@ pub fn parse_csv(name: &str, text: &str, options: CsvOptions) -> Result<Dataset,
         path: name.to_string(),
         message,
     };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty());
+    let mut lines = numbered_lines(text);
     let Some((first_no, first)) = lines.next() else {
         return Err(err(
             "no data rows: the file is empty or contains only blank lines".to_string(),
@@ -127,15 +122,8 @@ pub fn parse_csv(name: &str, text: &str, options: CsvOptions) -> Result<Dataset,
     let mut labels: Vec<u32> = Vec::new();
     let mut max_label = 0u32;
     let mut parse_row = |line_no: usize, line: &str| -> Result<(), Error> {
-        let count = line.split(',').count();
-        if count != n_cells {
-            return Err(err(format!(
-                "line {line_no} has {count} cell{}, expected {n_cells} (as in line {first_no}); \
-                 every row needs the same number of comma-separated cells",
-                if count == 1 { "" } else { "s" }
-            )));
-        }
-        for (col, cell) in line.split(',').map(str::trim).enumerate() {
+        let cells = cells(line_no, line, n_cells, first_no).map_err(err)?;
+        for (col, cell) in cells.enumerate() {
             let col1 = col + 1;
             if col == label_col {
                 let label = parse_label(cell)
@@ -157,9 +145,13 @@ pub fn parse_csv(name: &str, text: &str, options: CsvOptions) -> Result<Dataset,
         parse_row(line_no, line)?;
     }
     if labels.is_empty() {
+        let why = match options.header {
+            Header::Auto => "it has a non-numeric cell, so it was read as a header",
+            _ => "it was declared a header",
+        };
         return Err(err(format!(
-            "no data rows: only a header (line {first_no}); add data rows below it, \
-             or use Header::No if line {first_no} is data"
+            "no data rows: the file holds only line {first_no}, and {why}; add data rows \
+             below it"
         )));
     }
     Dataset::new(name, features, labels, n_cells - 1, max_label as usize + 1)
@@ -187,13 +179,7 @@ pub fn parse_features_csv(name: &str, text: &str) -> Result<(Vec<f32>, usize, us
         path: name.to_string(),
         message,
     };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
-        .peekable();
+    let mut lines = numbered_lines(text).peekable();
     let Some(&(first_no, first)) = lines.peek() else {
         return Err(err("no data rows: the file is empty".to_string()));
     };
@@ -204,13 +190,10 @@ pub fn parse_features_csv(name: &str, text: &str) -> Result<(Vec<f32>, usize, us
     let mut values = Vec::new();
     let mut rows = 0;
     for (line_no, line) in lines {
-        let count = line.split(',').count();
-        if count != n_cells {
-            return Err(err(format!(
-                "line {line_no} has {count} cells, expected {n_cells} (as in line {first_no})"
-            )));
-        }
-        for (col, cell) in line.split(',').map(str::trim).enumerate() {
+        for (col, cell) in cells(line_no, line, n_cells, first_no)
+            .map_err(err)?
+            .enumerate()
+        {
             values.push(
                 parse_feature(cell)
                     .map_err(|why| err(format!("line {line_no}, column {}: {why}", col + 1)))?,
@@ -224,6 +207,37 @@ pub fn parse_features_csv(name: &str, text: &str) -> Result<(Vec<f32>, usize, us
         )));
     }
     Ok((values, rows, n_cells))
+}
+
+/// The non-blank lines of CSV text (a leading byte-order mark dropped),
+/// trimmed and numbered from 1.
+fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+}
+
+/// The trimmed cells of line `line_no`, which must number `n_cells` (as in
+/// line `first_no`). Counted before they are handed out, never collected:
+/// a line of a million commas costs no memory.
+fn cells(
+    line_no: usize,
+    line: &str,
+    n_cells: usize,
+    first_no: usize,
+) -> Result<impl Iterator<Item = &str>, String> {
+    let count = line.split(',').count();
+    if count != n_cells {
+        return Err(format!(
+            "line {line_no} has {count} cell{}, expected {n_cells} (as in line {first_no}); \
+             every row needs the same number of comma-separated cells",
+            if count == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(line.split(',').map(str::trim))
 }
 
 fn parse_feature(cell: &str) -> Result<f32, String> {
