@@ -405,7 +405,10 @@ fn csv_empty_and_header_only() {
     // command-line user can act on (no library type names).
     let m = csv_error("a,b,label\n", CsvOptions::default());
     assert!(m.contains("no data rows") && m.contains("line 1"), "{m}");
-    assert!(m.contains("non-numeric cell") && !m.contains("Header::"), "{m}");
+    assert!(
+        m.contains("non-numeric cell") && !m.contains("Header::"),
+        "{m}"
+    );
     let m = csv_error("\n1,2,3\n", opts(LabelColumn::Last, Header::Yes));
     assert!(m.contains("no data rows") && m.contains("line 2"), "{m}");
 }
