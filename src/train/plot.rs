@@ -21,6 +21,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use plotters::coord::combinators::{LogCoord, WithKeyPoints};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -222,7 +223,7 @@ pub fn plot_curves(runs: &[RunReport], path: &Path) -> Result<(), Error> {
                 draw_panel(
                     &panels[0],
                     &loss_panel,
-                    (lo..hi).log_scale(),
+                    log_axis(lo, hi),
                     log_label_hint(decades),
                     &fmt,
                     &loss_lines,
@@ -352,7 +353,7 @@ pub fn plot_gradient_norms(runs: &[RunReport], path: &Path) -> Result<(), Error>
                 draw_panel(
                     &root,
                     &spec,
-                    (lo..hi).log_scale(),
+                    log_axis(lo, hi),
                     log_label_hint(decades),
                     &fmt,
                     &lines,
@@ -908,7 +909,7 @@ fn draw_prepared_panel(area: &Area<'_>, p: &PreparedPanel<'_>) -> Draw {
             area,
             &spec,
             &x_axis,
-            (lo..hi).log_scale(),
+            log_axis(lo, hi),
             log_label_hint(decades),
             &fmt,
             &p.lines,
@@ -1302,7 +1303,7 @@ pub fn plot_bars(
                 draw_bars(
                     canvas,
                     &root,
-                    (axis_lo..axis_hi).log_scale(),
+                    log_axis(axis_lo, axis_hi),
                     log_label_hint(decades),
                     &fmt,
                     axis_lo,
@@ -1609,6 +1610,43 @@ fn log_bounds(lo: f64, hi: f64) -> (f64, f64, u32) {
     // A little room beyond the outer decades so edge points and the end
     // labels are not drawn on the frame.
     (10f64.powf(a) / 1.25, 10f64.powf(b) * 1.25, (b - a) as u32)
+}
+
+/// A log axis over `[lo, hi]` (both > 0) with its own ticks: powers of ten
+/// (every decade up to 12 labelled decades, then every second, third...),
+/// and for ranges of two decades or less also 2 and 5 × 10ᵏ; the other
+/// 1..9 × 10ᵏ are grid lines where the range spans 6 decades or less.
+/// (plotters' own log ticks stop below 2.2e-16, which it takes for zero, so
+/// a vanishing gradient's axis would lose its labels.)
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let first = (lo.log10() - 1e-9).ceil() as i32;
+    let last = (hi.log10() + 1e-9).floor() as i32;
+    let decades = (last - first).max(1);
+    let step = (decades as usize).div_ceil(12).max(1) as i32;
+    let few = decades <= 2;
+    let (mut bold, mut light) = (Vec::new(), Vec::new());
+    for k in first - 1..=last {
+        for m in 1..=9 {
+            let v = m as f64 * 10f64.powi(k);
+            if v < lo || v > hi {
+                continue;
+            }
+            let labelled = if m == 1 {
+                (k - first) % step == 0
+            } else {
+                few && (m == 2 || m == 5)
+            };
+            if labelled {
+                bold.push(v);
+            } else if m == 1 || decades <= 6 {
+                light.push(v);
+            }
+        }
+    }
+    (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light)
 }
 
 /// The key-point hint that makes `LogCoord` give 1..9 × 10^k ticks for
@@ -2701,5 +2739,34 @@ mod tests {
         assert_eq!(log_tick_label(0.02, true), "0.02");
         assert_eq!(log_tick_label(3.0, true), "");
         assert_eq!(log_tick_label(5e-7, true), "5×10⁻⁷");
+    }
+
+    /// Regression: plotters' log ticks stopped at about 1e-16, so the axis
+    /// of a vanishing gradient (norms down to 1e-30) had no labels below it.
+    #[test]
+    fn log_axis_labels_reach_tiny_values() {
+        use plotters::coord::ranged1d::{BoldPoints, Ranged};
+        let (lo, hi, _) = log_bounds(1e-30, 2.0);
+        let axis = log_axis(lo, hi);
+        let labels: Vec<String> = axis
+            .key_points(BoldPoints(100))
+            .iter()
+            .map(|&v| log_tick_label(v, false))
+            .collect();
+        assert!(labels.contains(&"10⁻³⁰".to_string()), "{labels:?}");
+        assert!(labels.contains(&"10⁰".to_string()), "{labels:?}");
+        assert!(labels.len() <= 13, "{labels:?}");
+        assert!(labels.iter().all(|l| !l.is_empty()), "{labels:?}");
+        // Narrow ranges label 1, 2 and 5 × 10ᵏ.
+        let axis = log_axis(0.8, 125.0);
+        let labels: Vec<String> = axis
+            .key_points(BoldPoints(100))
+            .iter()
+            .map(|&v| log_tick_label(v, true))
+            .collect();
+        assert!(
+            labels.contains(&"2".to_string()) && labels.contains(&"50".to_string()),
+            "{labels:?}"
+        );
     }
 }
