@@ -771,3 +771,43 @@ fn batch_norm_refuses_bad_configurations() {
     let err = Mlp::new(&gpu, config).expect_err("two norms").to_string();
     assert!(err.contains("--layer-norm or --batch-norm"), "{err}");
 }
+
+/// Regression: trainers on several threads share one device, and one
+/// thread's poll can run another's map callbacks; collecting logged steps
+/// must wait for its own buffers rather than fail with "a log buffer was
+/// never mapped".
+#[test]
+fn trainers_on_several_threads_share_the_device() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(64, 6, 4, 2);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let gpu = gpu.clone();
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut config = MlpConfig::new(6, vec![16, 16], 4, Activation::Tanh);
+                config.seed = t;
+                let train = TrainConfig {
+                    epochs: 1,
+                    batch_size: 16,
+                    log_every: 1,
+                    ..Default::default()
+                };
+                for _ in 0..3 {
+                    let mut trainer = Trainer::new(
+                        Mlp::new(&gpu, config.clone()).unwrap(),
+                        train.clone(),
+                        &data,
+                        &data,
+                    )
+                    .unwrap();
+                    trainer.run_steps(12).unwrap();
+                    assert_eq!(trainer.logs().len(), 12, "thread {t}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a training thread failed");
+    }
+}

@@ -347,6 +347,32 @@ impl Gpu {
         self.scoped(context, || self.inner.queue.submit(commands))
     }
 
+    /// Polls the device until `flag` is set (by a map callback), up to the
+    /// timeout. Another thread's poll can be the one that runs this
+    /// thread's callbacks, so a finished queue alone does not mean the
+    /// callback has run.
+    pub(crate) fn wait_for_flag(
+        &self,
+        context: &str,
+        flag: &std::sync::atomic::AtomicBool,
+    ) -> Result<(), Error> {
+        let deadline = std::time::Instant::now() + self.inner.timeout;
+        while !flag.load(Ordering::Acquire) {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::GpuWait {
+                    context: context.to_string(),
+                    message: format!(
+                        "a buffer was never mapped (waited {} s; set {TIMEOUT_ENV} to wait longer)",
+                        self.inner.timeout.as_secs()
+                    ),
+                });
+            }
+            let _ = self.inner.device.poll(wgpu::PollType::Poll);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.check_lost()
+    }
+
     /// Blocks until `index` (or all work) has finished, with a timeout.
     pub(crate) fn wait(
         &self,

@@ -1255,13 +1255,11 @@ impl Trainer {
         for p in std::mem::take(&mut self.pending) {
             if !p.ready.load(Ordering::Acquire) {
                 if wait {
-                    return Err(Error::GpuWait {
-                        context: "collecting diagnostics".into(),
-                        message: "a log buffer was never mapped".into(),
-                    });
+                    self.gpu.wait_for_flag("collecting diagnostics", &p.ready)?;
+                } else {
+                    still.push(p);
+                    continue;
                 }
-                still.push(p);
-                continue;
             }
             let bytes = p
                 .buffer
