@@ -461,7 +461,7 @@ impl Gpu {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
@@ -471,7 +471,7 @@ mod tests {
         assert_send_sync_clone::<Gpu>();
     }
 
-    fn gpu_for_test() -> Option<Gpu> {
+    pub(crate) fn gpu_for_test() -> Option<Gpu> {
         match Gpu::new() {
             Ok(g) => Some(g),
             Err(e) if std::env::var("FUSEDMLP_REQUIRE_GPU").as_deref() == Ok("0") => {
