@@ -2,7 +2,10 @@
 // summary: activation mean and std, dead units (output exactly 0 for every
 // example), saturated units (|f'(z)| below 1% of its maximum for more than
 // half the batch) and a histogram of pre-activations. Assembled with the
-// layer's activation. CPU twin: reference::mlp::layer_diagnostics.
+// layer's activation. The sums of squares are taken of values divided by
+// the largest |y|, so activations up to f32's limit give their true
+// standard deviation instead of an overflow. Checked against host
+// statistics in tests/gpu_training.rs.
 
 struct ColumnParams {
     rows: u32,
@@ -21,7 +24,7 @@ struct ColumnParams {
 @group(0) @binding(0) var<uniform> p: ColumnParams;
 @group(0) @binding(1) var<storage, read> z: array<f32>;
 @group(0) @binding(2) var<storage, read> y: array<f32>;
-// Per column: [Σy, Σy², nonzero count, saturated count].
+// Per column: [Σy, Σ(y/m)², m = max |y|, nonzero count, saturated count].
 @group(0) @binding(3) var<storage, read_write> columns: array<f32>;
 @group(0) @binding(4) var<storage, read_write> hist: array<atomic<u32>>;
 
@@ -31,6 +34,11 @@ fn column_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c >= p.cols) {
         return;
     }
+    var m = 0.0;
+    for (var r = 0u; r < p.rows; r = r + 1u) {
+        m = max(m, abs(y[r * p.cols + c]));
+    }
+    let inv = select(0.0, 1.0 / m, m > 0.0);
     var s = 0.0;
     var s2 = 0.0;
     var nonzero = 0u;
@@ -41,7 +49,8 @@ fn column_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
         let yv = y[i];
         let zv = z[i];
         s = s + yv;
-        s2 = s2 + yv * yv;
+        let u = yv * inv;
+        s2 = s2 + u * u;
         nonzero = nonzero + select(0u, 1u, yv != 0.0);
         if (abs(activation_derivative(zv)) < p.saturation_threshold) {
             saturated = saturated + 1u;
@@ -55,10 +64,11 @@ fn column_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         atomicAdd(&hist[p.hist_offset + bin], 1u);
     }
-    columns[4u * c] = s;
-    columns[4u * c + 1u] = s2;
-    columns[4u * c + 2u] = f32(nonzero);
-    columns[4u * c + 3u] = f32(saturated);
+    columns[5u * c] = s;
+    columns[5u * c + 1u] = s2;
+    columns[5u * c + 2u] = m;
+    columns[5u * c + 3u] = f32(nonzero);
+    columns[5u * c + 4u] = f32(saturated);
 }
 
 @group(0) @binding(5) var<storage, read> columns_in: array<f32>;
@@ -68,22 +78,32 @@ fn column_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
 // One invocation sums the columns in order.
 @compute @workgroup_size(1)
 fn summarize() {
+    var big = 0.0;
+    for (var c = 0u; c < p.cols; c = c + 1u) {
+        big = max(big, columns_in[5u * c + 2u]);
+    }
     var s = 0.0;
     var s2 = 0.0;
     var dead = 0.0;
     var saturated = 0.0;
     for (var c = 0u; c < p.cols; c = c + 1u) {
-        s = s + columns_in[4u * c];
-        s2 = s2 + columns_in[4u * c + 1u];
-        dead = dead + select(0.0, 1.0, columns_in[4u * c + 2u] == 0.0);
-        saturated = saturated + select(0.0, 1.0, columns_in[4u * c + 3u] * 2.0 > f32(p.rows));
+        s = s + columns_in[5u * c];
+        // Σ(y/big)² from the column's Σ(y/m)².
+        let k = select(0.0, columns_in[5u * c + 2u] / big, big > 0.0);
+        s2 = s2 + columns_in[5u * c + 1u] * k * k;
+        dead = dead + select(0.0, 1.0, columns_in[5u * c + 3u] == 0.0);
+        saturated = saturated + select(0.0, 1.0, columns_in[5u * c + 4u] * 2.0 > f32(p.rows));
     }
     let n = max(f32(p.rows * p.cols), 1.0);
     let mean = s / n;
-    let variance = max(s2 / n - mean * mean, 0.0);
+    var sd = 0.0;
+    if (big > 0.0) {
+        let scaled_mean = mean / big;
+        sd = big * sqrt(max(s2 / n - scaled_mean * scaled_mean, 0.0));
+    }
     let o = p.summary_offset;
     summary[o] = mean;
-    summary[o + 1u] = sqrt(variance);
+    summary[o + 1u] = sd;
     summary[o + 2u] = dead / max(f32(p.cols), 1.0);
     summary[o + 3u] = saturated / max(f32(p.cols), 1.0);
 }

@@ -811,3 +811,58 @@ fn trainers_on_several_threads_share_the_device() {
         h.join().expect("a training thread failed");
     }
 }
+
+/// A 100-layer residual ReLU net under He initialisation doubles its
+/// activations' variance at every block (x + f(x) with Var f(x) ≈ Var x), so
+/// its last layer starts around 2^50 times larger than its first;
+/// `scale_residual_init` keeps it within a small factor, and scales exactly
+/// the residual branches' initial parameters.
+#[test]
+fn scaled_residual_init_keeps_a_100_layer_net_bounded() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(64, 6, 4, 4);
+    let mut config = MlpConfig::deep(6, 100, 32, 4, Activation::Relu);
+    config.residual = true;
+    let mut scaled = config.clone();
+    scaled.scale_residual_init = true;
+    // The branches (layers 1..100) are scaled by 1/√99; the first hidden
+    // layer and the output layer are not.
+    let (plain_p, scaled_p) = (config.initial_parameters(), scaled.initial_parameters());
+    assert_eq!(scaled.residual_blocks(), 99);
+    let k = 1.0 / 99f32.sqrt();
+    for (l, ((pw, _), (sw, _))) in plain_p.iter().zip(&scaled_p).enumerate() {
+        let want = if (1..100).contains(&l) { k } else { 1.0 };
+        for (a, b) in pw.iter().zip(sw) {
+            assert!((a * want - b).abs() <= 1e-6 * a.abs(), "layer {l}");
+        }
+    }
+    let last_std = |config: MlpConfig| -> f32 {
+        let train = TrainConfig {
+            epochs: 1,
+            batch_size: 64,
+            log_every: 1,
+            ..Default::default()
+        };
+        let mut t = Trainer::new(Mlp::new(&gpu, config).unwrap(), train, &data, &data).unwrap();
+        t.run_steps(1).unwrap();
+        let layers = &t.logs()[0].layers;
+        layers[99].activation_std / layers[0].activation_std
+    };
+    let plain = last_std(config);
+    let bounded = last_std(scaled);
+    // (Regression, too: the diagnostics' std once overflowed to 0 for
+    // activations past 1e19.)
+    assert!(
+        plain > 1e12,
+        "plain residual: last/first activation std {plain}"
+    );
+    assert!(
+        bounded < 100.0,
+        "scaled residual: last/first activation std {bounded}"
+    );
+    // Asking for the scaling without residual connections is an error.
+    let mut bad = MlpConfig::deep(6, 3, 8, 4, Activation::Relu);
+    bad.scale_residual_init = true;
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("--residual"), "{err}");
+}

@@ -135,6 +135,11 @@ struct RunArgs {
     /// Alpha dropout (for SELU nets) instead of inverted dropout.
     #[arg(long)]
     alpha_dropout: bool,
+    /// With --residual: scale each residual branch's initial weights by
+    /// 1/sqrt(number of residual blocks), so very deep residual nets start
+    /// with bounded activations.
+    #[arg(long)]
+    scale_residual_init: bool,
     /// LayerNorm in every hidden layer, before or after the activation.
     #[arg(long)]
     layer_norm: Option<fusedmlp::nn::NormPlacement>,
@@ -293,6 +298,7 @@ impl RunArgs {
         model.init = self.init;
         model.seed = self.seed;
         model.residual = self.residual;
+        model.scale_residual_init = self.scale_residual_init;
         model.dropout = self.dropout;
         model.alpha_dropout = self.alpha_dropout || self.self_normalising;
         model.learn_prelu = self.learn_prelu;

@@ -38,6 +38,13 @@ pub struct MlpConfig {
     /// and output widths match computes `x + f(x)` (see [`MlpConfig::is_residual`]).
     #[serde(default)]
     pub residual: bool,
+    /// With `residual`: scale the initial weights and biases of every
+    /// residual block's branch by 1/√(number of residual blocks), so that the
+    /// sum `x + f(x)` keeps its input's variance within a constant factor
+    /// over any depth instead of doubling it at every block (the idea behind
+    /// Fixup and GPT-2's scaled residual initialisation).
+    #[serde(default)]
+    pub scale_residual_init: bool,
     /// Dropout probability after each hidden activation, in training only
     /// (inverted dropout: kept units are scaled by 1/(1−p)).
     #[serde(default)]
@@ -132,6 +139,7 @@ impl MlpConfig {
             init: None,
             seed: 0,
             residual: false,
+            scale_residual_init: false,
             dropout: 0.0,
             alpha_dropout: false,
             learn_prelu: None,
@@ -294,6 +302,12 @@ impl MlpConfig {
                 "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
             )));
         }
+        if self.scale_residual_init && !self.residual {
+            return Err(Error::Config(
+                "scaling the residual initialisation needs residual connections; add --residual"
+                    .into(),
+            ));
+        }
         if self.layer_norm.is_some() && self.batch_norm.is_some() {
             return Err(Error::Config(
                 "LayerNorm and BatchNorm were both asked for; a layer takes one normalisation, \
@@ -346,9 +360,22 @@ impl MlpConfig {
                     (true, Init::HeUniform) => Init::XavierUniform,
                     (_, other) => other,
                 };
-                scheme.fill(self.layer_activation(l), fan_in, fan_out, &mut rng)
+                let (mut w, mut b) =
+                    scheme.fill(self.layer_activation(l), fan_in, fan_out, &mut rng);
+                if self.scale_residual_init && self.is_residual(l) {
+                    let scale = 1.0 / (self.residual_blocks() as f32).sqrt();
+                    w.iter_mut().chain(b.iter_mut()).for_each(|v| *v *= scale);
+                }
+                (w, b)
             })
             .collect()
+    }
+
+    /// How many hidden layers are residual blocks `x + f(x)`.
+    pub fn residual_blocks(&self) -> usize {
+        (0..self.layer_shapes().len())
+            .filter(|&l| self.is_residual(l))
+            .count()
     }
 
     /// Total parameter count (saturating: absurd sizes from a corrupted

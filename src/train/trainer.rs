@@ -437,7 +437,7 @@ impl Trainer {
                 w_state: pair(fan_out, fan_in)?,
                 b_state: pair(1, fan_out)?,
                 w_prev: gpu.zeros(fan_out, fan_in)?,
-                columns: gpu.zeros(fan_out, 4)?,
+                columns: gpu.zeros(fan_out, 5)?,
                 scratch: gpu.linear_scratch(shape)?,
                 saturation_threshold: if act.saturates() {
                     (0.01 * max_abs_derivative(act)) as f32
