@@ -28,7 +28,10 @@ pub const CACHE_DIR_ENV: &str = "FUSEDMLP_CACHE_DIR";
 /// [`GemmVariant::CANDIDATES`] (where it applies).
 pub const FORCE_VARIANT_ENV: &str = "FUSEDMLP_GEMM_VARIANT";
 
-/// Time budget for tuning one shape class (the first round always completes).
+/// Time budget for tuning one shape class: measuring stops once it is spent
+/// (after at least one candidate). Candidates are measured in order of
+/// expected speed, the heuristic's choice first, so on a slow adapter the
+/// ones left out are those least likely to win.
 const BUDGET: Duration = Duration::from_millis(1000);
 
 /// One tuning decision, for reports.
@@ -237,9 +240,18 @@ impl Gpu {
         // load from elsewhere on the machine then costs one sample, not the
         // choice (timings on shared CPUs swing by 2x).
         let mut best_time: Vec<Option<f64>> = vec![None; candidates.len()];
-        'rounds: for round in 0..3 {
-            for (i, &v) in candidates.iter().enumerate() {
-                if round > 0 && start.elapsed() > BUDGET {
+        // CANDIDATES runs from the simplest kernels to the most elaborate;
+        // the elaborate ones win on every adapter measured so far.
+        let heuristic = self.heuristic_variant(dims);
+        let mut order: Vec<usize> = (0..candidates.len()).rev().collect();
+        if let Some(h) = candidates.iter().position(|&v| v == heuristic) {
+            order.retain(|&i| i != h);
+            order.insert(0, h);
+        }
+        'rounds: for _ in 0..3 {
+            for &i in &order {
+                let v = candidates[i];
+                if start.elapsed() > BUDGET && best_time.iter().any(Option::is_some) {
                     break 'rounds;
                 }
                 let t = self.time_recorded(1, 1, |encoder| {
