@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "normal:0.05,normal:0.5")]
     bad_inits: Vec<Init>,
     /// Extra learning rates for relu + He, trained for the same epochs (none: `--no-sweep`).
-    #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3,0.5")]
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.5")]
     sweep_lrs: Vec<f32>,
     /// Skip the learning-rate sweep.
     #[arg(long)]
@@ -84,7 +84,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Log the GPU diagnostics every this many steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 22)]
     log_every: u64,
     /// Count never-active units on the whole training set every this many steps.
     #[arg(long, default_value_t = 44)]

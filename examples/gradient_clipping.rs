@@ -55,8 +55,9 @@ struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Read the loss and global gradient norm back every this many steps.
-    #[arg(long, default_value_t = 1)]
+    /// Read the loss and global gradient norm back every this many steps
+    /// (non-finite values are caught on the GPU at every step regardless).
+    #[arg(long, default_value_t = 4)]
     log_every: u64,
     /// Seed of the weights, the split and the shuffling.
     #[arg(long, default_value_t = 0)]
