@@ -8,9 +8,9 @@ use crate::activation::{Activation, Saved};
 use crate::error::Error;
 use crate::gpu::autotune::TuningRecord;
 use crate::gpu::gemm::Epilogue;
-use crate::gpu::linear::GemmDims;
+use crate::gpu::linear::{GemmDims, LinearScratch};
 use crate::gpu::timing::{median, TimeSource};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, GpuTensor};
 use crate::LinearShape;
 
 /// One row of the kernel benchmark.
@@ -93,6 +93,123 @@ fn fill(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// The device tensors of one benchmarked linear layer, filled with fixed
+/// pseudo-random values in [-0.5, 0.5): what `fusedmlp bench` and the
+/// criterion benches time.
+pub struct LinearFixture {
+    /// (batch, in, out).
+    pub shape: LinearShape,
+    x: GpuTensor,
+    w: GpuTensor,
+    b: GpuTensor,
+    dy: GpuTensor,
+    y: GpuTensor,
+    z: GpuTensor,
+    dx: GpuTensor,
+    dw: GpuTensor,
+    db: GpuTensor,
+    scratch: LinearScratch,
+}
+
+impl LinearFixture {
+    /// Allocates and fills the tensors for `shape`.
+    pub fn new(gpu: &Gpu, shape: LinearShape) -> Result<LinearFixture, Error> {
+        let LinearShape {
+            batch,
+            in_features: i,
+            out_features: o,
+        } = shape;
+        Ok(LinearFixture {
+            shape,
+            x: gpu.upload(&fill(batch * i, 1), batch, i)?,
+            w: gpu.upload(&fill(o * i, 2), o, i)?,
+            b: gpu.upload(&fill(o, 3), 1, o)?,
+            dy: gpu.upload(&fill(batch * o, 4), batch, o)?,
+            y: gpu.zeros(batch, o)?,
+            z: gpu.zeros(batch, o)?,
+            dx: gpu.zeros(batch, i)?,
+            dw: gpu.zeros(o, i)?,
+            db: gpu.zeros(1, o)?,
+            scratch: gpu.linear_scratch(shape)?,
+        })
+    }
+
+    /// Records the fused forward in training mode (keeping z when `act`'s
+    /// derivative needs it).
+    pub fn record_forward(
+        &self,
+        gpu: &Gpu,
+        e: &mut wgpu::CommandEncoder,
+        act: Activation,
+    ) -> Result<(), Error> {
+        let keep_z = act.saved() == Saved::PreActivation;
+        gpu.record_linear_forward(
+            e,
+            act,
+            &self.x,
+            &self.w,
+            &self.b,
+            &self.y,
+            keep_z.then_some(&self.z),
+        )
+    }
+
+    /// Records the full backward: dZ and db, dX, dW.
+    pub fn record_backward(
+        &self,
+        gpu: &Gpu,
+        e: &mut wgpu::CommandEncoder,
+        act: Activation,
+    ) -> Result<(), Error> {
+        let saved = if act.saved() == Saved::PreActivation {
+            &self.z
+        } else {
+            &self.y
+        };
+        gpu.record_linear_backward(
+            e,
+            act,
+            &self.x,
+            &self.w,
+            saved,
+            &self.dy,
+            &self.scratch,
+            Some(&self.dx),
+            &self.dw,
+            &self.db,
+        )
+    }
+
+    /// Records the unfused forward: the GEMM with bias, then a separate
+    /// activation pass.
+    pub fn record_unfused(
+        &self,
+        gpu: &Gpu,
+        e: &mut wgpu::CommandEncoder,
+        act: Activation,
+    ) -> Result<(), Error> {
+        let LinearShape {
+            batch,
+            in_features: i,
+            out_features: o,
+        } = self.shape;
+        gpu.record_gemm(
+            e,
+            Epilogue::BiasActivation {
+                act: Activation::Identity,
+                save_z: false,
+            },
+            GemmDims::dense(batch, o, i),
+            self.x.buffer(),
+            self.w.buffer(),
+            Some(self.b.buffer()),
+            self.z.buffer(),
+            None,
+        )?;
+        gpu.record_activation_forward(e, act, &self.z, &self.y)
+    }
+}
+
 /// Runs the benchmark over `shapes` × `activations`, calling `progress`
 /// after each row.
 ///
@@ -115,21 +232,7 @@ pub fn run(
     let mut source = TimeSource::Wall;
     for &shape in shapes {
         peaks.push(gpu.measure_peak_gflops()?);
-        let LinearShape {
-            batch,
-            in_features: i,
-            out_features: o,
-        } = shape;
-        let x = gpu.upload(&fill(batch * i, 1), batch, i)?;
-        let w = gpu.upload(&fill(o * i, 2), o, i)?;
-        let b = gpu.upload(&fill(o, 3), 1, o)?;
-        let dy = gpu.upload(&fill(batch * o, 4), batch, o)?;
-        let y = gpu.zeros(batch, o)?;
-        let z = gpu.zeros(batch, o)?;
-        let dx = gpu.zeros(batch, i)?;
-        let dw = gpu.zeros(o, i)?;
-        let db = gpu.zeros(1, o)?;
-        let scratch = gpu.linear_scratch(shape)?;
+        let fixture = LinearFixture::new(gpu, shape)?;
         let flops = shape.forward_flops();
         // Repeat small problems inside one submission so launch overhead
         // does not dominate.
@@ -139,48 +242,23 @@ pub fn run(
         for round in 0..repeats.max(1) {
             let warm_up = round == 0;
             for (a, &act) in activations.iter().enumerate() {
-                let keep_z = act.saved() == Saved::PreActivation;
-                let (fwd, src) = gpu.time_samples(reps, 1, warm_up, |e| {
-                    gpu.record_linear_forward(e, act, &x, &w, &b, &y, keep_z.then_some(&z))
-                })?;
+                let (fwd, src) =
+                    gpu.time_samples(reps, 1, warm_up, |e| fixture.record_forward(gpu, e, act))?;
                 source = src;
-                let saved = if keep_z { &z } else { &y };
-                let (bwd, _) = gpu.time_samples(reps, 1, warm_up, |e| {
-                    gpu.record_linear_backward(
-                        e,
-                        act,
-                        &x,
-                        &w,
-                        saved,
-                        &dy,
-                        &scratch,
-                        Some(&dx),
-                        &dw,
-                        &db,
-                    )
-                })?;
-                let (unfused, _) = gpu.time_samples(reps, 1, warm_up, |e| {
-                    gpu.record_gemm(
-                        e,
-                        Epilogue::BiasActivation {
-                            act: Activation::Identity,
-                            save_z: false,
-                        },
-                        GemmDims::dense(batch, o, i),
-                        x.buffer(),
-                        w.buffer(),
-                        Some(b.buffer()),
-                        z.buffer(),
-                        None,
-                    )?;
-                    gpu.record_activation_forward(e, act, &z, &y)
-                })?;
+                let (bwd, _) =
+                    gpu.time_samples(reps, 1, warm_up, |e| fixture.record_backward(gpu, e, act))?;
+                let (unfused, _) =
+                    gpu.time_samples(reps, 1, warm_up, |e| fixture.record_unfused(gpu, e, act))?;
                 for (k, t) in [fwd, bwd, unfused].into_iter().enumerate() {
                     samples[a][k].extend(t);
                 }
             }
         }
-        let variant = gpu.gemm_variant(GemmDims::dense(batch, o, i))?;
+        let variant = gpu.gemm_variant(GemmDims::dense(
+            shape.batch,
+            shape.out_features,
+            shape.in_features,
+        ))?;
         for (&act, [fwd, bwd, unfused]) in activations.iter().zip(&samples) {
             let (fwd, bwd, unfused) = (median(fwd), median(bwd), median(unfused));
             let row = BenchRow {
