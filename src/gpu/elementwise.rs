@@ -42,6 +42,13 @@ pub(crate) fn grid_1d(
     Ok((x as u32, y as u32, x as u32 * per_group))
 }
 
+/// The (y, z) workgroup counts that cover `rows` rows of a grid whose
+/// shaders read the row as `gid.y + gid.z * 65535u` (the smallest
+/// per-dimension dispatch limit WebGPU guarantees).
+pub(crate) fn split_rows(rows: u32) -> (u32, u32) {
+    (rows.min(65_535), rows.div_ceil(65_535))
+}
+
 /// Records one compute pass: `pipeline` over a grid, with `bindings`
 /// (binding index, buffer) in group 0. Bind groups are built from the
 /// pipeline's own layout, so each entry point binds only what it uses.
@@ -405,8 +412,6 @@ impl Gpu {
                 times.push(start.elapsed().as_secs_f64());
             }
         }
-        times.sort_by(|a, b| a.total_cmp(b));
-        let median = times[times.len() / 2];
-        Ok((len as f64 * 8.0) / median / 1e9)
+        Ok((len as f64 * 8.0) / super::timing::median(&times) / 1e9)
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::context::Gpu;
-use super::elementwise::record_pass;
+use super::elementwise::{record_pass, split_rows};
 use super::gemm::{self, Epilogue, GemmKind, GemmParams, GemmVariant};
 use super::shader;
 use super::tensor::GpuTensor;
@@ -344,7 +344,7 @@ impl Gpu {
         })?;
         let gx = to_u32("transpose rows", rows)?.div_ceil(64);
         let cols32 = to_u32("transpose columns", cols)?;
-        let (gy, gz) = (cols32.min(65_535), cols32.div_ceil(65_535));
+        let (gy, gz) = split_rows(cols32);
         self.scoped("recording a transpose", || {
             record_pass(
                 self,

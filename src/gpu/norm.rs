@@ -2,7 +2,7 @@
 //! caller-owned encoders.
 
 use super::context::Gpu;
-use super::elementwise::record_pass;
+use super::elementwise::{record_pass, split_rows};
 use super::shader;
 use super::tensor::GpuTensor;
 use crate::activation::Activation;
@@ -188,18 +188,10 @@ impl Gpu {
                 ],
                 ((a.cols() as u32).div_ceil(64), 1, 1),
             );
-            record_pass(
-                self,
-                encoder,
-                "batchnorm_apply",
-                &apply,
-                &bindings,
-                (
-                    (a.cols() as u32).div_ceil(64),
-                    rows.min(65_535),
-                    rows.div_ceil(65_535),
-                ),
-            );
+            record_pass(self, encoder, "batchnorm_apply", &apply, &bindings, {
+                let (gy, gz) = split_rows(rows);
+                ((a.cols() as u32).div_ceil(64), gy, gz)
+            });
         })
     }
 
@@ -219,50 +211,40 @@ impl Gpu {
     ) -> Result<(), Error> {
         let rows = g_out.rows();
         let cols = g_out.cols();
+        let params = self.norm_params(rows, cols, before, NormMode::Layer)?;
+        let mut bindings = vec![
+            (0, &params),
+            (1, gamma.buffer()),
+            (8, g_out.buffer()),
+            (9, buffers.dn.buffer()),
+            (10, buffers.d_in.buffer()),
+            (11, buffers.n.buffer()),
+            (12, buffers.xhat.buffer()),
+            (13, buffers.rstd.buffer()),
+        ];
         if buffers.kind == NormKind::Batch {
             let pipeline = self.norm_pipeline(act, "batchnorm_backward")?;
-            let params = self.norm_params(rows, cols, before, NormMode::Layer)?;
+            bindings.extend([(15, dgamma.buffer()), (16, dbeta.buffer())]);
             return self.scoped("recording batchnorm_backward", || {
                 record_pass(
                     self,
                     encoder,
                     "batchnorm_backward",
                     &pipeline,
-                    &[
-                        (0, &params),
-                        (1, gamma.buffer()),
-                        (8, g_out.buffer()),
-                        (9, buffers.dn.buffer()),
-                        (10, buffers.d_in.buffer()),
-                        (11, buffers.n.buffer()),
-                        (12, buffers.xhat.buffer()),
-                        (13, buffers.rstd.buffer()),
-                        (15, dgamma.buffer()),
-                        (16, dbeta.buffer()),
-                    ],
+                    &bindings,
                     ((cols as u32).div_ceil(64), 1, 1),
                 )
             });
         }
         let backward = self.norm_pipeline(act, "layernorm_backward")?;
         let grads = self.norm_pipeline(act, "layernorm_param_grads")?;
-        let params = self.norm_params(rows, cols, before, NormMode::Layer)?;
         self.scoped("recording layernorm_backward", || {
             record_pass(
                 self,
                 encoder,
                 "layernorm_backward",
                 &backward,
-                &[
-                    (0, &params),
-                    (1, gamma.buffer()),
-                    (8, g_out.buffer()),
-                    (9, buffers.dn.buffer()),
-                    (10, buffers.d_in.buffer()),
-                    (11, buffers.n.buffer()),
-                    (12, buffers.xhat.buffer()),
-                    (13, buffers.rstd.buffer()),
-                ],
+                &bindings,
                 ((rows as u32).div_ceil(64), 1, 1),
             );
             record_pass(
