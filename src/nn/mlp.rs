@@ -171,7 +171,14 @@ impl MlpConfig {
     /// Whether linear layer `l` is followed by BatchNorm1d (with running
     /// statistics).
     pub fn has_batch_norm(&self, l: usize) -> bool {
-        self.batch_norm.is_some() && self.layer_norm.is_none() && l < self.hidden.len()
+        self.has_norm(l) && matches!(self.norm(), Some((NormKind::Batch, _)))
+    }
+
+    /// Whether layer `l` writes its pre-activation z on every forward (for
+    /// the step after the linear part: learned PReLU, or a normalisation
+    /// before the activation), not only when the backward asks for it.
+    pub fn layer_needs_z(&self, l: usize) -> bool {
+        self.slope_count(l) > 0 || (self.has_norm(l) && self.norm_before())
     }
 
     /// How many learned slopes layer `l` has (0: none).
@@ -350,6 +357,7 @@ impl MlpConfig {
         let init = self.init();
         let shapes = self.layer_shapes();
         let last = shapes.len() - 1;
+        let residual_scale = 1.0 / (self.residual_blocks().max(1) as f32).sqrt();
         shapes
             .iter()
             .enumerate()
@@ -363,8 +371,9 @@ impl MlpConfig {
                 let (mut w, mut b) =
                     scheme.fill(self.layer_activation(l), fan_in, fan_out, &mut rng);
                 if self.scale_residual_init && self.is_residual(l) {
-                    let scale = 1.0 / (self.residual_blocks() as f32).sqrt();
-                    w.iter_mut().chain(b.iter_mut()).for_each(|v| *v *= scale);
+                    w.iter_mut()
+                        .chain(b.iter_mut())
+                        .for_each(|v| *v *= residual_scale);
                 }
                 (w, b)
             })
@@ -547,21 +556,24 @@ impl Mlp {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         // Scale 1 and shift 0; running mean 0 and variance 1 (as PyTorch).
-        let ones_zeros = |l: usize, has: bool| -> Result<Option<(GpuTensor, GpuTensor)>, Error> {
-            if !has {
-                return Ok(None);
-            }
-            let w = layers[l].weight.rows();
-            Ok(Some((gpu.upload(&vec![1.0; w], 1, w)?, gpu.zeros(1, w)?)))
+        let constant_pairs = |has: &dyn Fn(usize) -> bool, (a, b): (f32, f32)| {
+            layers
+                .iter()
+                .enumerate()
+                .map(|(l, layer)| {
+                    let w = layer.weight.rows();
+                    if !has(l) {
+                        return Ok(None);
+                    }
+                    Ok(Some((
+                        gpu.upload(&vec![a; w], 1, w)?,
+                        gpu.upload(&vec![b; w], 1, w)?,
+                    )))
+                })
+                .collect::<Result<Vec<_>, Error>>()
         };
-        let norms = (0..layers.len())
-            .map(|l| ones_zeros(l, config.has_norm(l)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let running = (0..layers.len())
-            .map(|l| {
-                ones_zeros(l, config.has_batch_norm(l)).map(|p| p.map(|(one, zero)| (zero, one)))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+        let norms = constant_pairs(&|l| config.has_norm(l), (1.0, 0.0))?;
+        let running = constant_pairs(&|l| config.has_batch_norm(l), (0.0, 1.0))?;
         Ok(Mlp {
             gpu: gpu.clone(),
             config,
@@ -718,7 +730,12 @@ impl Mlp {
         for (l, layer) in self.layers.iter().enumerate() {
             let width = layer.weight.rows();
             let y = self.gpu.zeros(rows, width)?;
-            let z = self.gpu.zeros(rows, width)?;
+            // Only bound where the layer writes it.
+            let z = if self.config.layer_needs_z(l) {
+                self.gpu.zeros(rows, width)?
+            } else {
+                y.clone()
+            };
             let bufs = match self.config.norm() {
                 Some((kind, _)) if self.norms[l].is_some() => {
                     Some(self.gpu.norm_buffers(kind, rows, width)?)

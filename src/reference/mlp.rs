@@ -113,34 +113,27 @@ impl ReferenceMlp {
                 .filter(|a| !a.is_empty())
                 .map(|a| (vec![0.0; a.len()], vec![0.0; a.len()])),
         );
-        let norms: Vec<(Vec<f32>, Vec<f32>)> = config
-            .layer_shapes()
-            .iter()
-            .enumerate()
-            .map(|(l, &(_, o))| {
-                if config.has_norm(l) {
-                    (vec![1.0; o], vec![0.0; o])
-                } else {
-                    (Vec::new(), Vec::new())
-                }
-            })
-            .collect();
+        // Scale 1 and shift 0; running mean 0 and variance 1 (as PyTorch).
+        let constant_pairs = |has: &dyn Fn(usize) -> bool, (a, b): (f32, f32)| {
+            config
+                .layer_shapes()
+                .iter()
+                .enumerate()
+                .map(|(l, &(_, o))| {
+                    if has(l) {
+                        (vec![a; o], vec![b; o])
+                    } else {
+                        (Vec::new(), Vec::new())
+                    }
+                })
+                .collect::<Vec<(Vec<f32>, Vec<f32>)>>()
+        };
+        let norms = constant_pairs(&|l| config.has_norm(l), (1.0, 0.0));
         for (g, _) in norms.iter().filter(|(g, _)| !g.is_empty()) {
             state.push((vec![0.0; g.len()], vec![0.0; g.len()]));
             state.push((vec![0.0; g.len()], vec![0.0; g.len()]));
         }
-        let running = config
-            .layer_shapes()
-            .iter()
-            .enumerate()
-            .map(|(l, &(_, o))| {
-                if config.has_batch_norm(l) {
-                    (vec![0.0; o], vec![1.0; o])
-                } else {
-                    (Vec::new(), Vec::new())
-                }
-            })
-            .collect();
+        let running = constant_pairs(&|l| config.has_batch_norm(l), (0.0, 1.0));
         Ok(ReferenceMlp {
             config,
             params,

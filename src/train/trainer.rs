@@ -388,7 +388,7 @@ impl Trainer {
                 )));
             }
         }
-        if mc.batch_norm.is_some() && config.batch_size < 2 {
+        if matches!(mc.norm(), Some((crate::nn::NormKind::Batch, _))) && config.batch_size < 2 {
             return Err(Error::Config(format!(
                 "BatchNorm needs at least 2 rows per batch to estimate a variance, got a batch \
                  size of {}; raise --batch-size or use --layer-norm",
@@ -1679,8 +1679,7 @@ impl Trainer {
             }
             self.gpu.wait("timing steps", None)?;
             let per_step = start.elapsed().as_secs_f64() / steps.max(1) as f64;
-            host.sort_by(|a, b| a.total_cmp(b));
-            Ok((host[host.len() / 2], per_step))
+            Ok((crate::gpu::timing::median(&host), per_step))
         })();
         self.config.log_every = saved_log_every;
         result
