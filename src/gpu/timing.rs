@@ -90,7 +90,8 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         })?;
-        let mut times = Vec::with_capacity(samples);
+        let (mut gpu, mut walls) = (Vec::new(), Vec::new());
+        let mut trusted = true;
         let skip = warm_up as usize;
         for i in 0..samples + skip {
             let mut encoder = device.create_command_encoder(&Default::default());
@@ -108,28 +109,28 @@ impl Gpu {
             let index = self.submit("timing", vec![encoder.finish()])?;
             self.wait("timing", Some(index))?;
             let wall = start.elapsed().as_secs_f64();
-            let seconds = if query.is_some() {
+            let gpu_seconds = if query.is_some() {
                 let bytes = self.read_bytes(&resolve_buf, 0, 16)?;
                 let t: &[u64] = bytemuck::cast_slice(&bytes);
                 let period = self.inner.queue.get_timestamp_period() as f64;
-                let gpu_seconds = t[1].saturating_sub(t[0]) as f64 * period * 1e-9;
-                // A driver whose timestamps do not advance falls back to wall time.
-                if gpu_seconds > 0.0 {
-                    gpu_seconds
-                } else {
-                    wall
-                }
+                Some(t[1].saturating_sub(t[0]) as f64 * period * 1e-9)
             } else {
-                wall
+                None
             };
             if i >= skip {
-                times.push(seconds / reps as f64);
+                walls.push(wall / reps as f64);
+                if let Some(g) = gpu_seconds {
+                    trusted &= timestamps_plausible(g, wall);
+                    gpu.push(g / reps as f64);
+                }
             }
         }
-        let source = if stamps {
-            TimeSource::Timestamps
+        // One implausible interval discredits the whole measurement: the
+        // samples of one call must all come from one clock.
+        let (times, source) = if stamps && trusted {
+            (gpu, TimeSource::Timestamps)
         } else {
-            TimeSource::Wall
+            (walls, TimeSource::Wall)
         };
         Ok((times, source))
     }
@@ -176,6 +177,17 @@ impl Gpu {
     }
 }
 
+/// Whether a GPU-timestamp interval can be trusted next to the wall time of
+/// the same submit-and-wait, which holds the GPU time plus a submission
+/// and wait overhead of at most a few milliseconds. A driver whose
+/// timestamps do not advance gives 0; lavapipe (Mesa 22.3), once any kernel
+/// has used a storage texture, stamps later work as taking a fraction of
+/// its time, down to nothing (a 100 ms GEMM stamped 0.1 ms or 89 ms, its
+/// wall clock 122 ms or 303 ms).
+pub fn timestamps_plausible(gpu_seconds: f64, wall_seconds: f64) -> bool {
+    gpu_seconds > 0.0 && wall_seconds - gpu_seconds < 2e-3 + 0.1 * wall_seconds
+}
+
 /// The median of `v` (the upper one for an even count; NaN when empty).
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
@@ -184,4 +196,22 @@ pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implausible_timestamps_fall_back_to_wall_time() {
+        assert!(!timestamps_plausible(0.0, 0.01));
+        // lavapipe after a storage-texture kernel (measured).
+        assert!(!timestamps_plausible(1e-4, 0.1217));
+        assert!(!timestamps_plausible(0.0892, 0.3033));
+        assert!(!timestamps_plausible(0.1088, 0.1656));
+        // Sound intervals: lavapipe before any texture, and a short kernel
+        // whose wall time is mostly submission overhead.
+        assert!(timestamps_plausible(0.0442, 0.0456));
+        assert!(timestamps_plausible(1e-4, 1.5e-3));
+    }
 }
