@@ -43,7 +43,9 @@ pub struct BenchRow {
 pub struct BenchReport {
     /// The adapter, in words.
     pub adapter: String,
-    /// How kernel times were measured.
+    /// How kernel times were measured: `Timestamps` only when every
+    /// measurement's GPU timestamps agreed with its wall clock (see
+    /// [`crate::gpu::timing::timestamps_plausible`]), else `Wall`.
     pub time_source: TimeSource,
     /// Peak GFLOP/s (the faster of the two forms).
     pub peak_gflops: f64,
@@ -177,6 +179,7 @@ impl LinearFixture {
             Some(&self.dx),
             &self.dw,
             &self.db,
+            None,
         )
     }
 
@@ -229,7 +232,7 @@ pub fn run(
 ) -> Result<BenchReport, Error> {
     let mut peaks = Vec::new();
     let mut rows = Vec::new();
-    let mut source = TimeSource::Wall;
+    let mut all_stamps = true;
     for &shape in shapes {
         peaks.push(gpu.measure_peak_gflops()?);
         let fixture = LinearFixture::new(gpu, shape)?;
@@ -242,14 +245,14 @@ pub fn run(
         for round in 0..repeats.max(1) {
             let warm_up = round == 0;
             for (a, &act) in activations.iter().enumerate() {
-                let (fwd, src) =
+                let fwd =
                     gpu.time_samples(reps, 1, warm_up, |e| fixture.record_forward(gpu, e, act))?;
-                source = src;
-                let (bwd, _) =
+                let bwd =
                     gpu.time_samples(reps, 1, warm_up, |e| fixture.record_backward(gpu, e, act))?;
-                let (unfused, _) =
+                let unfused =
                     gpu.time_samples(reps, 1, warm_up, |e| fixture.record_unfused(gpu, e, act))?;
-                for (k, t) in [fwd, bwd, unfused].into_iter().enumerate() {
+                for (k, (t, src)) in [fwd, bwd, unfused].into_iter().enumerate() {
+                    all_stamps &= src == TimeSource::Timestamps;
                     samples[a][k].extend(t);
                 }
             }
@@ -287,7 +290,11 @@ pub fn run(
     }
     Ok(BenchReport {
         adapter: gpu.describe(),
-        time_source: source,
+        time_source: if all_stamps && !rows.is_empty() {
+            TimeSource::Timestamps
+        } else {
+            TimeSource::Wall
+        },
         peak_gflops: peak,
         peak_fma_gflops: peak_fma,
         peak_mul_add_gflops: peak_mul_add,

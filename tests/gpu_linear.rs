@@ -6,7 +6,7 @@ mod common;
 
 use common::grid_values;
 
-use fusedmlp::gpu::gemm::{Epilogue, GemmVariant};
+use fusedmlp::gpu::gemm::{Epilogue, GemmKind, GemmVariant};
 use fusedmlp::gpu::linear::GemmDims;
 use fusedmlp::{reference, Activation, Error, LinearShape};
 
@@ -246,6 +246,130 @@ fn every_gemm_variant_handles_every_tile_edge() {
     }
     println!("{tested} (variant, shape) cases checked");
     assert!(tested > 100);
+}
+
+#[test]
+fn the_backward_through_every_gemm_kind_matches_the_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    let kinds = [
+        GemmKind::Scalar,
+        GemmKind::Vec4,
+        GemmKind::Vec4Subgroup,
+        GemmKind::Texture,
+        GemmKind::TextureSubgroup,
+    ];
+    let mut tested = Vec::new();
+    for kind in kinds {
+        for v in GemmVariant::CANDIDATES.iter().filter(|v| v.kind == kind) {
+            for &(bt, i, o) in &[(1, 7, 3), (13, 17, 19), (63, 65, 17), (70, 33, 130)] {
+                let shape = LinearShape::new(bt, i, o);
+                let dims = GemmDims {
+                    m: bt,
+                    n: i,
+                    k: o,
+                    lda: o.div_ceil(4) * 4,
+                    ldb: o.div_ceil(4) * 4,
+                    ldc: i,
+                };
+                if !gpu.applicable_variants(dims).contains(v) {
+                    continue;
+                }
+                let x = grid_values(bt * i, (bt + i) as u64, 1.0);
+                let w = grid_values(o * i, (o * 3 + i) as u64, 0.25);
+                let b = grid_values(o, o as u64, 0.5);
+                let dy = grid_values(bt * o, (bt * 7 + o) as u64, 1.0);
+                let mag = magnitudes(&x, &w, &b, &dy, shape);
+                for act in [Activation::Relu, Activation::Gelu] {
+                    let g = gpu
+                        .linear_backward_with(act, &x, &w, &b, &dy, shape, Some(*v))
+                        .unwrap();
+                    let r = reference::linear_backward(act, &x, &w, &b, &dy, shape).unwrap();
+                    for (what, ratio) in [
+                        ("dx", worst_ratio(&g.dx, &r.dx, &mag.dx)),
+                        ("dw", worst_ratio(&g.dw, &r.dw, &mag.dw)),
+                        ("db", worst_ratio(&g.db, &r.db, &mag.db)),
+                    ] {
+                        assert!(
+                            ratio <= 1.0,
+                            "{} {act} {bt}x{i}x{o} {what}: {ratio}",
+                            v.name()
+                        );
+                    }
+                }
+                tested.push(v.name());
+            }
+        }
+    }
+    tested.dedup();
+    println!("backward checked through {}", tested.join(", "));
+    // Every kind this adapter can run was exercised.
+    for kind in kinds {
+        let runs = GemmVariant::CANDIDATES.iter().any(|v| {
+            v.kind == kind
+                && gpu
+                    .applicable_variants(GemmDims::dense(16, 16, 16))
+                    .contains(v)
+        });
+        let tested_kind = GemmVariant::CANDIDATES
+            .iter()
+            .any(|v| v.kind == kind && tested.contains(&v.name()));
+        assert_eq!(runs, tested_kind, "{kind:?}");
+    }
+}
+
+#[test]
+fn timings_after_a_texture_kernel_still_measure_the_work() {
+    let Some(gpu) = common::gpu() else { return };
+    let dims = GemmDims::dense(256, 256, 256);
+    let applicable = gpu.applicable_variants(dims);
+    let (Some(tex), Some(buf)) = (
+        applicable.iter().find(|v| v.kind.uses_textures()),
+        applicable.iter().find(|v| !v.kind.uses_textures()),
+    ) else {
+        println!("this adapter has no texture GEMM kinds; nothing to check");
+        return;
+    };
+    let a = gpu
+        .upload(&grid_values(256 * 256, 5, 1.0), 256, 256)
+        .unwrap();
+    let y = gpu.zeros(256, 256).unwrap();
+    // Any kernel that used a storage texture (lavapipe, Mesa 22.3, then
+    // stamps later work as taking almost no time).
+    run_gemm(&gpu, *tex, dims, &a, &a, &y);
+    let start = std::time::Instant::now();
+    let t = gpu
+        .time_recorded(1, 3, |e| {
+            gpu.record_gemm_with(
+                e,
+                *buf,
+                Epilogue::Plain,
+                dims,
+                a.buffer(),
+                a.buffer(),
+                None,
+                y.buffer(),
+                None,
+            )
+        })
+        .unwrap();
+    // One warm-up and three timed submissions.
+    let wall_each = start.elapsed().as_secs_f64() / 4.0;
+    println!(
+        "{}: {:.3} ms measured ({:?}), {:.3} ms of wall clock per submission",
+        buf.name(),
+        t.seconds * 1e3,
+        t.source,
+        wall_each * 1e3
+    );
+    // Only meaningful where the kernel, not the submission, dominates.
+    if wall_each > 5e-3 {
+        assert!(
+            t.seconds > 0.25 * wall_each,
+            "{:.3} ms measured for a kernel that took {:.3} ms",
+            t.seconds * 1e3,
+            wall_each * 1e3
+        );
+    }
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //! that class is needed: every applicable candidate runs on a problem capped
 //! at 384 in each dimension, and the fastest wins. Choices are cached in
 //! memory and on disk (keyed by crate version, adapter, backend, driver and
-//! shape class) so later processes skip the measurement. The whole
-//! measurement of one class is bounded by a time budget; when no cache can
-//! be written, or `FUSEDMLP_AUTOTUNE=0`, a heuristic picks without measuring.
+//! shape class) so later processes skip the measurement. The measurement of
+//! one class is bounded by a time budget (0.6 s), and all the measuring of
+//! one process by another (2.5 s; classes past it take the heuristic's
+//! choice); when no cache can be written, or `FUSEDMLP_AUTOTUNE=0`, a
+//! heuristic picks without measuring.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -32,7 +34,16 @@ pub const FORCE_VARIANT_ENV: &str = "FUSEDMLP_GEMM_VARIANT";
 /// (after at least one candidate). Candidates are measured in order of
 /// expected speed, the heuristic's choice first, so on a slow adapter the
 /// ones left out are those least likely to win.
-const BUDGET: Duration = Duration::from_millis(1000);
+const BUDGET: Duration = Duration::from_millis(600);
+
+/// Time budget for all the tuning of one process: once it is spent, classes
+/// not yet seen take the heuristic's choice (not written to the disk cache,
+/// so a later process measures them). A 20-layer net has about six classes.
+const PROCESS_BUDGET: Duration = Duration::from_millis(2500);
+
+/// Bumped whenever the candidate set changes, so that choices cached
+/// before a new kind of kernel existed are measured again.
+const CANDIDATE_GENERATION: u32 = 3;
 
 /// One tuning decision, for reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,7 +52,8 @@ pub struct TuningRecord {
     pub class: String,
     /// The chosen variant's name.
     pub variant: String,
-    /// How it was chosen: `measured`, `cache`, `heuristic` or `forced`.
+    /// How it was chosen: `measured`, `cache`, `heuristic`, `heuristic,
+    /// tuning budget spent` or `forced`.
     pub how: String,
     /// Seconds spent measuring (0 unless measured).
     pub seconds: f64,
@@ -91,7 +103,7 @@ impl Gpu {
     fn adapter_key(&self) -> String {
         let i = self.adapter_info();
         format!(
-            "fusedmlp-{}|{}|{:?}|{}|{}",
+            "fusedmlp-{}-g{CANDIDATE_GENERATION}|{}|{:?}|{}|{}",
             env!("CARGO_PKG_VERSION"),
             i.name,
             i.backend,
@@ -106,7 +118,8 @@ impl Gpu {
             .iter()
             .copied()
             .filter(|v| !v.needs_vec4() || dims.vec4_ok())
-            .filter(|v| v.kind != GemmKind::Vec4Subgroup || self.subgroups_ok())
+            .filter(|v| !v.kind.uses_subgroups() || self.subgroups_ok())
+            .filter(|v| !v.kind.uses_textures() || self.texture_operands_fit(dims))
             .collect()
     }
 
@@ -121,8 +134,13 @@ impl Gpu {
                 .find(|v| v.kind == kind && v.rows == rows && v.cols == cols && v.fma)
         };
         let pick = if is_cpu {
-            // Measured on lavapipe: subgroup sharing of A beats plain vec4 tiles by ~2x.
-            prefer(GemmKind::Vec4Subgroup, 16, 4).or_else(|| prefer(GemmKind::Vec4, 8, 8))
+            // Measured on lavapipe at 1024³: texture operands with subgroup
+            // sharing of A 23-26 GFLOP/s, plain texture tiles ~17, subgroup
+            // sharing from buffers ~4, plain vec4 tiles ~2.
+            prefer(GemmKind::TextureSubgroup, 16, 2)
+                .or_else(|| prefer(GemmKind::Texture, 8, 8))
+                .or_else(|| prefer(GemmKind::Vec4Subgroup, 16, 4))
+                .or_else(|| prefer(GemmKind::Vec4, 8, 8))
         } else {
             prefer(GemmKind::Vec4, 4, 4)
         };
@@ -181,13 +199,18 @@ impl Gpu {
             state.records.push(record(v, "cache", 0.0, BTreeMap::new()));
             return Ok(v);
         }
+        let spent: f64 = state.records.iter().map(|r| r.seconds).sum();
+        let over_budget = spent >= PROCESS_BUDGET.as_secs_f64();
         let measure = std::env::var(AUTOTUNE_ENV).as_deref() != Ok("0") && path.is_some();
-        if !measure {
+        if !measure || over_budget {
             let v = self.heuristic_variant(dims);
             state.chosen.insert(key, v);
-            state
-                .records
-                .push(record(v, "heuristic", 0.0, BTreeMap::new()));
+            let how = if over_budget {
+                "heuristic, tuning budget spent"
+            } else {
+                "heuristic"
+            };
+            state.records.push(record(v, how, 0.0, BTreeMap::new()));
             return Ok(v);
         }
         let start = Instant::now();

@@ -42,6 +42,14 @@ pub(crate) struct GpuInner {
     readbacks: AtomicU64,
     timeout: Duration,
     pub(crate) tuning: Mutex<super::autotune::TuningState>,
+    /// Whether `rgba32float` storage textures can be written and read back
+    /// in compute shaders (the texture GEMM kinds).
+    pub(crate) texture_operands: bool,
+    /// Textures the texture GEMM kinds pack their operands into, by
+    /// (operand, width, height); reused by every GEMM of that size (each
+    /// command buffer packs before it reads, and the queue runs command
+    /// buffers in order).
+    pub(crate) staging: Mutex<HashMap<(u8, u32, u32), wgpu::Texture>>,
 }
 
 static SHARED: Mutex<Option<Gpu>> = Mutex::new(None);
@@ -145,6 +153,14 @@ impl Gpu {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted_features;
+        let rgba = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Float);
+        let texture_operands = rgba
+            .allowed_usages
+            .contains(wgpu::TextureUsages::STORAGE_BINDING)
+            && rgba.flags.contains(
+                wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY
+                    | wgpu::TextureFormatFeatureFlags::STORAGE_WRITE_ONLY,
+            );
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("fusedmlp"),
             required_features: features,
@@ -191,6 +207,8 @@ impl Gpu {
                 readbacks: AtomicU64::new(0),
                 timeout: Duration::from_secs(timeout),
                 tuning: Mutex::new(Default::default()),
+                texture_operands,
+                staging: Mutex::new(HashMap::new()),
             }),
         })
     }

@@ -60,7 +60,6 @@ pub(crate) fn record_pass(
     bindings: &[(u32, &wgpu::Buffer)],
     groups: (u32, u32, u32),
 ) {
-    let layout = pipeline.get_bind_group_layout(0);
     let entries: Vec<wgpu::BindGroupEntry> = bindings
         .iter()
         .map(|(binding, buffer)| wgpu::BindGroupEntry {
@@ -68,13 +67,26 @@ pub(crate) fn record_pass(
             resource: buffer.as_entire_binding(),
         })
         .collect();
+    record_pass_entries(gpu, encoder, label, pipeline, &entries, groups);
+}
+
+/// [`record_pass`] with any binding resources (textures as well as buffers).
+pub(crate) fn record_pass_entries(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    entries: &[wgpu::BindGroupEntry],
+    groups: (u32, u32, u32),
+) {
+    let layout = pipeline.get_bind_group_layout(0);
     let bind_group = gpu
         .inner
         .device
         .create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
             layout: &layout,
-            entries: &entries,
+            entries,
         });
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some(label),

@@ -6,15 +6,23 @@
 //! llvmpipe accumulators must be named variables (an indexed array spills),
 //! so each variant's inner loop is written out in full.
 //!
-//! The design, from measurements on lavapipe (../DESIGN notes in README):
-//! an invocation owns `rows × cols` outputs. All invocations of a workgroup
-//! share the same rows, so every load of A has an address uniform across the
-//! workgroup (llvmpipe turns it into one scalar load and a broadcast), while
-//! the loads of B vary per invocation and are contiguous across invocations
-//! for a row-major B. Few accumulators keep everything in registers. No
-//! shared memory and no barriers (each barrier suspends llvmpipe's SIMD
-//! coroutines). Which (rows, cols, workgroup, multiply-add form) is fastest
-//! is measured per adapter by the autotuner (`gpu::autotune`).
+//! The design, from measurements on lavapipe: an invocation owns
+//! `rows × cols` outputs, with no shared memory and no barriers (each
+//! barrier suspends llvmpipe's SIMD coroutines). What limits llvmpipe is the
+//! load, not the multiply-add: a storage-buffer load whose address differs
+//! between invocations (inside a loop, every load) is compiled to a branchy
+//! loop over the 8 SIMD lanes, so a kernel that only did its multiply-adds
+//! would run 15-20x faster than one that loads. Two things cut the loads:
+//! - the subgroup kinds share A: the workgroup works on the same rows, each
+//!   invocation of a subgroup loads a different row and `subgroupBroadcast`
+//!   (a register shuffle) hands every row to every invocation;
+//! - the texture kinds read both operands from `rgba32float` storage
+//!   textures, whose loads llvmpipe compiles through its image path, about
+//!   4x cheaper than a storage-buffer vec4 load at 1024³. The operands are
+//!   packed into the textures first (`gpu::linear`, an O(n²) pass).
+//!
+//! Real GPUs want other shapes; which (kind, rows, cols, multiply-add form)
+//! is fastest is measured per adapter by the autotuner (`gpu::autotune`).
 
 use std::fmt::Write;
 
@@ -36,6 +44,31 @@ pub enum GemmKind {
     /// `subgroupBroadcast` (a register shuffle instead of a memory load).
     /// Needs subgroups of at least 8 invocations.
     Vec4Subgroup,
+    /// As `Vec4` (an 8×8 grid of `rows × cols` blocks), the operands read
+    /// from `rgba32float` storage textures (one texel = 4 consecutive k).
+    Texture,
+    /// As `Vec4Subgroup`, the operands read from `rgba32float` storage
+    /// textures.
+    TextureSubgroup,
+}
+
+impl GemmKind {
+    /// Whether the kernel reads its operands from textures (packed from the
+    /// buffers before each GEMM).
+    pub fn uses_textures(self) -> bool {
+        matches!(self, GemmKind::Texture | GemmKind::TextureSubgroup)
+    }
+
+    /// Whether the kernel shares A rows by subgroup broadcasts.
+    pub fn uses_subgroups(self) -> bool {
+        matches!(self, GemmKind::Vec4Subgroup | GemmKind::TextureSubgroup)
+    }
+
+    /// Whether invocations form an 8×8 grid of blocks (else the whole
+    /// workgroup shares its rows).
+    fn grid(self) -> bool {
+        matches!(self, GemmKind::Vec4 | GemmKind::Texture)
+    }
 }
 
 /// One kernel configuration the autotuner can choose.
@@ -65,7 +98,7 @@ const fn v(kind: GemmKind, rows: u32, cols: u32, workgroup: u32, fma: bool) -> G
 
 impl GemmVariant {
     /// Every variant the autotuner measures.
-    pub const CANDIDATES: [GemmVariant; 10] = [
+    pub const CANDIDATES: [GemmVariant; 17] = [
         v(GemmKind::Scalar, 4, 4, 64, true),
         v(GemmKind::Scalar, 4, 2, 64, false),
         v(GemmKind::Vec4, 4, 4, 64, true),
@@ -76,21 +109,30 @@ impl GemmVariant {
         v(GemmKind::Vec4Subgroup, 16, 4, 64, false),
         v(GemmKind::Vec4Subgroup, 24, 2, 64, true),
         v(GemmKind::Vec4Subgroup, 32, 2, 64, true),
+        v(GemmKind::Texture, 4, 4, 64, true),
+        v(GemmKind::Texture, 8, 8, 64, true),
+        v(GemmKind::TextureSubgroup, 8, 4, 64, true),
+        v(GemmKind::TextureSubgroup, 16, 2, 64, true),
+        v(GemmKind::TextureSubgroup, 16, 4, 64, true),
+        v(GemmKind::TextureSubgroup, 24, 2, 64, true),
+        v(GemmKind::TextureSubgroup, 32, 2, 64, true),
     ];
 
     /// Output rows covered by one workgroup.
     pub fn tile_rows(&self) -> u32 {
-        match self.kind {
-            GemmKind::Vec4 => 8 * self.rows,
-            _ => self.rows,
+        if self.kind.grid() {
+            8 * self.rows
+        } else {
+            self.rows
         }
     }
 
     /// Output columns covered by one workgroup.
     pub fn tile_cols(&self) -> u32 {
-        match self.kind {
-            GemmKind::Vec4 => 8 * self.cols,
-            _ => self.workgroup * self.cols,
+        if self.kind.grid() {
+            8 * self.cols
+        } else {
+            self.workgroup * self.cols
         }
     }
 
@@ -108,6 +150,8 @@ impl GemmVariant {
                 GemmKind::Scalar => "scalar",
                 GemmKind::Vec4 => "vec4",
                 GemmKind::Vec4Subgroup => "subgroup",
+                GemmKind::Texture => "texture",
+                GemmKind::TextureSubgroup => "texsubgroup",
             },
             self.rows,
             self.cols,
@@ -165,7 +209,9 @@ fn mad(fma: bool, a: &str, b: &str, acc: &str) -> String {
 
 /// Generates the WGSL of one GEMM kernel (entry point `gemm`):
 /// `C[m, n] = Σ_k A[m, k]·B[n, k]`, both operands k-contiguous (the layout
-/// of `X·Wᵀ`; the backward GEMMs reach it through transposes).
+/// of `X·Wᵀ`; the backward GEMMs reach it through transposes). The texture
+/// kinds read A and B from `rgba32float` textures with texel `(t, r)`
+/// holding `[r, 4t..4t + 4]` (zero past k).
 pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
     let GemmVariant {
         kind,
@@ -196,12 +242,19 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
     } else {
         "vec4<f32>"
     };
+    let textures = kind.uses_textures();
+    let operand = if textures {
+        "texture_storage_2d<rgba32float, read>".to_string()
+    } else {
+        format!("array<{elem}>")
+    };
+    let space = if textures { "" } else { "<storage, read>" };
     let _ = writeln!(
         s,
         "struct GemmParams {{ m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, row_offset: u32, pad: u32, }}\n\
          @group(0) @binding(0) var<uniform> p: GemmParams;\n\
-         @group(0) @binding(1) var<storage, read> a: array<{elem}>;\n\
-         @group(0) @binding(2) var<storage, read> b: array<{elem}>;\n\
+         @group(0) @binding(1) var{space} a: {operand};\n\
+         @group(0) @binding(2) var{space} b: {operand};\n\
          @group(0) @binding(4) var<storage, read_write> y: array<f32>;"
     );
     if let Epilogue::BiasActivation { save_z, .. } = epilogue {
@@ -210,7 +263,7 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
             s.push_str("@group(0) @binding(5) var<storage, read_write> z: array<f32>;\n");
         }
     }
-    let sid = if kind == GemmKind::Vec4Subgroup {
+    let sid = if kind.uses_subgroups() {
         ", @builtin(subgroup_invocation_id) sid: u32"
     } else {
         ""
@@ -228,43 +281,49 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
         variant.tile_rows()
     );
     let _ = writeln!(s, "    let col_base = wid.x * {}u;", variant.tile_cols());
-    let row_of = |i: u32| match kind {
-        GemmKind::Vec4 => format!("row_base + lid.x / 8u + {}u", 8 * i),
-        _ => format!("row_base + {i}u"),
+    let row_of = |i: u32| {
+        if kind.grid() {
+            format!("row_base + lid.x / 8u + {}u", 8 * i)
+        } else {
+            format!("row_base + {i}u")
+        }
     };
-    let col_of = |j: u32| match kind {
-        GemmKind::Vec4 => format!("col_base + lid.x % 8u + {}u", 8 * j),
-        _ => format!("col_base + lid.x + {}u", j * workgroup),
+    let col_of = |j: u32| {
+        if kind.grid() {
+            format!("col_base + lid.x % 8u + {}u", 8 * j)
+        } else {
+            format!("col_base + lid.x + {}u", j * workgroup)
+        }
     };
-    let stride = if kind == GemmKind::Scalar {
-        ""
-    } else {
-        " / 4u"
+    // Texture kinds index texels by (k / 4, row): a row index, not an offset.
+    let stride = match kind {
+        GemmKind::Scalar => " * p.lda",
+        _ if textures => "",
+        _ => " * (p.lda / 4u)",
+    };
+    let stride_b = match kind {
+        GemmKind::Scalar => " * p.ldb",
+        _ if textures => "",
+        _ => " * (p.ldb / 4u)",
     };
     for i in 0..rows {
         let _ = writeln!(s, "    let row{i} = {};", row_of(i));
-        if kind != GemmKind::Vec4Subgroup {
-            let _ = writeln!(
-                s,
-                "    let ra{i} = min(row{i}, p.m - 1u) * (p.lda{stride});"
-            );
+        if !kind.uses_subgroups() {
+            let _ = writeln!(s, "    let ra{i} = min(row{i}, p.m - 1u){stride};");
         }
     }
     for j in 0..cols {
         let _ = writeln!(s, "    let col{j} = {};", col_of(j));
-        let _ = writeln!(
-            s,
-            "    let cb{j} = min(col{j}, p.n - 1u) * (p.ldb{stride});"
-        );
+        let _ = writeln!(s, "    let cb{j} = min(col{j}, p.n - 1u){stride_b};");
     }
     let shared_loads = rows.div_ceil(8);
-    if kind == GemmKind::Vec4Subgroup {
+    if kind.uses_subgroups() {
         // Invocation sid % 8 of each subgroup loads row 8q + sid % 8 for
         // every q; broadcasts then give each invocation all the rows.
         for q in 0..shared_loads {
             let _ = writeln!(
                 s,
-                "    let rs{q} = min(row_base + sid % 8u + {}u, p.m - 1u) * (p.lda / 4u);",
+                "    let rs{q} = min(row_base + sid % 8u + {}u, p.m - 1u){stride};",
                 8 * q
             );
         }
@@ -311,11 +370,18 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
             step(&mut s, "kk");
             s.push_str("        kk = kk + 1u;\n    }\n");
         }
-        GemmKind::Vec4 | GemmKind::Vec4Subgroup => {
+        _ => {
+            let load = |m: &str, at: &str| {
+                if textures {
+                    format!("textureLoad({m}, vec2<u32>(kk, {at}))")
+                } else {
+                    format!("{m}[{at} + kk]")
+                }
+            };
             s.push_str("    let k4 = (p.k + 3u) / 4u;\n    var kk = 0u;\n    loop {\n        if (kk >= k4) { break; }\n");
-            if kind == GemmKind::Vec4Subgroup {
+            if kind.uses_subgroups() {
                 for q in 0..shared_loads {
-                    let _ = writeln!(s, "        let as{q} = a[rs{q} + kk];");
+                    let _ = writeln!(s, "        let as{q} = {};", load("a", &format!("rs{q}")));
                 }
                 for i in 0..rows {
                     let _ = writeln!(
@@ -327,11 +393,11 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
                 }
             } else {
                 for i in 0..rows {
-                    let _ = writeln!(s, "        let a{i} = a[ra{i} + kk];");
+                    let _ = writeln!(s, "        let a{i} = {};", load("a", &format!("ra{i}")));
                 }
             }
             for j in 0..cols {
-                let _ = writeln!(s, "        let b{j} = b[cb{j} + kk];");
+                let _ = writeln!(s, "        let b{j} = {};", load("b", &format!("cb{j}")));
             }
             for c in comps {
                 for i in 0..rows {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::context::Gpu;
-use super::elementwise::{record_pass, split_rows};
-use super::gemm::{self, Epilogue, GemmKind, GemmParams, GemmVariant};
+use super::elementwise::{record_pass, record_pass_entries, split_rows};
+use super::gemm::{self, Epilogue, GemmParams, GemmVariant};
 use super::shader;
 use super::tensor::GpuTensor;
 use crate::activation::{Activation, Saved};
@@ -104,6 +104,29 @@ struct TransposeParams {
     dst_stride: u32,
 }
 
+/// Parameters of shaders/pack.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    rows: u32,
+    k: u32,
+    ld: u32,
+    texels: u32,
+    columns: u32,
+    pad: [u32; 3],
+}
+
+/// Where a GEMM operand's elements live.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Operand<'a> {
+    /// Row `r`, element `kk` at `buffer[r * ld + kk]`.
+    Rows(&'a wgpu::Buffer, usize),
+    /// Row `r`, element `kk` at `buffer[kk * ld + r]`: the transpose of a
+    /// row-major matrix, which only the texture kinds read (their packing
+    /// pass transposes on the way).
+    Columns(&'a wgpu::Buffer, usize),
+}
+
 /// The dimensions and row strides of one GEMM `C[m, n] = Σ_k A[m, k]·B[n, k]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmDims {
@@ -137,6 +160,16 @@ impl GemmDims {
     pub fn vec4_ok(&self) -> bool {
         self.lda.is_multiple_of(4) && self.ldb.is_multiple_of(4)
     }
+}
+
+/// Texels per row of a packed GEMM operand of depth `k`: `ceil(k / 4)`,
+/// made odd. An even count puts rows a power-of-two multiple of 32 bytes
+/// apart (4 KiB at k = 1024), so the rows that one k step reads all fall in
+/// the same few L1 sets and evict each other; measured on lavapipe at
+/// 1024³: 16 → 23-26 GFLOP/s with one texel of padding.
+pub fn texture_width(k: usize) -> usize {
+    let t = k.div_ceil(4).max(1);
+    t | 1
 }
 
 /// Rounds up to a multiple of 4 (the padded stride of backward operands).
@@ -189,7 +222,7 @@ impl Gpu {
         variant: GemmVariant,
         epilogue: Epilogue,
     ) -> Result<Arc<wgpu::ComputePipeline>, Error> {
-        if variant.kind == GemmKind::Vec4Subgroup && !self.subgroups_ok() {
+        if variant.kind.uses_subgroups() && !self.subgroups_ok() {
             return Err(Error::Config(format!(
                 "GEMM variant {} needs subgroups of at least 8 invocations, which this adapter lacks",
                 variant.name()
@@ -206,6 +239,111 @@ impl Gpu {
         // range by construction, and the tests run every variant at ragged
         // shapes that hit every tile edge.
         self.pipeline(&key, "gemm", || gemm::generate(variant, epilogue), true)
+    }
+
+    /// Whether the texture GEMM kinds can hold the operands of `dims` on
+    /// this adapter: `rgba32float` storage textures readable and writable
+    /// in compute shaders, strides that are multiples of 4, and both
+    /// operands within the 2-D texture size limit (rows, and k / 4 texels).
+    pub fn texture_operands_fit(&self, dims: GemmDims) -> bool {
+        let max = self.limits().max_texture_dimension_2d.min(65535) as usize;
+        self.inner.texture_operands
+            && dims.vec4_ok()
+            && dims.m <= max
+            && dims.n <= max
+            && texture_width(dims.k) <= max
+    }
+
+    /// The pooled operand texture `slot` of `width × height` texels.
+    fn staging_texture(&self, slot: u8, width: u32, height: u32) -> Result<wgpu::Texture, Error> {
+        let mut pool = self.inner.staging.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = pool.get(&(slot, width, height)) {
+            return Ok(t.clone());
+        }
+        let texture = self.scoped("allocating a GEMM operand texture", || {
+            self.inner.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("fusedmlp GEMM operand"),
+                size: wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::STORAGE_BINDING,
+                view_formats: &[],
+            })
+        })?;
+        pool.insert((slot, width, height), texture.clone());
+        Ok(texture)
+    }
+
+    /// Records the packing of operand `slot` (`rows × k`) into its pooled
+    /// texture; returns the texture's view.
+    fn record_pack(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        slot: u8,
+        src: Operand,
+        (rows, k): (usize, usize),
+    ) -> Result<wgpu::TextureView, Error> {
+        let texels = to_u32("GEMM depth", k.div_ceil(4).max(1))?;
+        let rows32 = to_u32("GEMM rows", rows)?;
+        let width = to_u32("GEMM depth", texture_width(k))?;
+        // Heights rounded up to a multiple of 64 (the kernels read only the
+        // first `rows`), so a run whose last batch is short reuses the
+        // texture of the full batches.
+        let height = rows32
+            .div_ceil(64)
+            .saturating_mul(64)
+            .min(self.limits().max_texture_dimension_2d);
+        let texture = self.staging_texture(slot, width, height)?;
+        let view = texture.create_view(&Default::default());
+        let (buffer, ld, columns) = match src {
+            Operand::Rows(buffer, ld) => (buffer, ld, false),
+            Operand::Columns(buffer, ld) => (buffer, ld, true),
+        };
+        // x runs along the source's rows.
+        let groups = if columns {
+            (rows32.div_ceil(64), texels, 1)
+        } else {
+            (texels.div_ceil(64), rows32, 1)
+        };
+        let pipeline = self.pipeline("pack", "pack", || shader::PACK_WGSL.to_string(), false)?;
+        let params = self.uniform(&PackParams {
+            rows: rows32,
+            k: to_u32("GEMM depth", k)?,
+            ld: to_u32("GEMM stride", ld)?,
+            texels,
+            columns: columns as u32,
+            pad: [0; 3],
+        })?;
+        self.scoped("recording a GEMM operand pack", || {
+            record_pass_entries(
+                self,
+                encoder,
+                "pack",
+                &pipeline,
+                &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: buffer.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: wgpu::BindingResource::TextureView(&view),
+                    },
+                ],
+                groups,
+            )
+        })?;
+        Ok(view)
     }
 
     /// Whether subgroup variants can run here.
@@ -229,6 +367,34 @@ impl Gpu {
         y: &wgpu::Buffer,
         z: Option<&wgpu::Buffer>,
     ) -> Result<(), Error> {
+        self.record_gemm_operands(
+            encoder,
+            variant,
+            epilogue,
+            dims,
+            Operand::Rows(a, dims.lda),
+            Operand::Rows(b, dims.ldb),
+            bias,
+            y,
+            z,
+        )
+    }
+
+    /// [`Gpu::record_gemm_with`] with operands that may be read transposed
+    /// (texture kinds only).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_gemm_operands(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        variant: GemmVariant,
+        epilogue: Epilogue,
+        dims: GemmDims,
+        a_src: Operand,
+        b_src: Operand,
+        bias: Option<&wgpu::Buffer>,
+        y: &wgpu::Buffer,
+        z: Option<&wgpu::Buffer>,
+    ) -> Result<(), Error> {
         let GemmDims {
             m,
             n,
@@ -244,6 +410,15 @@ impl Gpu {
             return Err(Error::Config(format!(
                 "GEMM variant {} needs row strides that are multiples of 4, got {dims:?}",
                 variant.name()
+            )));
+        }
+        if variant.kind.uses_textures() && !self.texture_operands_fit(dims) {
+            return Err(Error::Config(format!(
+                "GEMM variant {} reads its operands from rgba32float storage textures, which \
+                 this adapter lacks or which cannot hold {dims:?} (2-D texture limit {}); \
+                 pick a buffer variant",
+                variant.name(),
+                self.limits().max_texture_dimension_2d
             )));
         }
         let params_of = |row_offset: u32| -> Result<GemmParams, Error> {
@@ -270,29 +445,65 @@ impl Gpu {
             });
         }
         let row_groups_total = to_u32("GEMM rows", m)?.div_ceil(variant.tile_rows());
+        let (textures, a, b) = match (a_src, b_src) {
+            _ if variant.kind.uses_textures() => (
+                Some((
+                    self.record_pack(encoder, 0, a_src, (m, k))?,
+                    self.record_pack(encoder, 1, b_src, (n, k))?,
+                )),
+                None,
+                None,
+            ),
+            (Operand::Rows(a, _), Operand::Rows(b, _)) => (None, Some(a), Some(b)),
+            _ => {
+                return Err(Error::Config(format!(
+                    "GEMM variant {} reads row-major operands only; transpose first",
+                    variant.name()
+                )))
+            }
+        };
         // Past the per-dimension limit, split the rows over several dispatches.
         let mut first = 0u32;
         while first < row_groups_total {
             let groups = (row_groups_total - first).min(max_dim);
             let params = self.uniform(&params_of(first * variant.tile_rows())?)?;
-            let mut bindings: Vec<(u32, &wgpu::Buffer)> =
-                vec![(0, &params), (1, a), (2, b), (4, y)];
+            let mut buffers: Vec<(u32, &wgpu::Buffer)> = vec![(0, &params), (4, y)];
+            if let (Some(a), Some(b)) = (a, b) {
+                buffers.extend([(1, a), (2, b)]);
+            }
             if let Epilogue::BiasActivation { save_z, .. } = epilogue {
                 let bias =
                     bias.ok_or_else(|| Error::Config("GEMM epilogue needs a bias".into()))?;
-                bindings.push((3, bias));
+                buffers.push((3, bias));
                 if save_z {
                     let z = z.ok_or_else(|| Error::Config("GEMM epilogue needs z".into()))?;
-                    bindings.push((5, z));
+                    buffers.push((5, z));
                 }
             }
+            let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+                .iter()
+                .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: buffer.as_entire_binding(),
+                })
+                .collect();
+            if let Some((ta, tb)) = &textures {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(ta),
+                });
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::TextureView(tb),
+                });
+            }
             self.scoped("recording a GEMM", || {
-                record_pass(
+                record_pass_entries(
                     self,
                     encoder,
                     "gemm",
                     &pipeline,
-                    &bindings,
+                    &entries,
                     (col_groups, groups, 1),
                 )
             })?;
@@ -412,7 +623,11 @@ impl Gpu {
     /// which would evaluate it once per tile that reads it), then `dX = dz·W`
     /// and `dW = dzᵀ·X`, both through the one k-contiguous GEMM kernel family
     /// on transposed, zero-padded copies of W and X (the transposes are O(n²)
-    /// next to the O(n³) GEMMs).
+    /// next to the O(n³) GEMMs). Texture kinds read W and X transposed in
+    /// their packing pass instead, with no transpose pass.
+    ///
+    /// `variant` runs both GEMMs with one kernel variant instead of the
+    /// autotuner's choice (`None`), for tests and benchmarks of each variant.
     #[allow(clippy::too_many_arguments)]
     pub fn record_linear_backward(
         &self,
@@ -426,7 +641,12 @@ impl Gpu {
         dx: Option<&GpuTensor>,
         dw: &GpuTensor,
         db: &GpuTensor,
+        variant: Option<GemmVariant>,
     ) -> Result<(), Error> {
+        let choose = |dims: GemmDims| match variant {
+            Some(v) => Ok(v),
+            None => self.gemm_variant(dims),
+        };
         act.validate()?;
         let shape = LinearShape::new(x.rows(), x.cols(), w.rows());
         let (bt, i, o) = (shape.batch, shape.in_features, shape.out_features);
@@ -483,47 +703,68 @@ impl Gpu {
                 (groups, 1, 1),
             )
         })?;
-        // 2. dX[b, i] = Σ_o dz[b, o]·Wᵀ[i, o].
+        // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i].
         if let Some(dx) = dx {
-            self.record_transpose(encoder, &w.buffer, (o, i, i), &scratch.wt.buffer, pad4(o))?;
-            self.record_gemm(
+            self.record_gemm_times_rows(
                 encoder,
-                Epilogue::Plain,
-                GemmDims {
-                    m: bt,
-                    n: i,
-                    k: o,
-                    lda: pad4(o),
-                    ldb: pad4(o),
-                    ldc: i,
-                },
+                &choose,
+                (bt, i, o),
                 &scratch.dz.buffer,
-                &scratch.wt.buffer,
-                None,
+                (&w.buffer, &scratch.wt.buffer),
                 &dx.buffer,
-                None,
             )?;
         }
-        // 3. dW[o, i] = Σ_b dzᵀ[o, b]·Xᵀ[i, b] (dzᵀ written in step 1).
-        self.record_transpose(encoder, &x.buffer, (bt, i, i), &scratch.xt.buffer, pad4(bt))?;
-        self.record_gemm(
+        // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i] (dzᵀ written in step 1).
+        self.record_gemm_times_rows(
             encoder,
-            Epilogue::Plain,
-            GemmDims {
-                m: o,
-                n: i,
-                k: bt,
-                lda: pad4(bt),
-                ldb: pad4(bt),
-                ldc: i,
-            },
+            &choose,
+            (o, i, bt),
             &scratch.dzt.buffer,
-            &scratch.xt.buffer,
-            None,
+            (&x.buffer, &scratch.xt.buffer),
             &dw.buffer,
-            None,
         )?;
         Ok(())
+    }
+
+    /// Records `C[m, n] = Σ_k A[m, k]·S[k, n]` for a row-major `S` (row
+    /// stride n) and an A with row stride `pad4(k)`, zero-padded. Buffer
+    /// kinds transpose S into `s_t` (`[n, pad4(k)]`) first; texture kinds
+    /// read S transposed while packing it.
+    fn record_gemm_times_rows(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        choose: &dyn Fn(GemmDims) -> Result<GemmVariant, Error>,
+        (m, n, k): (usize, usize, usize),
+        a: &wgpu::Buffer,
+        (s, s_t): (&wgpu::Buffer, &wgpu::Buffer),
+        c: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        let dims = GemmDims {
+            m,
+            n,
+            k,
+            lda: pad4(k),
+            ldb: pad4(k),
+            ldc: n,
+        };
+        let v = choose(dims)?;
+        let b = if v.kind.uses_textures() {
+            Operand::Columns(s, n)
+        } else {
+            self.record_transpose(encoder, s, (k, n, n), s_t, pad4(k))?;
+            Operand::Rows(s_t, pad4(k))
+        };
+        self.record_gemm_operands(
+            encoder,
+            v,
+            Epilogue::Plain,
+            dims,
+            Operand::Rows(a, pad4(k)),
+            b,
+            None,
+            c,
+            None,
+        )
     }
 
     /// Records a fill of `t` with zeros.
@@ -587,6 +828,22 @@ impl Gpu {
         dy: &[f32],
         shape: LinearShape,
     ) -> Result<LinearGrads, Error> {
+        self.linear_backward_with(act, x, w, b, dy, shape, None)
+    }
+
+    /// [`Gpu::linear_backward`] with both backward GEMMs run by `variant`
+    /// (`None`: the autotuner's choice); for tests of each kernel variant.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_backward_with(
+        &self,
+        act: Activation,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: &[f32],
+        shape: LinearShape,
+        variant: Option<GemmVariant>,
+    ) -> Result<LinearGrads, Error> {
         act.validate()?;
         let LinearShape {
             batch,
@@ -622,6 +879,7 @@ impl Gpu {
             Some(&dxt),
             &dwt,
             &dbt,
+            variant,
         )?;
         self.submit("linear_backward", vec![encoder.finish()])?;
         Ok(LinearGrads {

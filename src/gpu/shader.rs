@@ -14,6 +14,8 @@ pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl"
 pub const PEAK_WGSL: &str = include_str!("../../shaders/peak.wgsl");
 /// The transpose (with a padded destination stride) feeding the backward GEMMs.
 pub const TRANSPOSE_WGSL: &str = include_str!("../../shaders/transpose.wgsl");
+/// Packs a matrix into the texture layout of the texture GEMM kinds.
+pub const PACK_WGSL: &str = include_str!("../../shaders/pack.wgsl");
 /// LayerNorm forward and backward.
 pub const NORM_WGSL: &str = include_str!("../../shaders/norm.wgsl");
 /// Dropout, alpha dropout and residual connections.
@@ -194,6 +196,7 @@ pub fn activation_free_sources() -> Vec<(String, String)> {
         ("peak[fma]".to_string(), peak_source(true)),
         ("peak[mul_add]".to_string(), peak_source(false)),
         ("transpose".to_string(), TRANSPOSE_WGSL.to_string()),
+        ("pack".to_string(), PACK_WGSL.to_string()),
         ("gather".to_string(), GATHER_WGSL.to_string()),
         ("regularize".to_string(), REGULARIZE_WGSL.to_string()),
         (

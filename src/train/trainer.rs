@@ -1089,6 +1089,7 @@ impl Trainer {
                 dx,
                 &layer.dw,
                 &layer.db,
+                None,
             )?;
             if layer.residual {
                 let prev = &self.layers[l - 1];
