@@ -49,3 +49,55 @@ fn dz_and_bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     db[o] = sum;
 }
+
+// The same step for the texture GEMM kinds: dz and dzt go straight into
+// their packed rgba32float textures (texel (t, r) = elements 4t..4t+4 of
+// row r), so neither is written to a buffer and packed again. One
+// invocation per 4 output columns walks the batch 4 rows at a time; each
+// 4x4 block gives one dz texel per row and one dzt texel per column.
+// Texels past the batch or the columns hold zeros, as the GEMMs require.
+@group(0) @binding(6) var dz_packed: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(7) var dzt_packed: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn dz_and_bias_grad_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c4 = gid.x;
+    if (4u * c4 >= p.cols) {
+        return;
+    }
+    var sum = vec4<f32>(0.0);
+    for (var b4 = 0u; 4u * b4 < p.batch; b4 = b4 + 1u) {
+        // rows[r] = dz[4 b4 + r, 4 c4 .. 4 c4 + 4].
+        var rows = array<vec4<f32>, 4>();
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            let b = 4u * b4 + r;
+            if (b >= p.batch) {
+                break;
+            }
+            var v = vec4<f32>(0.0);
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                let o = 4u * c4 + c;
+                if (o < p.cols) {
+                    let i = b * p.cols + o;
+                    v[c] = flush_subnormal(dy[i] * derivative_from_saved(saved[i]));
+                }
+            }
+            textureStore(dz_packed, vec2<u32>(c4, b), v);
+            rows[r] = v;
+            sum = sum + v;
+        }
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let o = 4u * c4 + c;
+            if (o < p.cols) {
+                let t = vec4<f32>(rows[0][c], rows[1][c], rows[2][c], rows[3][c]);
+                textureStore(dzt_packed, vec2<u32>(b4, o), t);
+            }
+        }
+    }
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        let o = 4u * c4 + c;
+        if (o < p.cols) {
+            db[o] = sum[c];
+        }
+    }
+}

@@ -62,10 +62,7 @@ pub(crate) fn record_pass(
 ) {
     let entries: Vec<wgpu::BindGroupEntry> = bindings
         .iter()
-        .map(|(binding, buffer)| wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: buffer.as_entire_binding(),
-        })
+        .map(|(binding, buffer)| super::linear::buffer_entry(*binding, buffer))
         .collect();
     record_pass_entries(gpu, encoder, label, pipeline, &entries, groups);
 }

@@ -125,6 +125,8 @@ pub(crate) enum Operand<'a> {
     /// row-major matrix, which only the texture kinds read (their packing
     /// pass transposes on the way).
     Columns(&'a wgpu::Buffer, usize),
+    /// Already packed in the texture layout of the texture kinds.
+    Packed(&'a wgpu::TextureView),
 }
 
 /// The dimensions and row strides of one GEMM `C[m, n] = Σ_k A[m, k]·B[n, k]`.
@@ -280,6 +282,19 @@ impl Gpu {
         Ok(texture)
     }
 
+    /// The pooled texture for operand `slot` of `rows × k`: `texture_width(k)`
+    /// texels wide, the height rounded up to a multiple of 64 (the kernels
+    /// read only the first `rows`) so that a run whose last batch is short
+    /// reuses the texture of the full batches.
+    fn operand_texture(&self, slot: u8, rows: usize, k: usize) -> Result<wgpu::Texture, Error> {
+        let width = to_u32("GEMM depth", texture_width(k))?;
+        let height = to_u32("GEMM rows", rows)?
+            .div_ceil(64)
+            .saturating_mul(64)
+            .min(self.limits().max_texture_dimension_2d);
+        self.staging_texture(slot, width, height)
+    }
+
     /// Records the packing of operand `slot` (`rows × k`) into its pooled
     /// texture; returns the texture's view.
     fn record_pack(
@@ -289,22 +304,16 @@ impl Gpu {
         src: Operand,
         (rows, k): (usize, usize),
     ) -> Result<wgpu::TextureView, Error> {
-        let texels = to_u32("GEMM depth", k.div_ceil(4).max(1))?;
-        let rows32 = to_u32("GEMM rows", rows)?;
-        let width = to_u32("GEMM depth", texture_width(k))?;
-        // Heights rounded up to a multiple of 64 (the kernels read only the
-        // first `rows`), so a run whose last batch is short reuses the
-        // texture of the full batches.
-        let height = rows32
-            .div_ceil(64)
-            .saturating_mul(64)
-            .min(self.limits().max_texture_dimension_2d);
-        let texture = self.staging_texture(slot, width, height)?;
-        let view = texture.create_view(&Default::default());
         let (buffer, ld, columns) = match src {
             Operand::Rows(buffer, ld) => (buffer, ld, false),
             Operand::Columns(buffer, ld) => (buffer, ld, true),
+            Operand::Packed(view) => return Ok(view.clone()),
         };
+        let texels = to_u32("GEMM depth", k.div_ceil(4).max(1))?;
+        let rows32 = to_u32("GEMM rows", rows)?;
+        let view = self
+            .operand_texture(slot, rows, k)?
+            .create_view(&Default::default());
         // x runs along the source's rows.
         let groups = if columns {
             (rows32.div_ceil(64), texels, 1)
@@ -327,14 +336,8 @@ impl Gpu {
                 "pack",
                 &pipeline,
                 &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: buffer.as_entire_binding(),
-                    },
+                    buffer_entry(0, &params),
+                    buffer_entry(1, buffer),
                     wgpu::BindGroupEntry {
                         binding: 2,
                         resource: wgpu::BindingResource::TextureView(&view),
@@ -482,10 +485,7 @@ impl Gpu {
             }
             let mut entries: Vec<wgpu::BindGroupEntry> = buffers
                 .iter()
-                .map(|(binding, buffer)| wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: buffer.as_entire_binding(),
-                })
+                .map(|(binding, buffer)| buffer_entry(*binding, buffer))
                 .collect();
             if let Some((ta, tb)) = &textures {
                 entries.push(wgpu::BindGroupEntry {
@@ -672,25 +672,110 @@ impl Gpu {
             }
             return Ok(());
         }
-        // 1. dz = dy ⊙ f'(saved) (row stride pad4(out)) and db = Σ_batch dz.
-        let pipeline = self.pipeline(
-            &format!("linear_backward[{act}]"),
-            "dz_and_bias_grad",
-            || shader::assemble(shader::LINEAR_BACKWARD_WGSL, Some(act)),
-            false,
-        )?;
+        let dx_dims = GemmDims {
+            m: bt,
+            n: i,
+            k: o,
+            lda: pad4(o),
+            ldb: pad4(o),
+            ldc: i,
+        };
+        let dw_dims = GemmDims {
+            m: o,
+            n: i,
+            k: bt,
+            lda: pad4(bt),
+            ldb: pad4(bt),
+            ldc: i,
+        };
+        let v_dx = dx.map(|_| choose(dx_dims)).transpose()?;
+        let v_dw = choose(dw_dims)?;
         let params = self.uniform(&DzParams {
             batch: to_u32("batch", bt)?,
             cols: to_u32("out_features", o)?,
             dz_stride: to_u32("out_features", pad4(o))?,
             dzt_stride: to_u32("batch", pad4(bt))?,
         })?;
+        let dz_pipeline = |entry: &str| {
+            self.pipeline(
+                &format!("linear_backward[{act}]"),
+                entry,
+                || shader::assemble(shader::LINEAR_BACKWARD_WGSL, Some(act)),
+                false,
+            )
+        };
+        if v_dw.kind.uses_textures() && v_dx.is_none_or(|v| v.kind.uses_textures()) {
+            // 1. dz and dzᵀ straight into the texture kinds' packed layout
+            // (no buffer copy of either, no packing pass), db = Σ_batch dz.
+            let entry = "dz_and_bias_grad_packed";
+            let pipeline = dz_pipeline(entry)?;
+            let dz = self
+                .operand_texture(2, bt, o)?
+                .create_view(&Default::default());
+            let dzt = self
+                .operand_texture(3, o, bt)?
+                .create_view(&Default::default());
+            let groups = to_u32("out_features", o.div_ceil(4))?.div_ceil(64);
+            self.scoped("recording linear_backward", || {
+                record_pass_entries(
+                    self,
+                    encoder,
+                    entry,
+                    &pipeline,
+                    &[
+                        buffer_entry(0, &params),
+                        buffer_entry(1, &dy.buffer),
+                        buffer_entry(2, &saved.buffer),
+                        buffer_entry(4, &db.buffer),
+                        wgpu::BindGroupEntry {
+                            binding: 6,
+                            resource: wgpu::BindingResource::TextureView(&dz),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 7,
+                            resource: wgpu::BindingResource::TextureView(&dzt),
+                        },
+                    ],
+                    (groups, 1, 1),
+                )
+            })?;
+            // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i], W read transposed.
+            if let (Some(dx), Some(v)) = (dx, v_dx) {
+                self.record_gemm_operands(
+                    encoder,
+                    v,
+                    Epilogue::Plain,
+                    dx_dims,
+                    Operand::Packed(&dz),
+                    Operand::Columns(&w.buffer, i),
+                    None,
+                    &dx.buffer,
+                    None,
+                )?;
+            }
+            // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i], X read transposed.
+            return self.record_gemm_operands(
+                encoder,
+                v_dw,
+                Epilogue::Plain,
+                dw_dims,
+                Operand::Packed(&dzt),
+                Operand::Columns(&x.buffer, i),
+                None,
+                &dw.buffer,
+                None,
+            );
+        }
+        // 1. dz = dy ⊙ f'(saved) (row stride pad4(out)), its transpose, and
+        // db = Σ_batch dz.
+        let entry = "dz_and_bias_grad";
+        let pipeline = dz_pipeline(entry)?;
         let groups = to_u32("out_features", o)?.div_ceil(64);
         self.scoped("recording linear_backward", || {
             record_pass(
                 self,
                 encoder,
-                "dz_and_bias_grad",
+                entry,
                 &pipeline,
                 &[
                     (0, &params),
@@ -704,10 +789,10 @@ impl Gpu {
             )
         })?;
         // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i].
-        if let Some(dx) = dx {
+        if let (Some(dx), Some(v)) = (dx, v_dx) {
             self.record_gemm_times_rows(
                 encoder,
-                &choose,
+                v,
                 (bt, i, o),
                 &scratch.dz.buffer,
                 (&w.buffer, &scratch.wt.buffer),
@@ -717,13 +802,12 @@ impl Gpu {
         // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i] (dzᵀ written in step 1).
         self.record_gemm_times_rows(
             encoder,
-            &choose,
+            v_dw,
             (o, i, bt),
             &scratch.dzt.buffer,
             (&x.buffer, &scratch.xt.buffer),
             &dw.buffer,
-        )?;
-        Ok(())
+        )
     }
 
     /// Records `C[m, n] = Σ_k A[m, k]·S[k, n]` for a row-major `S` (row
@@ -733,7 +817,7 @@ impl Gpu {
     fn record_gemm_times_rows(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        choose: &dyn Fn(GemmDims) -> Result<GemmVariant, Error>,
+        v: GemmVariant,
         (m, n, k): (usize, usize, usize),
         a: &wgpu::Buffer,
         (s, s_t): (&wgpu::Buffer, &wgpu::Buffer),
@@ -747,7 +831,6 @@ impl Gpu {
             ldb: pad4(k),
             ldc: n,
         };
-        let v = choose(dims)?;
         let b = if v.kind.uses_textures() {
             Operand::Columns(s, n)
         } else {
@@ -887,6 +970,14 @@ impl Gpu {
             dw: self.download(&dwt)?,
             db: self.download(&dbt)?,
         })
+    }
+}
+
+/// A bind group entry for a whole buffer.
+pub(crate) fn buffer_entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
     }
 }
 
