@@ -423,3 +423,38 @@ fn wrong_lengths_are_shape_errors_naming_both() {
         .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 }
+
+#[test]
+fn a_class_choice_that_cannot_hold_a_larger_member_falls_back() {
+    let Some(gpu) = common::gpu() else { return };
+    // Rows past the 2-D texture limit, in the same shape class as 2000 rows.
+    let limit = gpu.limits().max_texture_dimension_2d as usize;
+    // Widths where the texture kinds win on lavapipe, so that the class's
+    // choice (made at 2000 rows) is one that cannot hold limit + 1 rows.
+    let (n_in, n_out) = (64, 256);
+    let w = grid_values(n_out * n_in, 3, 0.125);
+    let b = grid_values(n_out, 4, 0.5);
+    for batch in [2000, limit + 1] {
+        let shape = LinearShape::new(batch, n_in, n_out);
+        let x = grid_values(batch * n_in, batch as u64, 1.0);
+        let y = gpu
+            .linear_forward(Activation::Relu, &x, &w, &b, shape)
+            .unwrap();
+        let r = reference::linear_forward(Activation::Relu, &x, &w, &b, shape).unwrap();
+        let dims = GemmDims::dense(batch, n_out, n_in);
+        let textures = gpu
+            .applicable_variants(dims)
+            .iter()
+            .any(|v| v.kind.uses_textures());
+        println!("{batch} rows: texture kinds applicable: {textures}");
+        if batch > limit {
+            assert!(!textures, "{batch} rows fit a texture of at most {limit}");
+        }
+        let worst = y
+            .iter()
+            .zip(&r)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{batch} rows: error {worst}");
+    }
+}

@@ -171,8 +171,16 @@ impl Gpu {
         let class = shape_class(dims);
         let key = format!("{}|{class}", self.adapter_key());
         let mut state = self.inner.tuning.lock().unwrap_or_else(|p| p.into_inner());
+        // A class spans sizes, and the texture kinds fit only up to the
+        // texture size limit: where the class's choice cannot run these
+        // dimensions, the heuristic picks among those that can (the class
+        // keeps its choice).
         if let Some(v) = state.chosen.get(&key) {
-            return Ok(*v);
+            return Ok(if applicable.contains(v) {
+                *v
+            } else {
+                self.heuristic_variant(dims)
+            });
         }
         let path = cache_path();
         if !state.disk_loaded {
@@ -189,12 +197,10 @@ impl Gpu {
             seconds,
             candidates,
         };
-        if let Some(v) = state
-            .disk
-            .get(&key)
-            .copied()
-            .filter(|v| applicable.contains(v))
-        {
+        if let Some(v) = state.disk.get(&key).copied() {
+            if !applicable.contains(&v) {
+                return Ok(self.heuristic_variant(dims));
+            }
             state.chosen.insert(key, v);
             state.records.push(record(v, "cache", 0.0, BTreeMap::new()));
             return Ok(v);
