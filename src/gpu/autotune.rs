@@ -43,7 +43,7 @@ const PROCESS_BUDGET: Duration = Duration::from_millis(2500);
 
 /// Bumped whenever the candidate set changes, so that choices cached
 /// before a new kind of kernel existed are measured again.
-const CANDIDATE_GENERATION: u32 = 3;
+const CANDIDATE_GENERATION: u32 = 4;
 
 /// One tuning decision, for reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,8 +137,14 @@ impl Gpu {
             // Measured on lavapipe at 1024³: texture operands with subgroup
             // sharing of A 23-26 GFLOP/s, plain texture tiles ~17, subgroup
             // sharing from buffers ~4, plain vec4 tiles ~2.
-            prefer(GemmKind::TextureSubgroup, 16, 2)
-                .or_else(|| prefer(GemmKind::Texture, 8, 8))
+            // Below about 128³ the two packing passes cost what the texture
+            // loads save.
+            let textures = if dims.m * dims.n * dims.k >= 128 * 128 * 128 {
+                prefer(GemmKind::TextureSubgroup, 16, 2).or_else(|| prefer(GemmKind::Texture, 8, 8))
+            } else {
+                None
+            };
+            textures
                 .or_else(|| prefer(GemmKind::Vec4Subgroup, 16, 4))
                 .or_else(|| prefer(GemmKind::Vec4, 8, 8))
         } else {
@@ -264,6 +270,10 @@ impl Gpu {
         let b = self.upload(&vec![0.02f32; n * k_pad], n, k_pad)?;
         let y = self.zeros(m, n)?;
         let flops = 2.0 * (m * n * k) as f64;
+        // Small problems repeat inside one submission, so that per-pass
+        // costs (which the packing passes of texture kinds add to) count
+        // and the submission's own overhead does not swamp them.
+        let reps = ((2e7 / flops).ceil() as usize).clamp(1, 64);
         let start = Instant::now();
         // Rounds over all candidates, each keeping its best time: a burst of
         // load from elsewhere on the machine then costs one sample, not the
@@ -283,7 +293,7 @@ impl Gpu {
                 if start.elapsed() > BUDGET && best_time.iter().any(Option::is_some) {
                     break 'rounds;
                 }
-                let t = self.time_recorded(1, 1, |encoder| {
+                let t = self.time_recorded(reps, 1, |encoder| {
                     self.record_gemm_with(
                         encoder,
                         v,

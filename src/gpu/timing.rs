@@ -70,7 +70,12 @@ impl Gpu {
     ) -> Result<(Vec<f64>, TimeSource), Error> {
         let reps = reps.max(1);
         let device = &self.inner.device;
-        let stamps = self.has_timestamps();
+        // A CPU adapter's kernels run on the host, so its wall clock is the
+        // kernel time; and lavapipe's timestamps cannot be trusted once any
+        // kernel has used a storage texture (see `timestamps_plausible`),
+        // which small kernels' intervals cannot show.
+        let stamps =
+            self.has_timestamps() && self.adapter_info().device_type != wgpu::DeviceType::Cpu;
         let query = if stamps {
             Some(self.scoped("creating timestamp queries", || {
                 device.create_query_set(&wgpu::QuerySetDescriptor {
