@@ -6,8 +6,8 @@
 //! at 384 in each dimension, and the fastest wins. Choices are cached in
 //! memory and on disk (keyed by crate version, adapter, backend, driver and
 //! shape class) so later processes skip the measurement. The measurement of
-//! one class is bounded by a time budget (0.6 s), and all the measuring of
-//! one process by another (2.5 s; classes past it take the heuristic's
+//! one class is bounded by a time budget (0.4 s), and all the measuring of
+//! one process by another (1.5 s; classes past it take the heuristic's
 //! choice); when no cache can be written, or `FUSEDMLP_AUTOTUNE=0`, a
 //! heuristic picks without measuring.
 
@@ -34,12 +34,12 @@ pub const FORCE_VARIANT_ENV: &str = "FUSEDMLP_GEMM_VARIANT";
 /// (after at least one candidate). Candidates are measured in order of
 /// expected speed, the heuristic's choice first, so on a slow adapter the
 /// ones left out are those least likely to win.
-const BUDGET: Duration = Duration::from_millis(600);
+const BUDGET: Duration = Duration::from_millis(400);
 
 /// Time budget for all the tuning of one process: once it is spent, classes
 /// not yet seen take the heuristic's choice (not written to the disk cache,
 /// so a later process measures them). A 20-layer net has about six classes.
-const PROCESS_BUDGET: Duration = Duration::from_millis(2500);
+const PROCESS_BUDGET: Duration = Duration::from_millis(1500);
 
 /// Bumped whenever the candidate set changes, so that choices cached
 /// before a new kind of kernel existed are measured again.
