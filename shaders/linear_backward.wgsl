@@ -53,51 +53,62 @@ fn dz_and_bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
 // The same step for the texture GEMM kinds: dz and dzt go straight into
 // their packed rgba32float textures (texel (t, r) = elements 4t..4t+4 of
 // row r), so neither is written to a buffer and packed again. One
-// invocation per 4 output columns walks the batch 4 rows at a time; each
-// 4x4 block gives one dz texel per row and one dzt texel per column.
-// Texels past the batch or the columns hold zeros, as the GEMMs require.
+// invocation per 4x4 block (4 output columns by 4 rows) writes one dz texel
+// per row and one dzt texel per column; texels past the batch or the
+// columns hold zeros, as the GEMMs require. db is a second pass over dzt.
 @group(0) @binding(6) var dz_packed: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(7) var dzt_packed: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(8) var dzt_read: texture_storage_2d<rgba32float, read>;
 
 @compute @workgroup_size(64)
-fn dz_and_bias_grad_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn dz_packed_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c4 = gid.x;
-    if (4u * c4 >= p.cols) {
+    let b4 = gid.y;
+    if (4u * c4 >= p.cols || 4u * b4 >= p.batch) {
         return;
     }
-    var sum = vec4<f32>(0.0);
-    for (var b4 = 0u; 4u * b4 < p.batch; b4 = b4 + 1u) {
-        // rows[r] = dz[4 b4 + r, 4 c4 .. 4 c4 + 4].
-        var rows = array<vec4<f32>, 4>();
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            let b = 4u * b4 + r;
-            if (b >= p.batch) {
-                break;
-            }
-            var v = vec4<f32>(0.0);
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                let o = 4u * c4 + c;
-                if (o < p.cols) {
-                    let i = b * p.cols + o;
-                    v[c] = flush_subnormal(dy[i] * derivative_from_saved(saved[i]));
-                }
-            }
-            textureStore(dz_packed, vec2<u32>(c4, b), v);
-            rows[r] = v;
-            sum = sum + v;
+    // rows[r] = dz[4 b4 + r, 4 c4 .. 4 c4 + 4].
+    var rows = array<vec4<f32>, 4>();
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let b = 4u * b4 + r;
+        if (b >= p.batch) {
+            break;
         }
+        var v = vec4<f32>(0.0);
         for (var c = 0u; c < 4u; c = c + 1u) {
             let o = 4u * c4 + c;
             if (o < p.cols) {
-                let t = vec4<f32>(rows[0][c], rows[1][c], rows[2][c], rows[3][c]);
-                textureStore(dzt_packed, vec2<u32>(b4, o), t);
+                let i = b * p.cols + o;
+                v[c] = flush_subnormal(dy[i] * derivative_from_saved(saved[i]));
             }
         }
+        textureStore(dz_packed, vec2<u32>(c4, b), v);
+        rows[r] = v;
     }
     for (var c = 0u; c < 4u; c = c + 1u) {
         let o = 4u * c4 + c;
         if (o < p.cols) {
-            db[o] = sum[c];
+            let t = vec4<f32>(rows[0][c], rows[1][c], rows[2][c], rows[3][c]);
+            textureStore(dzt_packed, vec2<u32>(b4, o), t);
         }
     }
+}
+
+// db[o] = the sum of dzt's row o, in the same order as dz_and_bias_grad.
+@compute @workgroup_size(64)
+fn bias_grad_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let o = gid.x;
+    if (o >= p.cols) {
+        return;
+    }
+    var sum = 0.0;
+    for (var b4 = 0u; 4u * b4 < p.batch; b4 = b4 + 1u) {
+        let t = textureLoad(dzt_read, vec2<u32>(b4, o));
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            if (4u * b4 + c < p.batch) {
+                sum = sum + t[c];
+            }
+        }
+    }
+    db[o] = sum;
 }

@@ -734,39 +734,53 @@ impl Gpu {
         };
         if v_dw.kind.uses_textures() && v_dx.is_none_or(|v| v.kind.uses_textures()) {
             // 1. dz and dzᵀ straight into the texture kinds' packed layout
-            // (no buffer copy of either, no packing pass), db = Σ_batch dz.
-            let entry = "dz_and_bias_grad_packed";
-            let pipeline = dz_pipeline(entry)?;
+            // (no buffer copy of either, no packing pass), then db = Σ_batch dz
+            // from dzᵀ.
             let dz = self
                 .operand_texture(2, bt, o)?
                 .create_view(&Default::default());
             let dzt = self
                 .operand_texture(3, o, bt)?
                 .create_view(&Default::default());
-            let groups = to_u32("out_features", o.div_ceil(4))?.div_ceil(64);
+            let texture = |binding: u32, view| wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::TextureView(view),
+            };
+            let blocks = dz_pipeline("dz_packed_blocks")?;
+            let bias = dz_pipeline("bias_grad_packed")?;
+            let (c4, b4) = (
+                to_u32("out_features", o.div_ceil(4))?,
+                to_u32("batch", bt.div_ceil(4))?,
+            );
             self.scoped("recording linear_backward", || {
                 record_pass_entries(
                     self,
                     encoder,
-                    entry,
-                    &pipeline,
+                    "dz_packed_blocks",
+                    &blocks,
                     &[
                         buffer_entry(0, &params),
                         buffer_entry(1, &dy.buffer),
                         buffer_entry(2, &saved.buffer),
-                        buffer_entry(4, &db.buffer),
-                        wgpu::BindGroupEntry {
-                            binding: 6,
-                            resource: wgpu::BindingResource::TextureView(&dz),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 7,
-                            resource: wgpu::BindingResource::TextureView(&dzt),
-                        },
+                        texture(6, &dz),
+                        texture(7, &dzt),
                     ],
-                    (groups, 1, 1),
-                )
-            })?;
+                    (c4.div_ceil(64), b4, 1),
+                );
+                record_pass_entries(
+                    self,
+                    encoder,
+                    "bias_grad_packed",
+                    &bias,
+                    &[
+                        buffer_entry(0, &params),
+                        buffer_entry(4, &db.buffer),
+                        texture(8, &dzt),
+                    ],
+                    (to_u32("out_features", o)?.div_ceil(64), 1, 1),
+                );
+                Ok::<(), Error>(())
+            })??;
             // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i], W read transposed.
             if let (Some(dx), Some(v)) = (dx, v_dx) {
                 self.record_gemm_operands(
