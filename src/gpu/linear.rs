@@ -256,8 +256,16 @@ impl Gpu {
             && texture_width(dims.k) <= max
     }
 
-    /// The pooled operand texture `slot` of `width × height` texels.
-    fn staging_texture(&self, slot: u8, width: u32, height: u32) -> Result<wgpu::Texture, Error> {
+    /// The pooled texture for operand `slot` of `rows × k`: `texture_width(k)`
+    /// texels wide, the height rounded up to a multiple of 64 (the kernels
+    /// read only the first `rows`) so that a run whose last batch is short
+    /// reuses the texture of the full batches.
+    fn operand_texture(&self, slot: u8, rows: usize, k: usize) -> Result<wgpu::Texture, Error> {
+        let width = to_u32("GEMM depth", texture_width(k))?;
+        let height = to_u32("GEMM rows", rows)?
+            .div_ceil(64)
+            .saturating_mul(64)
+            .min(self.limits().max_texture_dimension_2d);
         let mut pool = self.inner.staging.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = pool.get(&(slot, width, height)) {
             return Ok(t.clone());
@@ -280,19 +288,6 @@ impl Gpu {
         })?;
         pool.insert((slot, width, height), texture.clone());
         Ok(texture)
-    }
-
-    /// The pooled texture for operand `slot` of `rows × k`: `texture_width(k)`
-    /// texels wide, the height rounded up to a multiple of 64 (the kernels
-    /// read only the first `rows`) so that a run whose last batch is short
-    /// reuses the texture of the full batches.
-    fn operand_texture(&self, slot: u8, rows: usize, k: usize) -> Result<wgpu::Texture, Error> {
-        let width = to_u32("GEMM depth", texture_width(k))?;
-        let height = to_u32("GEMM rows", rows)?
-            .div_ceil(64)
-            .saturating_mul(64)
-            .min(self.limits().max_texture_dimension_2d);
-        self.staging_texture(slot, width, height)
     }
 
     /// Records the packing of operand `slot` (`rows × k`) into its pooled
@@ -366,10 +361,7 @@ impl Gpu {
                 &[
                     buffer_entry(0, &params),
                     buffer_entry(1, buffer),
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: wgpu::BindingResource::TextureView(&view),
-                    },
+                    texture_entry(2, &view),
                 ],
                 groups,
             )
@@ -516,14 +508,7 @@ impl Gpu {
                 .map(|(binding, buffer)| buffer_entry(*binding, buffer))
                 .collect();
             if let Some((ta, tb)) = &textures {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::TextureView(ta),
-                });
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::TextureView(tb),
-                });
+                entries.extend([texture_entry(1, ta), texture_entry(2, tb)]);
             }
             self.scoped("recording a GEMM", || {
                 record_pass_entries(
@@ -732,164 +717,125 @@ impl Gpu {
                 false,
             )
         };
-        if v_dw.kind.uses_textures() && v_dx.is_none_or(|v| v.kind.uses_textures()) {
-            // 1. dz and dzᵀ straight into the texture kinds' packed layout
-            // (no buffer copy of either, no packing pass), then db = Σ_batch dz
-            // from dzᵀ.
-            let dz = self
-                .operand_texture(2, bt, o)?
-                .create_view(&Default::default());
-            let dzt = self
-                .operand_texture(3, o, bt)?
-                .create_view(&Default::default());
-            let texture = |binding: u32, view| wgpu::BindGroupEntry {
-                binding,
-                resource: wgpu::BindingResource::TextureView(view),
+        // 1. dz = dy ⊙ f'(saved), its transpose, and db = Σ_batch dz: for
+        // texture kinds straight into their packed textures (no buffer copy
+        // of either, no packing pass; db then from dzᵀ), else into buffers
+        // with row strides pad4(out) and pad4(batch).
+        let (dz, dzt);
+        let (a_dx, a_dw) =
+            if v_dw.kind.uses_textures() && v_dx.is_none_or(|v| v.kind.uses_textures()) {
+                dz = self
+                    .operand_texture(2, bt, o)?
+                    .create_view(&Default::default());
+                dzt = self
+                    .operand_texture(3, o, bt)?
+                    .create_view(&Default::default());
+                let blocks = dz_pipeline("dz_packed_blocks")?;
+                let bias = dz_pipeline("bias_grad_packed")?;
+                let block_groups = (
+                    to_u32("out_features", o.div_ceil(4))?.div_ceil(64),
+                    to_u32("batch", bt.div_ceil(4))?,
+                    1,
+                );
+                let bias_groups = (to_u32("out_features", o)?.div_ceil(64), 1, 1);
+                self.scoped("recording linear_backward", || {
+                    record_pass_entries(
+                        self,
+                        encoder,
+                        "dz_packed_blocks",
+                        &blocks,
+                        &[
+                            buffer_entry(0, &params),
+                            buffer_entry(1, &dy.buffer),
+                            buffer_entry(2, &saved.buffer),
+                            texture_entry(6, &dz),
+                            texture_entry(7, &dzt),
+                        ],
+                        block_groups,
+                    );
+                    record_pass_entries(
+                        self,
+                        encoder,
+                        "bias_grad_packed",
+                        &bias,
+                        &[
+                            buffer_entry(0, &params),
+                            buffer_entry(4, &db.buffer),
+                            texture_entry(8, &dzt),
+                        ],
+                        bias_groups,
+                    );
+                })?;
+                (Operand::Packed(&dz), Operand::Packed(&dzt))
+            } else {
+                let entry = "dz_and_bias_grad";
+                let pipeline = dz_pipeline(entry)?;
+                let groups = to_u32("out_features", o)?.div_ceil(64);
+                self.scoped("recording linear_backward", || {
+                    record_pass(
+                        self,
+                        encoder,
+                        entry,
+                        &pipeline,
+                        &[
+                            (0, &params),
+                            (1, &dy.buffer),
+                            (2, &saved.buffer),
+                            (3, &scratch.dz.buffer),
+                            (4, &db.buffer),
+                            (5, &scratch.dzt.buffer),
+                        ],
+                        (groups, 1, 1),
+                    )
+                })?;
+                (
+                    Operand::Rows(&scratch.dz.buffer, pad4(o)),
+                    Operand::Rows(&scratch.dzt.buffer, pad4(bt)),
+                )
             };
-            let blocks = dz_pipeline("dz_packed_blocks")?;
-            let bias = dz_pipeline("bias_grad_packed")?;
-            let (c4, b4) = (
-                to_u32("out_features", o.div_ceil(4))?,
-                to_u32("batch", bt.div_ceil(4))?,
-            );
-            self.scoped("recording linear_backward", || {
-                record_pass_entries(
-                    self,
-                    encoder,
-                    "dz_packed_blocks",
-                    &blocks,
-                    &[
-                        buffer_entry(0, &params),
-                        buffer_entry(1, &dy.buffer),
-                        buffer_entry(2, &saved.buffer),
-                        texture(6, &dz),
-                        texture(7, &dzt),
-                    ],
-                    (c4.div_ceil(64), b4, 1),
-                );
-                record_pass_entries(
-                    self,
-                    encoder,
-                    "bias_grad_packed",
-                    &bias,
-                    &[
-                        buffer_entry(0, &params),
-                        buffer_entry(4, &db.buffer),
-                        texture(8, &dzt),
-                    ],
-                    (to_u32("out_features", o)?.div_ceil(64), 1, 1),
-                );
-                Ok::<(), Error>(())
-            })??;
-            // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i], W read transposed.
-            if let (Some(dx), Some(v)) = (dx, v_dx) {
-                self.record_gemm_operands(
-                    encoder,
-                    v,
-                    Epilogue::Plain,
-                    dx_dims,
-                    Operand::Packed(&dz),
-                    Operand::Columns(&w.buffer, i),
-                    None,
-                    &dx.buffer,
-                    None,
-                )?;
-            }
-            // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i], X read transposed.
-            return self.record_gemm_operands(
-                encoder,
-                v_dw,
-                Epilogue::Plain,
-                dw_dims,
-                Operand::Packed(&dzt),
-                Operand::Columns(&x.buffer, i),
-                None,
-                &dw.buffer,
-                None,
-            );
-        }
-        // 1. dz = dy ⊙ f'(saved) (row stride pad4(out)), its transpose, and
-        // db = Σ_batch dz.
-        let entry = "dz_and_bias_grad";
-        let pipeline = dz_pipeline(entry)?;
-        let groups = to_u32("out_features", o)?.div_ceil(64);
-        self.scoped("recording linear_backward", || {
-            record_pass(
-                self,
-                encoder,
-                entry,
-                &pipeline,
-                &[
-                    (0, &params),
-                    (1, &dy.buffer),
-                    (2, &saved.buffer),
-                    (3, &scratch.dz.buffer),
-                    (4, &db.buffer),
-                    (5, &scratch.dzt.buffer),
-                ],
-                (groups, 1, 1),
-            )
-        })?;
         // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i].
         if let (Some(dx), Some(v)) = (dx, v_dx) {
             self.record_gemm_times_rows(
                 encoder,
                 v,
-                (bt, i, o),
-                &scratch.dz.buffer,
+                dx_dims,
+                a_dx,
                 (&w.buffer, &scratch.wt.buffer),
                 &dx.buffer,
             )?;
         }
-        // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i] (dzᵀ written in step 1).
+        // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i].
         self.record_gemm_times_rows(
             encoder,
             v_dw,
-            (o, i, bt),
-            &scratch.dzt.buffer,
+            dw_dims,
+            a_dw,
             (&x.buffer, &scratch.xt.buffer),
             &dw.buffer,
         )
     }
 
-    /// Records `C[m, n] = Σ_k A[m, k]·S[k, n]` for a row-major `S` (row
-    /// stride n) and an A with row stride `pad4(k)`, zero-padded. Buffer
-    /// kinds transpose S into `s_t` (`[n, pad4(k)]`) first; texture kinds
-    /// read S transposed while packing it.
+    /// Records `C[m, n] = Σ_k A[m, k]·S[k, n]` (`dims`, whose B strides are
+    /// those of `s_t`) for a row-major `S` (row stride n). Buffer kinds
+    /// transpose S into `s_t` (`[n, pad4(k)]`) first; texture kinds read S
+    /// transposed while packing it.
     fn record_gemm_times_rows(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         v: GemmVariant,
-        (m, n, k): (usize, usize, usize),
-        a: &wgpu::Buffer,
+        dims: GemmDims,
+        a: Operand,
         (s, s_t): (&wgpu::Buffer, &wgpu::Buffer),
         c: &wgpu::Buffer,
     ) -> Result<(), Error> {
-        let dims = GemmDims {
-            m,
-            n,
-            k,
-            lda: pad4(k),
-            ldb: pad4(k),
-            ldc: n,
-        };
+        let GemmDims { n, k, ldb, .. } = dims;
         let b = if v.kind.uses_textures() {
             Operand::Columns(s, n)
         } else {
-            self.record_transpose(encoder, s, (k, n, n), s_t, pad4(k))?;
-            Operand::Rows(s_t, pad4(k))
+            self.record_transpose(encoder, s, (k, n, n), s_t, ldb)?;
+            Operand::Rows(s_t, ldb)
         };
-        self.record_gemm_operands(
-            encoder,
-            v,
-            Epilogue::Plain,
-            dims,
-            Operand::Rows(a, pad4(k)),
-            b,
-            None,
-            c,
-            None,
-        )
+        self.record_gemm_operands(encoder, v, Epilogue::Plain, dims, a, b, None, c, None)
     }
 
     /// Records a fill of `t` with zeros.
@@ -1012,6 +958,14 @@ impl Gpu {
             dw: self.download(&dwt)?,
             db: self.download(&dbt)?,
         })
+    }
+}
+
+/// A bind group entry for a texture view.
+fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::TextureView(view),
     }
 }
 
