@@ -34,11 +34,15 @@ struct PeakParams {
 }
 
 impl Gpu {
-    /// Whether kernel times can come from GPU timestamps.
+    /// Whether kernel times can come from GPU timestamps: the adapter has
+    /// them and is not a CPU. A CPU adapter's kernels run on the host, so
+    /// its wall clock is the kernel time; and lavapipe's timestamps cannot
+    /// be trusted once any kernel has used a storage texture (see
+    /// [`timestamps_plausible`]), which small kernels' intervals cannot show.
     pub fn has_timestamps(&self) -> bool {
         self.features().contains(
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
-        )
+        ) && self.adapter_info().device_type != wgpu::DeviceType::Cpu
     }
 
     /// Times `record` (called `reps` times into one encoder per measurement):
@@ -70,12 +74,7 @@ impl Gpu {
     ) -> Result<(Vec<f64>, TimeSource), Error> {
         let reps = reps.max(1);
         let device = &self.inner.device;
-        // A CPU adapter's kernels run on the host, so its wall clock is the
-        // kernel time; and lavapipe's timestamps cannot be trusted once any
-        // kernel has used a storage texture (see `timestamps_plausible`),
-        // which small kernels' intervals cannot show.
-        let stamps =
-            self.has_timestamps() && self.adapter_info().device_type != wgpu::DeviceType::Cpu;
+        let stamps = self.has_timestamps();
         let query = if stamps {
             Some(self.scoped("creating timestamp queries", || {
                 device.create_query_set(&wgpu::QuerySetDescriptor {
