@@ -29,6 +29,14 @@ struct DzParams {
 @group(0) @binding(4) var<storage, read_write> db: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dzt: array<f32>;
 
+// dz of element i (row-major [batch, cols]). derivative_from_saved is
+// generated per activation: f'(z), or f' from y for the ReLU family
+// (src/gpu/shader.rs). Tiny products are flushed like activations' results
+// (see flush_subnormal in activations.wgsl): they feed two GEMMs.
+fn dz_at(i: u32) -> f32 {
+    return flush_subnormal(dy[i] * derivative_from_saved(saved[i]));
+}
+
 @compute @workgroup_size(64)
 fn dz_and_bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     let o = gid.x;
@@ -37,12 +45,7 @@ fn dz_and_bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var bi = 0u; bi < p.batch; bi = bi + 1u) {
-        let i = bi * p.cols + o;
-        // derivative_from_saved is generated per activation: f'(z), or f'
-        // from y for the ReLU family (src/gpu/shader.rs).
-        // Tiny products are flushed like activations' results (see
-        // flush_subnormal in activations.wgsl): they feed two GEMMs.
-        let d = flush_subnormal(dy[i] * derivative_from_saved(saved[i]));
+        let d = dz_at(bi * p.cols + o);
         dz[bi * p.dz_stride + o] = d;
         dzt[o * p.dzt_stride + bi] = d;
         sum = sum + d;
@@ -78,8 +81,7 @@ fn dz_packed_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var c = 0u; c < 4u; c = c + 1u) {
             let o = 4u * c4 + c;
             if (o < p.cols) {
-                let i = b * p.cols + o;
-                v[c] = flush_subnormal(dy[i] * derivative_from_saved(saved[i]));
+                v[c] = dz_at(b * p.cols + o);
             }
         }
         textureStore(dz_packed, vec2<u32>(c4, b), v);

@@ -19,7 +19,7 @@
 //! - the texture kinds read both operands from `rgba32float` storage
 //!   textures, whose loads llvmpipe compiles through its image path, about
 //!   4x cheaper than a storage-buffer vec4 load at 1024³. The operands are
-//!   packed into the textures first (`gpu::linear`, an O(n²) pass).
+//!   copied or packed into the textures first (`gpu::linear`, O(n²)).
 //!
 //! With subgroups of 8 and `acc` accumulators per invocation, a tile that
 //! loads X texels of A and Y of B per step does 32·X·Y multiply-adds with
@@ -303,21 +303,18 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
             format!("col_base + lid.x + {}u", j * workgroup)
         }
     };
-    // Texture kinds index texels by (k / 4, row): a row index, not an offset.
-    let stride = match kind {
-        GemmKind::Scalar => " * p.lda",
-        _ if textures => "",
-        _ => " * (p.lda / 4u)",
+    // The offset of a row with stride `ld`; texture kinds index texels by
+    // (k / 4, row): a row index, not an offset.
+    let stride = |ld: &str| match kind {
+        GemmKind::Scalar => format!(" * p.{ld}"),
+        _ if textures => String::new(),
+        _ => format!(" * (p.{ld} / 4u)"),
     };
-    let stride_b = match kind {
-        GemmKind::Scalar => " * p.ldb",
-        _ if textures => "",
-        _ => " * (p.ldb / 4u)",
-    };
+    let (stride_a, stride_b) = (stride("lda"), stride("ldb"));
     for i in 0..rows {
         let _ = writeln!(s, "    let row{i} = {};", row_of(i));
         if !kind.uses_subgroups() {
-            let _ = writeln!(s, "    let ra{i} = min(row{i}, p.m - 1u){stride};");
+            let _ = writeln!(s, "    let ra{i} = min(row{i}, p.m - 1u){stride_a};");
         }
     }
     for j in 0..cols {
@@ -331,7 +328,7 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
         for q in 0..shared_loads {
             let _ = writeln!(
                 s,
-                "    let rs{q} = min(row_base + sid % 8u + {}u, p.m - 1u){stride};",
+                "    let rs{q} = min(row_base + sid % 8u + {}u, p.m - 1u){stride_a};",
                 8 * q
             );
         }
