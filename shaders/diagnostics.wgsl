@@ -21,7 +21,7 @@ struct ColumnParams {
     summary_offset: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: ColumnParams;
+@group(0) @binding(0) var<storage, read> p: ColumnParams;
 @group(0) @binding(1) var<storage, read> z: array<f32>;
 @group(0) @binding(2) var<storage, read> y: array<f32>;
 // Per column: [Σy, Σ(y/m)², m = max |y|, nonzero count, saturated count].

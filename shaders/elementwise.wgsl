@@ -10,7 +10,7 @@ struct ElementwiseParams {
     row_stride: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: ElementwiseParams;
+@group(0) @binding(0) var<storage, read> params: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> z: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

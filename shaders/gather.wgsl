@@ -9,7 +9,7 @@ struct GatherParams {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: GatherParams;
+@group(0) @binding(0) var<storage, read> p: GatherParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> src_labels: array<f32>;
 @group(0) @binding(3) var<storage, read> perm: array<u32>;

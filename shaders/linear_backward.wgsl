@@ -22,7 +22,7 @@ struct DzParams {
     dzt_stride: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: DzParams;
+@group(0) @binding(0) var<storage, read> p: DzParams;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> saved: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dz: array<f32>;

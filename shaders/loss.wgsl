@@ -16,7 +16,7 @@ struct LossParams {
     grad_scale: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: LossParams;
+@group(0) @binding(0) var<storage, read> p: LossParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
@@ -95,7 +95,7 @@ struct ReduceParams {
     _pad2: u32,
 }
 
-@group(0) @binding(8) var<uniform> rp: ReduceParams;
+@group(0) @binding(8) var<storage, read> rp: ReduceParams;
 @group(0) @binding(5) var<storage, read> rows_in: array<f32>;
 // [batch mean loss, batch accuracy]
 @group(0) @binding(6) var<storage, read_write> step_stats: array<f32>;

@@ -21,7 +21,7 @@ struct NormParams {
     pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: NormParams;
+@group(0) @binding(0) var<storage, read> p: NormParams;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
 @group(0) @binding(3) var<storage, read> a: array<f32>;

@@ -31,7 +31,7 @@ struct StepState {
     clip_scale: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: OptimParams;
+@group(0) @binding(0) var<storage, read> p: OptimParams;
 @group(0) @binding(1) var<storage, read> step: StepState;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;

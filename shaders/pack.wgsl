@@ -18,7 +18,7 @@ struct PackParams {
     columns: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: PackParams;
+@group(0) @binding(0) var<storage, read> p: PackParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
 

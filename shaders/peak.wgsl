@@ -9,7 +9,7 @@ struct PeakParams {
     seed: f32,
 }
 
-@group(0) @binding(0) var<uniform> params: PeakParams;
+@group(0) @binding(0) var<storage, read> params: PeakParams;
 @group(0) @binding(1) var<storage, read_write> sink: array<f32>;
 
 @compute @workgroup_size(64)

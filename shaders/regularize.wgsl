@@ -27,7 +27,7 @@ struct RegParams {
     affine_b: f32,
 }
 
-@group(0) @binding(0) var<uniform> p: RegParams;
+@group(0) @binding(0) var<storage, read> p: RegParams;
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read> skip: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -115,7 +115,7 @@ struct PreluParams {
     row_stride: u32,
 }
 
-@group(0) @binding(8) var<uniform> pp: PreluParams;
+@group(0) @binding(8) var<storage, read> pp: PreluParams;
 @group(0) @binding(9) var<storage, read> slopes: array<f32>;
 @group(0) @binding(10) var<storage, read> pz: array<f32>;
 @group(0) @binding(11) var<storage, read_write> py: array<f32>;

@@ -12,7 +12,7 @@ struct SumsqParams {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> sp: SumsqParams;
+@group(0) @binding(0) var<storage, read> sp: SumsqParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
@@ -51,7 +51,7 @@ struct ClipParams {
     max_norm: f32,
 }
 
-@group(0) @binding(4) var<uniform> cp: ClipParams;
+@group(0) @binding(4) var<storage, read> cp: ClipParams;
 @group(0) @binding(5) var<storage, read_write> clip_norms: array<f32>;
 // The optimizer's step state; index 3 is the gradient scale.
 @group(0) @binding(6) var<storage, read_write> step_state: array<f32>;
@@ -79,7 +79,7 @@ struct FiniteParams {
     stride: u32,
 }
 
-@group(0) @binding(7) var<uniform> fp: FiniteParams;
+@group(0) @binding(7) var<storage, read> fp: FiniteParams;
 @group(0) @binding(8) var<storage, read> values: array<f32>;
 // Per slot: the first step at which a non-finite value was seen (u32 max: none).
 @group(0) @binding(9) var<storage, read_write> first_bad: array<atomic<u32>>;

@@ -11,7 +11,7 @@ struct TransposeParams {
     dst_stride: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: TransposeParams;
+@group(0) @binding(0) var<storage, read> p: TransposeParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 

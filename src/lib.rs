@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod nn;
 pub mod reference;
 pub mod selftest;
+pub mod soak;
 pub mod train;
 
 pub use activation::{Activation, Saved};

@@ -184,3 +184,28 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
     assert!(err.contains("3 features but the model takes 2"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `fusedmlp soak`: a short real soak holds (the process stays flat with
+/// every step logged), and nonsense bounds are refused.
+#[test]
+fn soak_runs_and_holds() {
+    let (code, out, err) = fusedmlp(&[
+        "soak",
+        "--minutes",
+        "0.05",
+        "--sample-seconds",
+        "1",
+        "--max-logged-steps",
+        "16",
+        "--depth",
+        "4",
+    ]);
+    no_panic(&err);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("soak: held"), "{out}");
+    assert!(out.contains("buffers"), "{out}");
+    let (code, _, err) = fusedmlp(&["soak", "--minutes", "0"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--minutes"), "{err}");
+    no_panic(&err);
+}

@@ -176,6 +176,7 @@ fn gpu_steps_equal_reference_steps_for_every_optimizer_and_head() {
             clip_norm: clip,
             log_every: 2,
             seed: 5,
+            ..Default::default()
         };
         let model = Mlp::new(&gpu, config.clone()).unwrap();
         let mut trainer = Trainer::new(model, train.clone(), &data, &data).unwrap();

@@ -46,6 +46,11 @@ enum Command {
         #[arg(long, default_value = "relu")]
         activation: Activation,
     },
+    /// Train with diagnostics logged for a while and watch what the
+    /// process holds: prints resident memory and live GPU objects at every
+    /// sample, and exits non-zero if either grew past its bound after the
+    /// warm-up.
+    Soak(SoakArgs),
     /// Loss and accuracy of a saved model on a data set.
     Eval {
         /// The checkpoint (a .safetensors file written by `train --checkpoint`).
@@ -194,6 +199,10 @@ struct RunArgs {
     /// Read diagnostics back every this many steps.
     #[arg(long, default_value_t = 25)]
     log_every: u64,
+    /// Keep at most this many logged steps in memory and in the report;
+    /// past it, older entries are thinned (the report says how).
+    #[arg(long, default_value_t = fusedmlp::train::DEFAULT_MAX_LOGGED_STEPS)]
+    max_logged_steps: usize,
     /// Seed of the weights, the split and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -317,6 +326,7 @@ impl RunArgs {
             warmup_steps: self.warmup,
             clip_norm: self.clip_norm,
             log_every: self.log_every,
+            max_logged_steps: self.max_logged_steps,
             seed: self.seed,
         };
         train_config.validate(train.len())?;
@@ -374,6 +384,100 @@ impl RunArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// Options of `fusedmlp soak`.
+#[derive(clap::Args)]
+struct SoakArgs {
+    /// How long to train.
+    #[arg(long, default_value_t = 5.0)]
+    minutes: f64,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 60.0)]
+    sample_seconds: f64,
+    /// Read diagnostics back every this many steps.
+    #[arg(long, default_value_t = 1)]
+    log_every: u64,
+    /// Logged steps kept (the report's cap).
+    #[arg(long, default_value_t = fusedmlp::train::DEFAULT_MAX_LOGGED_STEPS)]
+    max_logged_steps: usize,
+    /// Hidden layers.
+    #[arg(long, default_value_t = 20)]
+    depth: usize,
+    /// Units per hidden layer.
+    #[arg(long, default_value_t = 64)]
+    width: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Largest resident-memory growth allowed after the warm-up, in MB.
+    #[arg(long, default_value_t = 64.0)]
+    max_growth_mb: f64,
+}
+
+fn run_soak(a: SoakArgs) -> Result<bool, Error> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    let valid = positive(a.minutes)
+        && positive(a.sample_seconds)
+        && a.max_growth_mb.is_finite()
+        && a.max_growth_mb >= 0.0;
+    if !valid {
+        return Err(Error::Config(
+            "--minutes and --sample-seconds must be positive and --max-growth-mb at least 0".into(),
+        ));
+    }
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.describe());
+    let (train, _) = data::digits()?.split(0.2, 0)?;
+    let model = MlpConfig::deep(64, a.depth, a.width, 10, Activation::Relu);
+    let tc = TrainConfig {
+        epochs: 1,
+        batch_size: a.batch_size,
+        log_every: a.log_every,
+        max_logged_steps: a.max_logged_steps,
+        ..Default::default()
+    };
+    println!(
+        "soak: {} x {} relu, batch {}, diagnostics every {} steps, at most {} kept, {} min, \
+         resident growth bound {} MB",
+        a.depth, a.width, a.batch_size, a.log_every, a.max_logged_steps, a.minutes, a.max_growth_mb
+    );
+    let start = std::time::Instant::now();
+    let report = fusedmlp::soak::soak(
+        &gpu,
+        model,
+        tc,
+        &train,
+        &fusedmlp::soak::SoakConfig {
+            // Until the report reaches its cap (at most 1,000 steps): from
+            // then on the logged steps it holds stay bounded.
+            warmup_steps: (a.max_logged_steps as u64)
+                .saturating_mul(a.log_every)
+                .min(1000) as usize
+                + 20,
+            steps: None,
+            duration: Some(std::time::Duration::from_secs_f64(a.minutes * 60.0)),
+            sample_every: std::time::Duration::from_secs_f64(a.sample_seconds),
+            max_resident_growth: (a.max_growth_mb * 1e6) as u64,
+        },
+        |step, s| {
+            println!(
+                "{:>8.1} s  step {step:>8}  {}",
+                start.elapsed().as_secs_f64(),
+                s.describe()
+            )
+        },
+    )?;
+    println!("logged steps held at the end: {}", report.logged_steps_held);
+    if report.failures.is_empty() {
+        println!("soak: held (no live object grew, resident memory within its bound)");
+        Ok(true)
+    } else {
+        for f in &report.failures {
+            println!("soak: FAILED: {f}");
+        }
+        Ok(false)
     }
 }
 
@@ -838,6 +942,7 @@ fn main() -> ExitCode {
             train: false,
         } => run_bench(large, repeats, activations, shapes, json),
         Command::Train { run, activation } => run_train(run, activation),
+        Command::Soak(args) => run_soak(args),
         Command::Compare { run, activations } => run_compare(run, activations),
         Command::Eval {
             checkpoint,

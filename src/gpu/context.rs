@@ -519,7 +519,7 @@ pub(crate) mod tests {
             .unwrap();
         let z = gpu.upload(&[1.0; 4], 1, 4).unwrap();
         let y = gpu.zeros(1, 4).unwrap();
-        let params = gpu.uniform(&[4u32, 256, 0, 0]).unwrap();
+        let params = gpu.params(&[4u32, 256, 0, 0]).unwrap();
         let too_many = gpu.limits().max_compute_workgroups_per_dimension + 1;
         let result = gpu.scoped("an over-limit dispatch", || {
             let mut encoder = gpu.device().create_command_encoder(&Default::default());

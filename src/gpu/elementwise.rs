@@ -124,7 +124,7 @@ struct PreluParams {
 impl Gpu {
     fn prelu_params(&self, slopes: &GpuTensor, z: &GpuTensor) -> Result<wgpu::Buffer, Error> {
         let (_, _, row_stride) = grid_1d(self, z.len() as u64, 256)?;
-        self.uniform(&PreluParams {
+        self.params(&PreluParams {
             rows: z.rows() as u32,
             cols: z.cols() as u32,
             per_unit: (slopes.len() > 1) as u32,
@@ -226,7 +226,7 @@ impl Gpu {
             false,
         )?;
         let (x, gy, row_stride) = grid_1d(self, y.len() as u64, 256)?;
-        let params = self.uniform(&RegParams {
+        let params = self.params(&RegParams {
             len: y.len() as u32,
             row_stride,
             residual: 1,
@@ -297,7 +297,7 @@ impl Gpu {
     ) -> Result<(), Error> {
         let pipeline = self.elementwise_pipeline(act, entry)?;
         let (x, y, row_stride) = grid_1d(self, len as u64, WORKGROUP)?;
-        let params = self.uniform(&ElementwiseParams {
+        let params = self.params(&ElementwiseParams {
             len: len as u32,
             row_stride,
             _pad: [0; 2],

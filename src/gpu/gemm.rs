@@ -260,7 +260,7 @@ pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
     let _ = writeln!(
         s,
         "struct GemmParams {{ m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, row_offset: u32, pad: u32, }}\n\
-         @group(0) @binding(0) var<uniform> p: GemmParams;\n\
+         @group(0) @binding(0) var<storage, read> p: GemmParams;\n\
          @group(0) @binding(1) var{space} a: {operand};\n\
          @group(0) @binding(2) var{space} b: {operand};\n\
          @group(0) @binding(4) var<storage, read_write> y: array<f32>;"

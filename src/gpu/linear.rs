@@ -344,7 +344,7 @@ impl Gpu {
             (texels.div_ceil(64), rows32, 1)
         };
         let pipeline = self.pipeline("pack", "pack", || shader::PACK_WGSL.to_string(), false)?;
-        let params = self.uniform(&PackParams {
+        let params = self.params(&PackParams {
             rows: rows32,
             k: to_u32("GEMM depth", k)?,
             ld: to_u32("GEMM stride", ld)?,
@@ -489,7 +489,7 @@ impl Gpu {
         let mut first = 0u32;
         while first < row_groups_total {
             let groups = (row_groups_total - first).min(max_dim);
-            let params = self.uniform(&params_of(first * variant.tile_rows())?)?;
+            let params = self.params(&params_of(first * variant.tile_rows())?)?;
             let mut buffers: Vec<(u32, &wgpu::Buffer)> = vec![(0, &params), (4, y)];
             if let (Some(a), Some(b)) = (a, b) {
                 buffers.extend([(1, a), (2, b)]);
@@ -560,7 +560,7 @@ impl Gpu {
             || shader::TRANSPOSE_WGSL.to_string(),
             false,
         )?;
-        let params = self.uniform(&TransposeParams {
+        let params = self.params(&TransposeParams {
             rows: to_u32("transpose rows", rows)?,
             cols: to_u32("transpose columns", cols)?,
             src_stride: to_u32("transpose stride", src_stride)?,
@@ -703,7 +703,7 @@ impl Gpu {
         };
         let v_dx = dx.map(|_| choose(dx_dims)).transpose()?;
         let v_dw = choose(dw_dims)?;
-        let params = self.uniform(&DzParams {
+        let params = self.params(&DzParams {
             batch: to_u32("batch", bt)?,
             cols: to_u32("out_features", o)?,
             dz_stride: to_u32("out_features", pad4(o))?,

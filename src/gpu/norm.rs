@@ -101,7 +101,7 @@ impl Gpu {
             NormMode::Layer => (LAYER_NORM_EPS, false),
             NormMode::Batch { training, .. } => (BATCH_NORM_EPS, training),
         };
-        self.uniform(&NormParams {
+        self.params(&NormParams {
             rows: rows as u32,
             cols: cols as u32,
             before: before as u32,

@@ -149,7 +149,7 @@ impl Gpu {
         let invocations: u32 = if is_cpu { 64 * 64 } else { 64 * 4096 };
         let iterations: u32 = if is_cpu { 2048 } else { 8192 };
         let sink = self.zeros(1, invocations as usize)?;
-        let params = self.uniform(&PeakParams {
+        let params = self.params(&PeakParams {
             iterations,
             seed: 0.5,
             _pad: [0; 2],

@@ -6,5 +6,7 @@ pub mod plot;
 pub mod report;
 pub mod trainer;
 
-pub use report::{EpochLog, LayerDiagnostics, RunReport, StepLog};
+pub use report::{
+    thin_logged_steps, EpochLog, LayerDiagnostics, RunReport, StepLog, DEFAULT_MAX_LOGGED_STEPS,
+};
 pub use trainer::{shuffle_order, TrainConfig, Trainer};

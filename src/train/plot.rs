@@ -2333,6 +2333,7 @@ mod tests {
             readbacks: 3,
             outcome: "completed".into(),
             divergence: None,
+            ..Default::default()
         }
     }
 

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
 
 use super::report::{
-    EpochLog, LayerDiagnostics, RunReport, StepLog, HIST_BINS, HIST_MAX, HIST_MIN,
+    thin_logged_steps, EpochLog, LayerDiagnostics, RunReport, StepLog, DEFAULT_MAX_LOGGED_STEPS,
+    HIST_BINS, HIST_MAX, HIST_MIN,
 };
 use crate::activation::{Activation, Saved};
 use crate::data::Dataset;
@@ -46,8 +47,16 @@ pub struct TrainConfig {
     pub clip_norm: Option<f32>,
     /// Log diagnostics every this many steps (and at the first step).
     pub log_every: u64,
+    /// The most logged steps kept in memory and in the report; past it,
+    /// older entries are thinned (see [`thin_logged_steps`]).
+    #[serde(default = "default_max_logged_steps")]
+    pub max_logged_steps: usize,
     /// Seed of the shuffling.
     pub seed: u64,
+}
+
+fn default_max_logged_steps() -> usize {
+    DEFAULT_MAX_LOGGED_STEPS
 }
 
 impl Default for TrainConfig {
@@ -61,6 +70,7 @@ impl Default for TrainConfig {
             warmup_steps: 0,
             clip_norm: None,
             log_every: 50,
+            max_logged_steps: DEFAULT_MAX_LOGGED_STEPS,
             seed: 0,
         }
     }
@@ -97,6 +107,13 @@ impl TrainConfig {
         }
         if self.log_every == 0 {
             return Err(Error::Config("log_every must be at least 1".into()));
+        }
+        if self.max_logged_steps < 2 {
+            return Err(Error::Config(format!(
+                "max_logged_steps must be at least 2 (the first and the last logged step), \
+                 got {}",
+                self.max_logged_steps
+            )));
         }
         self.optimizer.validate()
     }
@@ -182,8 +199,10 @@ struct LayerState {
     b_state: (GpuTensor, GpuTensor),
     w_prev: GpuTensor,
     columns: GpuTensor,
+    /// The diagnostics kernels' parameters for a training batch, made
+    /// once: a logged step allocates nothing of its own.
+    diag_params: wgpu::Buffer,
     scratch: LinearScratch,
-    saturation_threshold: f32,
     /// `skip + drop(y)`, the next layer's input, when the layer has
     /// dropout or a residual connection.
     out: Option<GpuTensor>,
@@ -256,8 +275,19 @@ struct SlopeState {
     dz: GpuTensor,
 }
 
+/// Bytes one logged step copies back: the step's loss and accuracy, the
+/// norms, the per-layer summaries and the histograms.
+fn log_bytes(slots: &Slots, layers: usize) -> u64 {
+    ((2 + slots.count() + 4 * layers + layers * (HIST_BINS + 2)) * 4) as u64
+}
+
+/// Staging buffers for logged steps' diagnostics, made once and reused: a
+/// logged step waits for the oldest copy only when all of them are in flight.
+const LOG_SLOTS: usize = 4;
+
 struct PendingLog {
-    buffer: wgpu::Buffer,
+    /// Index into the trainer's `log_slots`.
+    slot: usize,
     ready: Arc<AtomicBool>,
     step: u64,
     epoch: usize,
@@ -292,8 +322,10 @@ pub struct Trainer {
     step_state: wgpu::Buffer,
     slots: Slots,
     step: u64,
+    log_slots: Vec<wgpu::Buffer>,
     pending: Vec<PendingLog>,
     logs: Vec<StepLog>,
+    logs_dropped: u64,
     readbacks: u64,
     last_record_seconds: f64,
     /// The epoch in progress and the steps already taken in it.
@@ -424,6 +456,11 @@ impl Trainer {
         for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
             let act = mc.layer_activation(l);
             let shape = crate::LinearShape::new(rows, fan_in, fan_out);
+            let saturation_threshold = if act.saturates() {
+                (0.01 * max_abs_derivative(act)) as f32
+            } else {
+                0.0
+            };
             let pair = |r, c| -> Result<(GpuTensor, GpuTensor), Error> {
                 Ok((gpu.zeros(r, c)?, gpu.zeros(r, c)?))
             };
@@ -438,12 +475,17 @@ impl Trainer {
                 b_state: pair(1, fan_out)?,
                 w_prev: gpu.zeros(fan_out, fan_in)?,
                 columns: gpu.zeros(fan_out, 5)?,
+                diag_params: gpu.params(&ColumnParams {
+                    rows: rows as u32,
+                    cols: fan_out as u32,
+                    saturation_threshold,
+                    hist_offset: (l * (HIST_BINS + 2)) as u32,
+                    hist_min: HIST_MIN,
+                    hist_max: HIST_MAX,
+                    hist_bins: HIST_BINS as u32,
+                    summary_offset: (4 * l) as u32,
+                })?,
                 scratch: gpu.linear_scratch(shape)?,
-                saturation_threshold: if act.saturates() {
-                    (0.01 * max_abs_derivative(act)) as f32
-                } else {
-                    0.0
-                },
                 out: if mc.is_residual(l) || mc.has_dropout(l) {
                     Some(gpu.zeros(rows, fan_out)?)
                 } else {
@@ -509,6 +551,19 @@ impl Trainer {
                 mapped_at_creation: false,
             })
         })?;
+        let log_size = log_bytes(&slots, n_layers);
+        let log_slots = (0..LOG_SLOTS)
+            .map(|_| {
+                gpu.scoped("allocating a log buffer", || {
+                    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("fusedmlp log"),
+                        size: log_size,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Trainer {
             row_stats: gpu.zeros(rows, 2)?,
             step_stats: gpu.zeros(1, 2)?,
@@ -534,8 +589,10 @@ impl Trainer {
             step_state,
             slots,
             step: 0,
+            log_slots,
             pending: Vec::new(),
             logs: Vec::new(),
+            logs_dropped: 0,
             readbacks: 0,
             last_record_seconds: 0.0,
             epoch: 0,
@@ -579,7 +636,7 @@ impl Trainer {
             false,
         )?;
         let cols = x.cols();
-        let params = gpu.uniform(&U4 {
+        let params = gpu.params(&U4 {
             a: rows as u32,
             b: cols as u32,
             c: offset as u32,
@@ -670,7 +727,7 @@ impl Trainer {
         )?;
         let (x, y, row_stride) = grid_1d(gpu, len as u64, 256)?;
         let (scale, alpha_prime, a, b) = mc.dropout_constants();
-        let params = gpu.uniform(&RegParams {
+        let params = gpu.params(&RegParams {
             len: len as u32,
             row_stride,
             seed: layer.mask_seed,
@@ -707,14 +764,14 @@ impl Trainer {
         let last = self.layers.last().expect("at least one layer");
         let loss_src = || format!("{}\n{}", shader::ACTIVATIONS_WGSL, shader::LOSS_WGSL);
         let fwd = gpu.pipeline("loss", "loss_forward_backward", loss_src, false)?;
-        let params = gpu.uniform(&LossParams {
+        let params = gpu.params(&LossParams {
             rows: rows as u32,
             classes: classes as u32,
             kind: head.kind(),
             grad_scale: head.grad_scale(rows, classes),
         })?;
         let reduce = gpu.pipeline("loss", "loss_reduce", loss_src, false)?;
-        let rparams = gpu.uniform(&U4 {
+        let rparams = gpu.params(&U4 {
             a: rows as u32,
             b: 0,
             c: 0,
@@ -760,7 +817,7 @@ impl Trainer {
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
         let pipeline = gpu.pipeline("stats", "sumsq", || shader::STATS_WGSL.to_string(), false)?;
-        let params = gpu.uniform(&U4 {
+        let params = gpu.params(&U4 {
             a: a.len() as u32,
             b: slot,
             c: b.is_some() as u32,
@@ -799,7 +856,7 @@ impl Trainer {
         )?;
         // Enough workgroups to use every core; each invocation strides.
         let groups = (values.len() as u32).div_ceil(256).clamp(1, 64);
-        let params = gpu.uniform(&U4 {
+        let params = gpu.params(&U4 {
             a: values.len() as u32,
             b: slot as u32,
             c: self.step.min(u32::MAX as u64 - 1) as u32,
@@ -886,7 +943,7 @@ impl Trainer {
             || shader::OPTIMIZER_WGSL.to_string(),
             false,
         )?;
-        let params = gpu.uniform(&p)?;
+        let params = gpu.params(&p)?;
         let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![
             (0, &params),
             (1, &self.step_state),
@@ -909,31 +966,18 @@ impl Trainer {
         })
     }
 
-    fn record_diagnostics(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        rows: usize,
-    ) -> Result<(), Error> {
+    fn record_diagnostics(&self, encoder: &mut wgpu::CommandEncoder) -> Result<(), Error> {
         let gpu = &self.gpu;
         gpu.scoped("clearing histograms", || {
             encoder.clear_buffer(&self.hist, 0, None)
         })?;
-        for (l, layer) in self.layers.iter().enumerate() {
+        for layer in &self.layers {
             let src = || shader::assemble(shader::DIAGNOSTICS_WGSL, Some(layer.act));
             let key = format!("diagnostics[{}]", layer.act);
             let columns = gpu.pipeline(&key, "column_stats", src, false)?;
             let summarize = gpu.pipeline(&key, "summarize", src, false)?;
             let cols = layer.y.cols();
-            let params = gpu.uniform(&ColumnParams {
-                rows: rows as u32,
-                cols: cols as u32,
-                saturation_threshold: layer.saturation_threshold,
-                hist_offset: (l * (HIST_BINS + 2)) as u32,
-                hist_min: HIST_MIN,
-                hist_max: HIST_MAX,
-                hist_bins: HIST_BINS as u32,
-                summary_offset: (4 * l) as u32,
-            })?;
+            let params = &layer.diag_params;
             gpu.scoped("recording diagnostics", || {
                 record_pass(
                     gpu,
@@ -941,7 +985,7 @@ impl Trainer {
                     "column_stats",
                     &columns,
                     &[
-                        (0, &params),
+                        (0, params),
                         (1, layer.z.buffer()),
                         (2, layer.y.buffer()),
                         (3, layer.columns.buffer()),
@@ -955,7 +999,7 @@ impl Trainer {
                     "summarize",
                     &summarize,
                     &[
-                        (0, &params),
+                        (0, params),
                         (5, layer.columns.buffer()),
                         (6, self.summary.buffer()),
                     ],
@@ -1123,7 +1167,7 @@ impl Trainer {
                 || shader::STATS_WGSL.to_string(),
                 false,
             )?;
-            let params = gpu.uniform(&ClipParams {
+            let params = gpu.params(&ClipParams {
                 first: 0,
                 count: self.slots.gradients(),
                 out_slot: self.slots.global(),
@@ -1187,22 +1231,26 @@ impl Trainer {
                     self.slots.update(l),
                 )?;
             }
-            self.record_diagnostics(&mut encoder, b)?;
-            pending = Some(self.record_log_copy(&mut encoder)?);
+            self.record_diagnostics(&mut encoder)?;
+            let slot = self.free_log_slot()?;
+            self.record_log_copy(&mut encoder, &self.log_slots[slot])?;
+            pending = Some(slot);
         }
         let commands = encoder.finish();
         self.last_record_seconds = self_start.elapsed().as_secs_f64();
         gpu.submit("a training step", vec![commands])?;
-        if let Some(buffer) = pending {
+        if let Some(slot) = pending {
             let ready = Arc::new(AtomicBool::new(false));
             let flag = ready.clone();
-            buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                if r.is_ok() {
-                    flag.store(true, Ordering::Release);
-                }
-            });
+            self.log_slots[slot]
+                .slice(..)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    if r.is_ok() {
+                        flag.store(true, Ordering::Release);
+                    }
+                });
             self.pending.push(PendingLog {
-                buffer,
+                slot,
                 ready,
                 step: self.step,
                 epoch,
@@ -1214,31 +1262,43 @@ impl Trainer {
     }
 
     /// Copies step stats, norms, summaries and histograms into one staging buffer.
-    fn record_log_copy(&self, encoder: &mut wgpu::CommandEncoder) -> Result<wgpu::Buffer, Error> {
-        let gpu = &self.gpu;
+    fn record_log_copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        let n = self.layers.len();
         let sizes = [
             (self.step_stats.buffer(), 8u64),
             (self.norms.buffer(), (self.slots.count() * 4) as u64),
-            (self.summary.buffer(), (self.layers.len() * 16) as u64),
-            (&self.hist, (self.layers.len() * (HIST_BINS + 2) * 4) as u64),
+            (self.summary.buffer(), (n * 16) as u64),
+            (&self.hist, (n * (HIST_BINS + 2) * 4) as u64),
         ];
-        let total: u64 = sizes.iter().map(|s| s.1).sum();
-        let staging = gpu.scoped("allocating a log buffer", || {
-            gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("fusedmlp log"),
-                size: total,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        debug_assert_eq!(
+            sizes.iter().map(|s| s.1).sum::<u64>(),
+            log_bytes(&self.slots, n)
+        );
         let mut offset = 0;
-        gpu.scoped("copying diagnostics", || {
+        self.gpu.scoped("copying diagnostics", || {
             for (buf, size) in sizes {
-                encoder.copy_buffer_to_buffer(buf, 0, &staging, offset, size);
+                encoder.copy_buffer_to_buffer(buf, 0, staging, offset, size);
                 offset += size;
             }
-        })?;
-        Ok(staging)
+        })
+    }
+
+    /// A log staging buffer no logged step is using; when all are in
+    /// flight, waits for them (a logged step never allocates its own).
+    fn free_log_slot(&mut self) -> Result<usize, Error> {
+        if self.pending.len() >= self.log_slots.len() {
+            self.collect_logs(true)?;
+        }
+        (0..self.log_slots.len())
+            .find(|i| self.pending.iter().all(|p| p.slot != *i))
+            .ok_or_else(|| Error::GpuWait {
+                context: "collecting diagnostics".into(),
+                message: "every log buffer is still in flight after waiting".into(),
+            })
     }
 
     /// Collects logged steps whose copies have arrived; with `wait`, all of them.
@@ -1262,8 +1322,8 @@ impl Trainer {
                     continue;
                 }
             }
-            let bytes = p
-                .buffer
+            let buffer = &self.log_slots[p.slot];
+            let bytes = buffer
                 .slice(..)
                 .get_mapped_range()
                 .map_err(|e| Error::GpuWait {
@@ -1271,7 +1331,7 @@ impl Trainer {
                     message: e.to_string(),
                 })?
                 .to_vec();
-            p.buffer.unmap();
+            buffer.unmap();
             self.readbacks += 1;
             self.gpu.count_readback();
             let floats: &[f32] =
@@ -1309,6 +1369,7 @@ impl Trainer {
         }
         self.pending = still;
         self.logs.sort_by_key(|l| l.step);
+        self.logs_dropped += thin_logged_steps(&mut self.logs, self.config.max_logged_steps) as u64;
         Ok(())
     }
 
@@ -1629,6 +1690,14 @@ impl Trainer {
             seed: self.config.seed,
             epochs,
             steps: std::mem::take(&mut self.logs),
+            logged_steps_rule: format!(
+                "diagnostics logged at the first step and every {} steps; the report keeps at \
+                 most {} logged steps: past that, every second entry is dropped (older entries \
+                 grow sparser), always keeping the first and the last, the one with the largest \
+                 global gradient norm and any with a non-finite loss or gradient norm",
+                self.config.log_every, self.config.max_logged_steps
+            ),
+            logged_steps_dropped: self.logs_dropped,
             wall_seconds: wall,
             samples_per_second: (self.step as f64 * self.config.batch_size as f64) / wall.max(1e-9),
             total_steps: self.step,
