@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::grid_values;
+use common::{grid_values, run_gemm};
 
-use fusedmlp::gpu::gemm::{Epilogue, GemmKind, GemmVariant};
+use fusedmlp::gpu::gemm::{GemmKind, GemmVariant};
 use fusedmlp::gpu::linear::GemmDims;
 use fusedmlp::{reference, Activation, Error, LinearShape};
 
@@ -168,31 +168,6 @@ fn gemm_ref(a: &[f32], b: &[f32], d: GemmDims) -> (Vec<f32>, Vec<f64>) {
 }
 
 /// Runs one GEMM variant and reads C back.
-fn run_gemm(
-    gpu: &fusedmlp::Gpu,
-    v: GemmVariant,
-    dims: GemmDims,
-    a: &fusedmlp::GpuTensor,
-    b: &fusedmlp::GpuTensor,
-    y: &fusedmlp::GpuTensor,
-) -> Vec<f32> {
-    let mut encoder = gpu.device().create_command_encoder(&Default::default());
-    gpu.record_gemm_with(
-        &mut encoder,
-        v,
-        Epilogue::Plain,
-        dims,
-        a.buffer(),
-        b.buffer(),
-        None,
-        y.buffer(),
-        None,
-    )
-    .unwrap();
-    gpu.queue().submit([encoder.finish()]);
-    gpu.download(y).unwrap()
-}
-
 #[test]
 fn every_gemm_variant_handles_every_tile_edge() {
     let Some(gpu) = common::gpu() else { return };
@@ -314,75 +289,6 @@ fn the_backward_through_every_gemm_kind_matches_the_reference() {
             .iter()
             .any(|v| v.kind == kind && tested.contains(&v.name()));
         assert_eq!(runs, tested_kind, "{kind:?}");
-    }
-}
-
-#[test]
-fn timings_after_a_texture_kernel_still_measure_the_work() {
-    let Some(gpu) = common::gpu() else { return };
-    let dims = GemmDims::dense(256, 256, 256);
-    let applicable = gpu.applicable_variants(dims);
-    let (Some(tex), Some(buf)) = (
-        applicable.iter().find(|v| v.kind.uses_textures()),
-        applicable.iter().find(|v| !v.kind.uses_textures()),
-    ) else {
-        println!("this adapter has no texture GEMM kinds; nothing to check");
-        return;
-    };
-    let a = gpu
-        .upload(&grid_values(256 * 256, 5, 1.0), 256, 256)
-        .unwrap();
-    let y = gpu.zeros(256, 256).unwrap();
-    // Any kernel that used a storage texture (lavapipe, Mesa 22.3, then
-    // stamps later work as taking almost no time).
-    run_gemm(&gpu, *tex, dims, &a, &a, &y);
-    // (measured time, wall clock per submission) of the buffer variant.
-    let time = |dims: GemmDims| {
-        let start = std::time::Instant::now();
-        let t = gpu
-            .time_recorded(1, 3, |e| {
-                gpu.record_gemm_with(
-                    e,
-                    *buf,
-                    Epilogue::Plain,
-                    dims,
-                    a.buffer(),
-                    a.buffer(),
-                    None,
-                    y.buffer(),
-                    None,
-                )
-            })
-            .unwrap();
-        // One warm-up and three timed submissions.
-        let wall_each = start.elapsed().as_secs_f64() / 4.0;
-        println!(
-            "{} at {dims:?}: {:.4} ms measured ({:?}), {:.4} ms of wall clock per submission",
-            buf.name(),
-            t.seconds * 1e3,
-            t.source,
-            wall_each * 1e3
-        );
-        (t, wall_each)
-    };
-    let (t, wall_each) = time(dims);
-    // Only meaningful where the kernel, not the submission, dominates.
-    if wall_each > 5e-3 {
-        assert!(
-            t.seconds > 0.25 * wall_each,
-            "{:.3} ms measured for a kernel that took {:.3} ms",
-            t.seconds * 1e3,
-            wall_each * 1e3
-        );
-    }
-    // A small kernel's bogus interval cannot be told from submission
-    // overhead by the wall clock (this once made the autotuner pick scalar
-    // kernels for a 20-layer net of width 64, doubling its step time), so a
-    // CPU adapter, whose kernels run on the host, is timed by the wall clock.
-    if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
-        let (t, wall_each) = time(GemmDims::dense(32, 64, 64));
-        assert_eq!(t.source, fusedmlp::gpu::timing::TimeSource::Wall);
-        assert!(t.seconds > 0.25 * wall_each);
     }
 }
 

@@ -42,3 +42,29 @@ pub fn grid_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Runs one GEMM variant on `a`·`b`ᵀ into `y` (plain epilogue) and reads `y` back.
+pub fn run_gemm(
+    gpu: &fusedmlp::Gpu,
+    v: fusedmlp::gpu::gemm::GemmVariant,
+    dims: fusedmlp::gpu::linear::GemmDims,
+    a: &fusedmlp::GpuTensor,
+    b: &fusedmlp::GpuTensor,
+    y: &fusedmlp::GpuTensor,
+) -> Vec<f32> {
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    gpu.record_gemm_with(
+        &mut encoder,
+        v,
+        fusedmlp::gpu::gemm::Epilogue::Plain,
+        dims,
+        a.buffer(),
+        b.buffer(),
+        None,
+        y.buffer(),
+        None,
+    )
+    .unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    gpu.download(y).unwrap()
+}
