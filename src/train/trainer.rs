@@ -282,7 +282,7 @@ fn log_bytes(slots: &Slots, layers: usize) -> u64 {
 }
 
 /// Staging buffers for logged steps' diagnostics, made once and reused: a
-/// logged step waits for the oldest copy only when all of them are in flight.
+/// logged step waits (for every copy in flight) only when all are in use.
 const LOG_SLOTS: usize = 4;
 
 struct PendingLog {
