@@ -34,7 +34,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use fusedmlp::bench;
-use fusedmlp::train::plot::plot_bars;
+use fusedmlp::plot::plot_bars;
 use fusedmlp::{Activation, Error, Gpu, LinearShape};
 
 #[derive(Parser)]

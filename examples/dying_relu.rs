@@ -40,10 +40,10 @@ use std::time::Instant;
 
 use clap::Parser;
 use fusedmlp::data::Dataset;
+use fusedmlp::plot::{plot_bars, plot_panels, Panel, Series};
 use fusedmlp::reference::activation::forward_f64;
 use fusedmlp::reference::linear::linear_preactivation_f64;
 use fusedmlp::train::compare;
-use fusedmlp::train::plot::{plot_bars, plot_panels, Panel, Series};
 use fusedmlp::train::StepLog;
 use fusedmlp::{
     data, Activation, Error, Gpu, Init, LinearShape, Mlp, MlpConfig, Optimizer, RunReport,

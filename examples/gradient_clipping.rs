@@ -23,8 +23,8 @@
 //! and batch loss over the steps, log scale, every run).
 
 use clap::Parser;
+use fusedmlp::plot::{plot_panels, Panel, Series};
 use fusedmlp::train::compare;
-use fusedmlp::train::plot::{plot_panels, Panel, Series};
 use fusedmlp::{data, Activation, Gpu, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer};
 
 #[derive(Parser)]

@@ -49,8 +49,8 @@
 
 use clap::Parser;
 use fusedmlp::nn::NormPlacement;
+use fusedmlp::plot::{plot_panels, Panel, Series};
 use fusedmlp::train::compare;
-use fusedmlp::train::plot::{plot_panels, Panel, Series};
 use fusedmlp::train::StepLog;
 use fusedmlp::{
     data, Activation, Error, Gpu, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer,

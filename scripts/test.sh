@@ -12,3 +12,5 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
 fi
 # Release mode: the numerics tests run millions of elements through lavapipe.
 cargo test --release "$@"
+# The core alone (no command line, plots or gzip), so a feature gate cannot rot.
+cargo test --release --no-default-features --lib "$@"

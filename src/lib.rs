@@ -22,6 +22,8 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod nn;
+#[cfg(feature = "plots")]
+pub mod plot;
 pub mod reference;
 pub mod selftest;
 pub mod soak;

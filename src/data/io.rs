@@ -1,6 +1,7 @@
 //! Reading files, gunzipping `.gz` ones with a bound on the output size.
 
 use crate::error::Error;
+#[cfg(feature = "gzip")]
 use std::io::Read;
 use std::path::Path;
 
@@ -29,6 +30,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// Decompresses a (possibly multi-member) gzip stream held in memory,
 /// refusing to produce more than `limit` bytes.
+#[cfg(feature = "gzip")]
 pub(crate) fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     let mut decoder = flate2::read::MultiGzDecoder::new(bytes).take(limit.saturating_add(1));
@@ -51,7 +53,34 @@ pub(crate) fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, Er
     Ok(out)
 }
 
-#[cfg(test)]
+/// Without the `gzip` feature a `.gz` file is refused with a message that
+/// says how to read it.
+#[cfg(not(feature = "gzip"))]
+pub(crate) fn gunzip(name: &str, _bytes: &[u8], _limit: u64) -> Result<Vec<u8>, Error> {
+    Err(Error::Data {
+        path: name.to_string(),
+        message: "is gzip-compressed, and this build of fusedmlp has no `gzip` feature: \
+                  enable it (features = [\"gzip\"], on by default) or gunzip the file first"
+            .to_string(),
+    })
+}
+
+#[cfg(all(test, not(feature = "gzip")))]
+mod no_gzip_tests {
+    use super::*;
+
+    #[test]
+    fn gz_files_are_refused_with_a_way_out() {
+        let err = gunzip("x.csv.gz", b"\x1f\x8b", 1 << 20).unwrap_err();
+        let m = err.to_string();
+        assert!(
+            m.contains("`gzip` feature") && m.contains("x.csv.gz"),
+            "{m}"
+        );
+    }
+}
+
+#[cfg(all(test, feature = "gzip"))]
 mod tests {
     use super::*;
     use flate2::{write::GzEncoder, Compression};

@@ -190,8 +190,9 @@ pub fn table(runs: &[RunReport]) -> String {
     s
 }
 
-/// Writes `report.json` (every run in full, with the summaries) and the
-/// plots into `dir`; returns the files written.
+/// Writes `report.json` (every run in full, with the summaries) and, with
+/// the `plots` feature, the plots of [`crate::plot::write_plots`] into
+/// `dir`; returns the files written.
 pub fn write_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io {
         context: format!("creating {}", dir.display()),
@@ -208,7 +209,9 @@ pub fn write_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Err
         context: format!("writing {}", json.display()),
         source: e,
     })?;
+    #[allow(unused_mut)]
     let mut files = vec![json];
-    files.extend(super::plot::write_plots(runs, dir)?);
+    #[cfg(feature = "plots")]
+    files.extend(crate::plot::write_plots(runs, dir)?);
     Ok(files)
 }

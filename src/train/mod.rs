@@ -1,8 +1,7 @@
-//! Training: the loop, gradient-flow diagnostics, the JSON report and plots.
+//! Training: the loop, gradient-flow diagnostics, checkpoints, the JSON report.
 
 pub mod checkpoint;
 pub mod compare;
-pub mod plot;
 pub mod report;
 pub mod trainer;
 
