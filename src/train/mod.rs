@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod compare;
+pub mod config;
 pub mod report;
 pub mod trainer;
 

@@ -1,0 +1,110 @@
+//! How to train: the configuration of a run and the order it visits the data.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::report::DEFAULT_MAX_LOGGED_STEPS;
+use crate::error::Error;
+use crate::nn::{Optimizer, Schedule};
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Examples per step (the last partial batch of an epoch is dropped).
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub learning_rate: f32,
+    /// The optimizer.
+    pub optimizer: Optimizer,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+    /// Steps of linear warmup.
+    pub warmup_steps: u64,
+    /// Clip gradients to this global L2 norm.
+    pub clip_norm: Option<f32>,
+    /// Log diagnostics every this many steps (and at the first step).
+    pub log_every: u64,
+    /// The most logged steps kept in memory and in the report; past it,
+    /// older entries are thinned (see [`thin_logged_steps`]).
+    #[serde(default = "default_max_logged_steps")]
+    pub max_logged_steps: usize,
+    /// Seed of the shuffling.
+    pub seed: u64,
+}
+
+fn default_max_logged_steps() -> usize {
+    DEFAULT_MAX_LOGGED_STEPS
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            learning_rate: 0.05,
+            optimizer: Optimizer::sgd(),
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            clip_norm: None,
+            log_every: 50,
+            max_logged_steps: DEFAULT_MAX_LOGGED_STEPS,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field against the training data size.
+    pub fn validate(&self, train_rows: usize) -> Result<(), Error> {
+        if self.epochs == 0 {
+            return Err(Error::Config("epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Config("the batch size must be at least 1".into()));
+        }
+        if self.batch_size > train_rows {
+            return Err(Error::Config(format!(
+                "the batch size ({}) is larger than the training split ({train_rows} rows); \
+                 use --batch-size {train_rows} or less",
+                self.batch_size
+            )));
+        }
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
+            return Err(Error::Config(format!(
+                "the learning rate must be positive and finite, got {}",
+                self.learning_rate
+            )));
+        }
+        if let Some(c) = self.clip_norm {
+            if !c.is_finite() || c <= 0.0 {
+                return Err(Error::Config(format!(
+                    "the clipping norm must be positive and finite, got {c}"
+                )));
+            }
+        }
+        if self.log_every == 0 {
+            return Err(Error::Config("log_every must be at least 1".into()));
+        }
+        if self.max_logged_steps < 2 {
+            return Err(Error::Config(format!(
+                "max_logged_steps must be at least 2 (the first and the last logged step), \
+                 got {}",
+                self.max_logged_steps
+            )));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// The order in which epoch `epoch` visits `n` rows.
+pub fn shuffle_order(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut rng =
+        StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    order.shuffle(&mut rng);
+    order
+}

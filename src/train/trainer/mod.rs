@@ -1,0 +1,549 @@
+//! The training loop on the GPU. Each optimizer step is one command
+//! submission with no readback: the batch is gathered on the device from
+//! the resident data set, the loss and its gradient are fused, clipping
+//! scales come from a GPU norm, and the diagnostics of logged steps are
+//! reductions in the same submission, copied to a staging buffer and read
+//! back asynchronously.
+//!
+//! The files: this one holds the trainer's state and its construction;
+//! `step.rs` records and submits one step, `record.rs` the passes a step is
+//! made of, `logs.rs` collects logged steps' diagnostics and the divergence
+//! flags, `state.rs` saves and resumes checkpoints, `run.rs` is the loop.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use wgpu::util::DeviceExt;
+
+use super::report::{
+    thin_logged_steps, EpochLog, LayerDiagnostics, RunReport, StepLog, HIST_BINS, HIST_MAX,
+    HIST_MIN,
+};
+use crate::activation::{Activation, Saved};
+use crate::data::Dataset;
+use crate::error::Error;
+use crate::gpu::elementwise::{grid_1d, record_pass, RegParams};
+use crate::gpu::linear::LinearScratch;
+use crate::gpu::{shader, Gpu, GpuTensor};
+use crate::nn::{Mlp, Optimizer};
+
+mod logs;
+mod record;
+mod run;
+mod state;
+mod step;
+
+pub use super::config::{shuffle_order, TrainConfig};
+use logs::*;
+pub use state::data_fingerprint;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct U4 {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    rows: u32,
+    classes: u32,
+    kind: u32,
+    grad_scale: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct OptimParams {
+    len: u32,
+    row_stride: u32,
+    nesterov: u32,
+    decoupled: u32,
+    momentum: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    alpha: f32,
+    pad: [f32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ClipParams {
+    first: u32,
+    count: u32,
+    out_slot: u32,
+    max_norm: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColumnParams {
+    rows: u32,
+    cols: u32,
+    saturation_threshold: f32,
+    hist_offset: u32,
+    hist_min: f32,
+    hist_max: f32,
+    hist_bins: u32,
+    summary_offset: u32,
+}
+
+/// Per-layer device state of a training run.
+struct LayerState {
+    act: Activation,
+    /// The layer's output `[batch, out]`.
+    y: GpuTensor,
+    /// The pre-activation `[batch, out]` (written when f' needs it, and on logged steps).
+    z: GpuTensor,
+    /// dL/dy `[batch, out]`.
+    dy: GpuTensor,
+    dw: GpuTensor,
+    db: GpuTensor,
+    w_state: (GpuTensor, GpuTensor),
+    b_state: (GpuTensor, GpuTensor),
+    w_prev: GpuTensor,
+    columns: GpuTensor,
+    /// The diagnostics kernels' parameters for a training batch, made
+    /// once: a logged step allocates nothing of its own.
+    diag_params: wgpu::Buffer,
+    scratch: LinearScratch,
+    /// `skip + drop(y)`, the next layer's input, when the layer has
+    /// dropout or a residual connection.
+    out: Option<GpuTensor>,
+    /// dL/dy after the dropout backward (`dy` then holds dL/dout).
+    d_dropped: Option<GpuTensor>,
+    residual: bool,
+    dropout: bool,
+    mask_seed: u32,
+    slopes: Option<SlopeState>,
+    norm: Option<NormState>,
+}
+
+/// Slots of the `norms` buffer.
+struct Slots {
+    layers: usize,
+}
+
+impl Slots {
+    fn grad_w(&self, l: usize) -> u32 {
+        (2 * l) as u32
+    }
+    fn grad_b(&self, l: usize) -> u32 {
+        (2 * l + 1) as u32
+    }
+    /// Learned PReLU slopes' gradient (0 where a layer has none): inside the
+    /// range the clipping norm sums.
+    fn grad_slope(&self, l: usize) -> u32 {
+        (2 * self.layers + l) as u32
+    }
+    /// LayerNorm scale and shift gradients (0 where a layer has none).
+    fn grad_norm(&self, l: usize) -> (u32, u32) {
+        ((3 * self.layers + l) as u32, (4 * self.layers + l) as u32)
+    }
+    fn gradients(&self) -> u32 {
+        (5 * self.layers) as u32
+    }
+    fn weight(&self, l: usize) -> u32 {
+        (5 * self.layers + l) as u32
+    }
+    fn update(&self, l: usize) -> u32 {
+        (6 * self.layers + l) as u32
+    }
+    fn global(&self) -> u32 {
+        (7 * self.layers) as u32
+    }
+    fn count(&self) -> usize {
+        7 * self.layers + 1
+    }
+}
+
+/// Device state of a layer's normalisation.
+struct NormState {
+    before: bool,
+    buffers: crate::gpu::norm::NormBuffers,
+    dgamma: GpuTensor,
+    dbeta: GpuTensor,
+    gamma_state: (GpuTensor, GpuTensor),
+    beta_state: (GpuTensor, GpuTensor),
+}
+
+/// Device state of a layer's learned PReLU slopes.
+struct SlopeState {
+    /// dL/da.
+    grad: GpuTensor,
+    /// Per-unit partial sums of dL/da.
+    units: GpuTensor,
+    /// Optimizer state.
+    state: (GpuTensor, GpuTensor),
+    /// dL/dz, the linear part's upstream gradient.
+    dz: GpuTensor,
+}
+
+/// A training run in progress: the model, the resident data and every
+/// buffer a step needs.
+pub struct Trainer {
+    gpu: Gpu,
+    /// The model being trained.
+    pub model: Mlp,
+    config: TrainConfig,
+    train_x: GpuTensor,
+    train_y: GpuTensor,
+    train_rows: usize,
+    val_x: GpuTensor,
+    val_y: GpuTensor,
+    val_rows: usize,
+    perm: wgpu::Buffer,
+    identity_perm: wgpu::Buffer,
+    x_batch: GpuTensor,
+    y_batch: GpuTensor,
+    layers: Vec<LayerState>,
+    row_stats: GpuTensor,
+    step_stats: GpuTensor,
+    train_totals: GpuTensor,
+    val_totals: GpuTensor,
+    norms: GpuTensor,
+    summary: GpuTensor,
+    hist: wgpu::Buffer,
+    step_state: wgpu::Buffer,
+    slots: Slots,
+    step: u64,
+    log_slots: Vec<wgpu::Buffer>,
+    pending: Vec<PendingLog>,
+    logs: Vec<StepLog>,
+    logs_dropped: u64,
+    readbacks: u64,
+    last_record_seconds: f64,
+    /// The epoch in progress and the steps already taken in it.
+    epoch: usize,
+    step_in_epoch: usize,
+    /// Per (layer, tensor) slot: the first step that produced a non-finite value.
+    first_bad: wgpu::Buffer,
+    data_fingerprint: u64,
+    checkpointing: Option<(PathBuf, u64)>,
+    last_checkpoint: Option<(PathBuf, u64)>,
+    standardizer: Option<crate::data::Standardizer>,
+    stop_at: Option<u64>,
+}
+
+/// Where a non-finite value first appeared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The optimizer step (0-based).
+    pub step: u64,
+    /// The layer (0 = first hidden layer), or `None` for the loss.
+    pub layer: Option<usize>,
+    /// `activation`, `gradient`, `weight` or `loss`.
+    pub tensor: String,
+    /// The last checkpoint written before it, if any.
+    pub last_good_checkpoint: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = match self.layer {
+            Some(l) => format!("in the {} of layer {l}", self.tensor),
+            None => "in the loss".to_string(),
+        };
+        write!(
+            f,
+            "training diverged: the first NaN or infinity appeared at step {} {at}. \
+             Lower the learning rate, clip gradients (--clip-norm), or use a better-scaled \
+             initialisation",
+            self.step
+        )?;
+        match &self.last_good_checkpoint {
+            Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
+            None => write!(f, "; no checkpoint was written (use --checkpoint-every)"),
+        }
+    }
+}
+
+/// Slots per layer in the non-finite flags: activation, gradient, weight.
+const FINITE_KINDS: [&str; 3] = ["activation", "gradient", "weight"];
+
+fn max_abs_derivative(act: Activation) -> f64 {
+    (-4000..=4000)
+        .map(|i| crate::reference::activation::derivative_f64(act, i as f64 * 0.005).abs())
+        .fold(0.0, f64::max)
+}
+
+impl Trainer {
+    /// Uploads the data and allocates every buffer for `model` and `config`.
+    pub fn new(
+        model: Mlp,
+        config: TrainConfig,
+        train: &Dataset,
+        validation: &Dataset,
+    ) -> Result<Trainer, Error> {
+        let gpu = model.gpu.clone();
+        let mc = &model.config;
+        config.validate(train.len())?;
+        for (name, d) in [("training", train), ("validation", validation)] {
+            if d.n_features != mc.input {
+                return Err(Error::Config(format!(
+                    "the {name} data has {} features but the model's input size is {}",
+                    d.n_features, mc.input
+                )));
+            }
+            let needed = if mc.output == 1 { 2 } else { mc.output };
+            if d.n_classes > needed {
+                return Err(Error::Config(format!(
+                    "the {name} data has {} classes but the model has {} outputs; set the output size to {}",
+                    d.n_classes,
+                    mc.output,
+                    d.n_classes
+                )));
+            }
+        }
+        if matches!(mc.norm(), Some((crate::nn::NormKind::Batch, _))) && config.batch_size < 2 {
+            return Err(Error::Config(format!(
+                "BatchNorm needs at least 2 rows per batch to estimate a variance, got a batch \
+                 size of {}; raise --batch-size or use --layer-norm",
+                config.batch_size
+            )));
+        }
+        let b = config.batch_size;
+        let labels = |d: &Dataset| d.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
+        let train_x = gpu.upload(&train.features, train.len(), train.n_features)?;
+        let train_y = gpu.upload(&labels(train), train.len(), 1)?;
+        let val_rows = validation.len();
+        let val_x = gpu.upload(&validation.features, val_rows, validation.n_features)?;
+        let val_y = gpu.upload(&labels(validation), val_rows, 1)?;
+        let make_u32 = |data: &[u32]| {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fusedmlp permutation"),
+                    contents: bytemuck::cast_slice(if data.is_empty() { &[0u32] } else { data }),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                })
+        };
+        let perm = gpu.scoped("uploading the order", || {
+            make_u32(&shuffle_order(config.seed, 0, train.len()))
+        })?;
+        let identity: Vec<u32> = (0..val_rows.max(b) as u32).collect();
+        let identity_perm = gpu.scoped("uploading the order", || make_u32(&identity))?;
+        // Evaluation reuses the batch buffers, so they hold max(batch, chunk) rows.
+        let rows = b;
+        let x_batch = gpu.zeros(rows, mc.input)?;
+        let y_batch = gpu.zeros(rows, 1)?;
+        let shapes = mc.layer_shapes();
+        let mut layers = Vec::new();
+        for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
+            let act = mc.layer_activation(l);
+            let shape = crate::LinearShape::new(rows, fan_in, fan_out);
+            let saturation_threshold = if act.saturates() {
+                (0.01 * max_abs_derivative(act)) as f32
+            } else {
+                0.0
+            };
+            let pair = |r, c| -> Result<(GpuTensor, GpuTensor), Error> {
+                Ok((gpu.zeros(r, c)?, gpu.zeros(r, c)?))
+            };
+            layers.push(LayerState {
+                act,
+                y: gpu.zeros(rows, fan_out)?,
+                z: gpu.zeros(rows, fan_out)?,
+                dy: gpu.zeros(rows, fan_out)?,
+                dw: gpu.zeros(fan_out, fan_in)?,
+                db: gpu.zeros(1, fan_out)?,
+                w_state: pair(fan_out, fan_in)?,
+                b_state: pair(1, fan_out)?,
+                w_prev: gpu.zeros(fan_out, fan_in)?,
+                columns: gpu.zeros(fan_out, 5)?,
+                diag_params: gpu.params(&ColumnParams {
+                    rows: rows as u32,
+                    cols: fan_out as u32,
+                    saturation_threshold,
+                    hist_offset: (l * (HIST_BINS + 2)) as u32,
+                    hist_min: HIST_MIN,
+                    hist_max: HIST_MAX,
+                    hist_bins: HIST_BINS as u32,
+                    summary_offset: (4 * l) as u32,
+                })?,
+                scratch: gpu.linear_scratch(shape)?,
+                out: if mc.is_residual(l) || mc.has_dropout(l) {
+                    Some(gpu.zeros(rows, fan_out)?)
+                } else {
+                    None
+                },
+                d_dropped: if mc.has_dropout(l) {
+                    Some(gpu.zeros(rows, fan_out)?)
+                } else {
+                    None
+                },
+                residual: mc.is_residual(l),
+                dropout: mc.has_dropout(l),
+                mask_seed: mc.mask_seed(l),
+                norm: match mc.norm() {
+                    Some((kind, _)) if mc.has_norm(l) => Some(NormState {
+                        before: mc.norm_before(),
+                        buffers: gpu.norm_buffers(kind, rows, fan_out)?,
+                        dgamma: gpu.zeros(1, fan_out)?,
+                        dbeta: gpu.zeros(1, fan_out)?,
+                        gamma_state: pair(1, fan_out)?,
+                        beta_state: pair(1, fan_out)?,
+                    }),
+                    _ => None,
+                },
+                slopes: match mc.slope_count(l) {
+                    0 => None,
+                    k => Some(SlopeState {
+                        grad: gpu.zeros(1, k)?,
+                        units: gpu.zeros(1, fan_out)?,
+                        state: pair(1, k)?,
+                        dz: gpu.zeros(rows, fan_out)?,
+                    }),
+                },
+            });
+        }
+        let n_layers = layers.len();
+        let slots = Slots { layers: n_layers };
+        let hist = gpu.scoped("allocating histograms", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fusedmlp histograms"),
+                size: (n_layers * (HIST_BINS + 2) * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let first_bad = gpu.scoped("allocating divergence flags", || {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fusedmlp divergence flags"),
+                    contents: bytemuck::cast_slice(&vec![u32::MAX; 3 * n_layers + 1]),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
+        })?;
+        let step_state = gpu.scoped("allocating the step state", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fusedmlp step state"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let log_size = log_bytes(&slots, n_layers);
+        let log_slots = (0..LOG_SLOTS)
+            .map(|_| {
+                gpu.scoped("allocating a log buffer", || {
+                    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("fusedmlp log"),
+                        size: log_size,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Trainer {
+            row_stats: gpu.zeros(rows, 2)?,
+            step_stats: gpu.zeros(1, 2)?,
+            train_totals: gpu.zeros(1, 3)?,
+            val_totals: gpu.zeros(1, 3)?,
+            norms: gpu.zeros(1, slots.count())?,
+            summary: gpu.zeros(n_layers, 4)?,
+            gpu,
+            model,
+            config,
+            train_x,
+            train_y,
+            train_rows: train.len(),
+            val_x,
+            val_y,
+            val_rows,
+            perm,
+            identity_perm,
+            x_batch,
+            y_batch,
+            layers,
+            hist,
+            step_state,
+            slots,
+            step: 0,
+            log_slots,
+            pending: Vec::new(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            readbacks: 0,
+            last_record_seconds: 0.0,
+            epoch: 0,
+            step_in_epoch: 0,
+            first_bad,
+            data_fingerprint: data_fingerprint(train),
+            checkpointing: None,
+            last_checkpoint: None,
+            standardizer: None,
+            stop_at: None,
+        })
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    /// Steps per epoch (full batches only).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_rows / self.config.batch_size
+    }
+
+    fn total_steps(&self) -> u64 {
+        (self.steps_per_epoch() * self.config.epochs) as u64
+    }
+
+    /// Makes [`Trainer::train`] return once `step` steps have been taken
+    /// (mid-epoch if need be, with the outcome saying so), as an interrupted
+    /// run would; [`Trainer::save_checkpoint`] and [`Trainer::resume`] then
+    /// continue it.
+    pub fn stop_after(&mut self, step: u64) {
+        self.stop_at = Some(step);
+    }
+
+    /// Records the feature standardisation applied to the data, so that
+    /// checkpoints carry it to evaluation and prediction.
+    pub fn set_standardizer(&mut self, standardizer: Option<crate::data::Standardizer>) {
+        self.standardizer = standardizer;
+    }
+
+    /// Every optimizer state pair in checkpoint order: (weight, bias) of each
+    /// layer, then the learned slopes of the layers that have them.
+    fn optimizer_tensors(&self) -> Vec<&(GpuTensor, GpuTensor)> {
+        let mut v: Vec<&(GpuTensor, GpuTensor)> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.w_state, &l.b_state])
+            .collect();
+        v.extend(
+            self.layers
+                .iter()
+                .filter_map(|l| l.slopes.as_ref().map(|s| &s.state)),
+        );
+        for n in self.layers.iter().filter_map(|l| l.norm.as_ref()) {
+            v.push(&n.gamma_state);
+            v.push(&n.beta_state);
+        }
+        v
+    }
+
+    /// The tensor layer `l` hands to the next layer in training.
+    fn layer_output(&self, l: usize) -> &GpuTensor {
+        let layer = &self.layers[l];
+        match (&layer.out, &layer.norm) {
+            (Some(out), _) if layer.residual || layer.dropout => out,
+            (_, Some(n)) if !n.before => &n.buffers.n,
+            _ => &layer.y,
+        }
+    }
+}

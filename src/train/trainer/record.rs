@@ -1,0 +1,398 @@
+//! Recording the passes of a step: gathering the batch, the forward, the loss, regularisation, norms, finite checks, the optimizer and the diagnostics.
+
+use super::*;
+
+impl Trainer {
+    pub(super) fn record_gather(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        (x, y): (&GpuTensor, &GpuTensor),
+        perm: &wgpu::Buffer,
+        offset: usize,
+        rows: usize,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let pipeline = gpu.pipeline(
+            "gather",
+            "gather",
+            || shader::GATHER_WGSL.to_string(),
+            false,
+        )?;
+        let cols = x.cols();
+        let params = gpu.params(&U4 {
+            a: rows as u32,
+            b: cols as u32,
+            c: offset as u32,
+            d: 0,
+        })?;
+        gpu.scoped("recording gather", || {
+            record_pass(
+                gpu,
+                encoder,
+                "gather",
+                &pipeline,
+                &[
+                    (0, &params),
+                    (1, x.buffer()),
+                    (2, y.buffer()),
+                    (3, perm),
+                    (4, self.x_batch.buffer()),
+                    (5, self.y_batch.buffer()),
+                ],
+                ((cols as u32).div_ceil(64), rows as u32, 1),
+            )
+        })
+    }
+
+    /// Records the forward pass of `rows` batch rows (training buffers),
+    /// keeping z for every layer when `keep_all_z`; dropout only when `training`.
+    pub(super) fn record_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        rows: usize,
+        keep_all_z: bool,
+        training: bool,
+    ) -> Result<(), Error> {
+        let mut input = self.x_batch.prefix_rows(rows)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let keep = keep_all_z || layer.act.saved() == Saved::PreActivation;
+            let y = layer.y.prefix_rows(rows)?;
+            let z = layer.z.prefix_rows(rows)?;
+            let bufs = match &layer.norm {
+                Some(st) => Some(st.buffers.prefix_rows(rows)?),
+                None => None,
+            };
+            let y = self.model.record_layer_forward(
+                encoder,
+                l,
+                &input,
+                (&y, &z, keep),
+                bufs.as_ref(),
+                training,
+            )?;
+            let dropout = layer.dropout && training;
+            input = match &layer.out {
+                Some(out) if dropout || layer.residual => {
+                    let out = out.prefix_rows(rows)?;
+                    self.record_regularize(
+                        encoder,
+                        "regularize_forward",
+                        layer,
+                        dropout,
+                        &[(1, y.buffer()), (2, input.buffer()), (3, out.buffer())],
+                        y.len(),
+                    )?;
+                    out
+                }
+                _ => y,
+            };
+        }
+        Ok(())
+    }
+
+    /// Records one of the dropout/residual kernels over `len` elements.
+    pub(super) fn record_regularize(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        entry: &str,
+        layer: &LayerState,
+        dropout: bool,
+        buffers: &[(u32, &wgpu::Buffer)],
+        len: usize,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let mc = &self.model.config;
+        let pipeline = gpu.pipeline(
+            "regularize",
+            entry,
+            || shader::REGULARIZE_WGSL.to_string(),
+            false,
+        )?;
+        let (x, y, row_stride) = grid_1d(gpu, len as u64, 256)?;
+        let (scale, alpha_prime, a, b) = mc.dropout_constants();
+        let params = gpu.params(&RegParams {
+            len: len as u32,
+            row_stride,
+            seed: layer.mask_seed,
+            step: self.step as u32,
+            drop_threshold: if dropout {
+                mc.drop_threshold().max(1)
+            } else {
+                0
+            },
+            residual: layer.residual as u32,
+            alpha: mc.alpha_dropout as u32,
+            pad: 0,
+            scale: scale as f32,
+            alpha_prime: alpha_prime as f32,
+            affine_a: a as f32,
+            affine_b: b as f32,
+        })?;
+        let mut bindings = vec![(0, &params)];
+        bindings.extend_from_slice(buffers);
+        gpu.scoped("recording dropout or a residual", || {
+            record_pass(gpu, encoder, entry, &pipeline, &bindings, (x, y, 1))
+        })
+    }
+
+    pub(super) fn record_loss(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        rows: usize,
+        totals: &GpuTensor,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let head = self.model.config.head;
+        let classes = self.model.config.output;
+        let last = self.layers.last().expect("at least one layer");
+        let loss_src = || format!("{}\n{}", shader::ACTIVATIONS_WGSL, shader::LOSS_WGSL);
+        let fwd = gpu.pipeline("loss", "loss_forward_backward", loss_src, false)?;
+        let params = gpu.params(&LossParams {
+            rows: rows as u32,
+            classes: classes as u32,
+            kind: head.kind(),
+            grad_scale: head.grad_scale(rows, classes),
+        })?;
+        let reduce = gpu.pipeline("loss", "loss_reduce", loss_src, false)?;
+        let rparams = gpu.params(&U4 {
+            a: rows as u32,
+            b: 0,
+            c: 0,
+            d: 0,
+        })?;
+        gpu.scoped("recording the loss", || {
+            record_pass(
+                gpu,
+                encoder,
+                "loss",
+                &fwd,
+                &[
+                    (0, &params),
+                    (1, last.y.buffer()),
+                    (2, self.y_batch.buffer()),
+                    (3, last.dy.buffer()),
+                    (4, self.row_stats.buffer()),
+                ],
+                ((rows as u32).div_ceil(64), 1, 1),
+            );
+            record_pass(
+                gpu,
+                encoder,
+                "loss_reduce",
+                &reduce,
+                &[
+                    (8, &rparams),
+                    (5, self.row_stats.buffer()),
+                    (6, self.step_stats.buffer()),
+                    (7, totals.buffer()),
+                ],
+                (1, 1, 1),
+            );
+        })
+    }
+
+    pub(super) fn record_sumsq(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        a: &GpuTensor,
+        b: Option<&GpuTensor>,
+        slot: u32,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let pipeline = gpu.pipeline("stats", "sumsq", || shader::STATS_WGSL.to_string(), false)?;
+        let params = gpu.params(&U4 {
+            a: a.len() as u32,
+            b: slot,
+            c: b.is_some() as u32,
+            d: 0,
+        })?;
+        let other = b.unwrap_or(a);
+        gpu.scoped("recording a norm", || {
+            record_pass(
+                gpu,
+                encoder,
+                "sumsq",
+                &pipeline,
+                &[
+                    (0, &params),
+                    (1, a.buffer()),
+                    (2, other.buffer()),
+                    (3, self.norms.buffer()),
+                ],
+                (1, 1, 1),
+            )
+        })
+    }
+
+    pub(super) fn record_check_finite(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        values: &GpuTensor,
+        slot: usize,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let pipeline = gpu.pipeline(
+            "stats",
+            "check_finite",
+            || shader::STATS_WGSL.to_string(),
+            false,
+        )?;
+        // Enough workgroups to use every core; each invocation strides.
+        let groups = (values.len() as u32).div_ceil(256).clamp(1, 64);
+        let params = gpu.params(&U4 {
+            a: values.len() as u32,
+            b: slot as u32,
+            c: self.step.min(u32::MAX as u64 - 1) as u32,
+            d: groups * 256,
+        })?;
+        gpu.scoped("recording a finiteness check", || {
+            record_pass(
+                gpu,
+                encoder,
+                "check_finite",
+                &pipeline,
+                &[(7, &params), (8, values.buffer()), (9, &self.first_bad)],
+                (groups, 1, 1),
+            )
+        })
+    }
+
+    pub(super) fn record_optimizer(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        param: &GpuTensor,
+        grad: &GpuTensor,
+        state: &(GpuTensor, GpuTensor),
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let (entry, mut p) = match self.config.optimizer {
+            Optimizer::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => (
+                "sgd",
+                OptimParams {
+                    nesterov: nesterov as u32,
+                    momentum,
+                    weight_decay,
+                    ..bytemuck::Zeroable::zeroed()
+                },
+            ),
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => (
+                "adam",
+                OptimParams {
+                    decoupled: matches!(self.config.optimizer, Optimizer::AdamW { .. }) as u32,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    ..bytemuck::Zeroable::zeroed()
+                },
+            ),
+            Optimizer::RmsProp {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+            } => (
+                "rmsprop",
+                OptimParams {
+                    alpha,
+                    eps,
+                    momentum,
+                    weight_decay,
+                    ..bytemuck::Zeroable::zeroed()
+                },
+            ),
+        };
+        let (x, y, row_stride) = grid_1d(gpu, param.len() as u64, 256)?;
+        p.len = param.len() as u32;
+        p.row_stride = row_stride;
+        let pipeline = gpu.pipeline(
+            "optimizer",
+            entry,
+            || shader::OPTIMIZER_WGSL.to_string(),
+            false,
+        )?;
+        let params = gpu.params(&p)?;
+        let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![
+            (0, &params),
+            (1, &self.step_state),
+            (2, param.buffer()),
+            (3, grad.buffer()),
+        ];
+        match entry {
+            "sgd" => bindings.push((4, state.0.buffer())),
+            "adam" => {
+                bindings.push((4, state.0.buffer()));
+                bindings.push((5, state.1.buffer()));
+            }
+            _ => {
+                bindings.push((4, state.0.buffer()));
+                bindings.push((5, state.1.buffer()));
+            }
+        }
+        gpu.scoped("recording an optimizer step", || {
+            record_pass(gpu, encoder, entry, &pipeline, &bindings, (x, y, 1))
+        })
+    }
+
+    pub(super) fn record_diagnostics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        gpu.scoped("clearing histograms", || {
+            encoder.clear_buffer(&self.hist, 0, None)
+        })?;
+        for layer in &self.layers {
+            let src = || shader::assemble(shader::DIAGNOSTICS_WGSL, Some(layer.act));
+            let key = format!("diagnostics[{}]", layer.act);
+            let columns = gpu.pipeline(&key, "column_stats", src, false)?;
+            let summarize = gpu.pipeline(&key, "summarize", src, false)?;
+            let cols = layer.y.cols();
+            let params = &layer.diag_params;
+            gpu.scoped("recording diagnostics", || {
+                record_pass(
+                    gpu,
+                    encoder,
+                    "column_stats",
+                    &columns,
+                    &[
+                        (0, params),
+                        (1, layer.z.buffer()),
+                        (2, layer.y.buffer()),
+                        (3, layer.columns.buffer()),
+                        (4, &self.hist),
+                    ],
+                    ((cols as u32).div_ceil(64), 1, 1),
+                );
+                record_pass(
+                    gpu,
+                    encoder,
+                    "summarize",
+                    &summarize,
+                    &[
+                        (0, params),
+                        (5, layer.columns.buffer()),
+                        (6, self.summary.buffer()),
+                    ],
+                    (1, 1, 1),
+                );
+            })?;
+        }
+        Ok(())
+    }
+}

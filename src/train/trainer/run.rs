@@ -1,0 +1,189 @@
+//! The loop: epochs, evaluation, the report, and timed steps for benchmarks.
+
+use super::*;
+
+impl Trainer {
+    /// Loss and accuracy on the validation split (evaluation mode), as
+    /// (loss, accuracy); one readback, together with the training totals.
+    pub(super) fn evaluate_and_read_totals(&mut self) -> Result<([f32; 3], [f32; 3]), Error> {
+        let gpu = self.gpu.clone();
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        gpu.scoped("clearing totals", || {
+            encoder.clear_buffer(self.val_totals.buffer(), 0, None)
+        })?;
+        let chunk = self.config.batch_size;
+        let mut start = 0;
+        while start < self.val_rows {
+            let rows = chunk.min(self.val_rows - start);
+            self.record_gather(
+                &mut encoder,
+                (&self.val_x, &self.val_y),
+                &self.identity_perm,
+                start,
+                rows,
+            )?;
+            self.record_forward(&mut encoder, rows, false, false)?;
+            self.record_loss(&mut encoder, rows, &self.val_totals)?;
+            start += rows;
+        }
+        gpu.submit("evaluation", vec![encoder.finish()])?;
+        let t = gpu.download(&self.train_totals)?;
+        let v = gpu.download(&self.val_totals)?;
+        self.readbacks += 2;
+        Ok(([t[0], t[1], t[2]], [v[0], v[1], v[2]]))
+    }
+
+    /// Trains for the configured epochs. `on_step` is called after every
+    /// submitted step with (steps taken, total steps); `on_epoch` after every
+    /// epoch. Stops early (with the outcome saying why) if the loss becomes
+    /// non-finite.
+    pub fn train(
+        &mut self,
+        label: &str,
+        mut on_step: impl FnMut(u64, u64),
+        mut on_epoch: impl FnMut(&EpochLog),
+    ) -> Result<RunReport, Error> {
+        let start = Instant::now();
+        let steps_per_epoch = self.steps_per_epoch();
+        let total = self.total_steps();
+        let mut epochs = Vec::new();
+        let mut outcome = "completed".to_string();
+        let mut divergence = None;
+        'epochs: while self.epoch < self.config.epochs {
+            let epoch = self.epoch;
+            let order = shuffle_order(self.config.seed, epoch, self.train_rows);
+            self.gpu.scoped("writing the epoch order", || {
+                self.gpu
+                    .queue()
+                    .write_buffer(&self.perm, 0, bytemuck::cast_slice(&order))
+            })?;
+            if self.step_in_epoch == 0 {
+                let gpu = self.gpu.clone();
+                let mut clear = gpu.device().create_command_encoder(&Default::default());
+                gpu.scoped("clearing totals", || {
+                    clear.clear_buffer(self.train_totals.buffer(), 0, None)
+                })?;
+                gpu.submit("clearing totals", vec![clear.finish()])?;
+            }
+            while self.step_in_epoch < steps_per_epoch {
+                let logged = self.step.is_multiple_of(self.config.log_every);
+                self.submit_step(epoch, self.step_in_epoch * self.config.batch_size)?;
+                self.step_in_epoch += 1;
+                self.collect_logs(false)?;
+                on_step(self.step, total);
+                if logged {
+                    // The flags ride on logged steps' readbacks: stop early.
+                    if let Some(d) = self.divergence()? {
+                        divergence = Some(d);
+                        break 'epochs;
+                    }
+                }
+                if self.stop_at == Some(self.step) {
+                    outcome = format!("stopped after step {}", self.step);
+                    break 'epochs;
+                }
+                if let Some((path, every)) = self.checkpointing.clone() {
+                    if self.step.is_multiple_of(every) {
+                        if let Some(d) = self.divergence()? {
+                            divergence = Some(d);
+                            break 'epochs;
+                        }
+                        self.save_checkpoint(&path)?;
+                    }
+                }
+            }
+            let (t, v) = self.evaluate_and_read_totals()?;
+            self.collect_logs(true)?;
+            let log = EpochLog {
+                epoch,
+                train_loss: t[0] / t[2].max(1.0),
+                train_accuracy: t[1] / t[2].max(1.0),
+                val_loss: v[0] / v[2].max(1.0),
+                val_accuracy: v[1] / v[2].max(1.0),
+                elapsed_seconds: start.elapsed().as_secs_f64(),
+            };
+            on_epoch(&log);
+            epochs.push(log);
+            if let Some(d) = self.divergence()? {
+                divergence = Some(d);
+                break;
+            }
+            self.epoch += 1;
+            self.step_in_epoch = 0;
+        }
+        self.collect_logs(true)?;
+        if let Some(d) = &divergence {
+            outcome = d.to_string();
+            // Diagnostics logged once values were non-finite describe the
+            // blow-up, not the net: the report keeps the steps before it.
+            self.logs.retain(|l| l.step < d.step);
+        } else if let (Some((path, _)), None) = (self.checkpointing.clone(), self.stop_at) {
+            self.save_checkpoint(&path)?;
+        }
+        let wall = start.elapsed().as_secs_f64();
+        Ok(RunReport {
+            label: label.to_string(),
+            config: serde_json::json!({
+                "model": self.model.config,
+                "init": self.model.config.init().to_string(),
+                "train": self.config,
+            }),
+            adapter: self.gpu.describe(),
+            seed: self.config.seed,
+            epochs,
+            steps: std::mem::take(&mut self.logs),
+            logged_steps_rule: format!(
+                "diagnostics logged at the first step and every {} steps; the report keeps at \
+                 most {} logged steps: past that, every second entry is dropped (older entries \
+                 grow sparser), always keeping the first and the last, the one with the largest \
+                 global gradient norm and any with a non-finite loss or gradient norm",
+                self.config.log_every, self.config.max_logged_steps
+            ),
+            logged_steps_dropped: self.logs_dropped,
+            wall_seconds: wall,
+            samples_per_second: (self.step as f64 * self.config.batch_size as f64) / wall.max(1e-9),
+            total_steps: self.step,
+            readbacks: self.readbacks,
+            outcome,
+            divergence,
+        })
+    }
+
+    /// Runs `steps` optimizer steps over the epoch-0 order (wrapping), with
+    /// no evaluation: for tests and benchmarks. Waits for the GPU at the end.
+    pub fn run_steps(&mut self, steps: usize) -> Result<(), Error> {
+        let per_epoch = self.steps_per_epoch().max(1);
+        for s in 0..steps {
+            self.submit_step(0, (s % per_epoch) * self.config.batch_size)?;
+            self.collect_logs(false)?;
+        }
+        self.gpu.wait("finishing steps", None)?;
+        self.collect_logs(true)
+    }
+
+    /// Times the host's recording of one step (building the command buffer,
+    /// before the submit) and the whole step: returns (median host seconds to
+    /// record a step, mean seconds per step) over `steps` non-logged steps.
+    /// For benchmarks: it takes real optimizer steps (the model changes) and
+    /// leaves the step counter where they end.
+    pub fn time_steps(&mut self, steps: usize) -> Result<(f64, f64), Error> {
+        let saved_log_every = self.config.log_every;
+        self.config.log_every = u64::MAX;
+        self.step = 1;
+        let result = (|| {
+            self.run_steps(2)?; // warm-up (pipelines compiled, autotune done)
+            let mut host = Vec::new();
+            let start = Instant::now();
+            for s in 0..steps {
+                let per_epoch = self.steps_per_epoch().max(1);
+                self.submit_step(0, (s % per_epoch) * self.config.batch_size)?;
+                host.push(self.last_record_seconds);
+            }
+            self.gpu.wait("timing steps", None)?;
+            let per_step = start.elapsed().as_secs_f64() / steps.max(1) as f64;
+            Ok((crate::gpu::timing::median(&host), per_step))
+        })();
+        self.config.log_every = saved_log_every;
+        result
+    }
+}

@@ -1,0 +1,282 @@
+//! One optimizer step, recorded and submitted.
+
+use super::*;
+
+impl Trainer {
+    /// Records and submits one optimizer step on the batch starting at
+    /// `offset` of the current epoch's order. No readback.
+    pub(super) fn submit_step(&mut self, epoch: usize, offset: usize) -> Result<(), Error> {
+        let gpu = self.gpu.clone();
+        let b = self.config.batch_size;
+        let log = self.step.is_multiple_of(self.config.log_every);
+        let lr = self.config.schedule.rate(
+            self.config.learning_rate,
+            self.step,
+            self.total_steps(),
+            self.config.warmup_steps,
+        );
+        let t = (self.step + 1) as i32;
+        let (bc1, bc2) = match self.config.optimizer {
+            Optimizer::Adam { beta1, beta2, .. } | Optimizer::AdamW { beta1, beta2, .. } => (
+                (1.0 - (beta1 as f64).powi(t)) as f32,
+                (1.0 - (beta2 as f64).powi(t)) as f32,
+            ),
+            _ => (1.0, 1.0),
+        };
+        gpu.scoped("writing the step state", || {
+            gpu.queue().write_buffer(
+                &self.step_state,
+                0,
+                bytemuck::cast_slice(&[lr, bc1, bc2, 1.0f32]),
+            )
+        })?;
+        let self_start = std::time::Instant::now();
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        self.record_gather(
+            &mut encoder,
+            (&self.train_x, &self.train_y),
+            &self.perm,
+            offset,
+            b,
+        )?;
+        self.record_forward(&mut encoder, b, log, true)?;
+        self.record_loss(&mut encoder, b, &self.train_totals)?;
+        // Backward, last layer first. Each layer's `dy` holds dL/d(its
+        // output as the next layer sees it).
+        for l in (0..self.layers.len()).rev() {
+            let layer = &self.layers[l];
+            let params = &self.model.layers[l];
+            let input = if l == 0 {
+                &self.x_batch
+            } else {
+                self.layer_output(l - 1)
+            };
+            let saved = if layer.act.saved() == Saved::PreActivation {
+                &layer.z
+            } else {
+                &layer.y
+            };
+            let dy = match &layer.d_dropped {
+                Some(dd) if layer.dropout => {
+                    self.record_regularize(
+                        &mut encoder,
+                        "dropout_backward",
+                        layer,
+                        true,
+                        &[(4, layer.dy.buffer()), (5, dd.buffer())],
+                        layer.dy.len(),
+                    )?;
+                    dd
+                }
+                _ => &layer.dy,
+            };
+            let dx = if l == 0 {
+                None
+            } else {
+                Some(&self.layers[l - 1].dy)
+            };
+            // LayerNorm: its backward gives dL/d(its input) and the scale and
+            // shift gradients; before the activation, the linear part then
+            // runs as identity.
+            let (act, dy) = match (&layer.norm, self.model.norms[l].as_ref()) {
+                (Some(st), Some((g, _))) => {
+                    gpu.record_norm_backward(
+                        &mut encoder,
+                        layer.act,
+                        st.before,
+                        g,
+                        dy,
+                        &st.buffers,
+                        (&st.dgamma, &st.dbeta),
+                    )?;
+                    let act = if st.before {
+                        Activation::Identity
+                    } else {
+                        layer.act
+                    };
+                    (act, &st.buffers.d_in)
+                }
+                _ => (layer.act, dy),
+            };
+            // Learned PReLU: its backward gives dz and the slopes' gradient;
+            // the linear part then runs as identity.
+            let (act, dy) = match (&layer.slopes, self.model.slopes[l].as_ref()) {
+                (Some(st), Some(slopes)) => {
+                    gpu.record_prelu_backward(
+                        &mut encoder,
+                        slopes,
+                        &layer.z,
+                        dy,
+                        &st.dz,
+                        &st.units,
+                        &st.grad,
+                    )?;
+                    (Activation::Identity, &st.dz)
+                }
+                _ => (act, dy),
+            };
+            gpu.record_linear_backward(
+                &mut encoder,
+                act,
+                input,
+                &params.weight,
+                saved,
+                dy,
+                &layer.scratch,
+                dx,
+                &layer.dw,
+                &layer.db,
+                None,
+            )?;
+            if layer.residual {
+                let prev = &self.layers[l - 1];
+                self.record_regularize(
+                    &mut encoder,
+                    "residual_backward",
+                    layer,
+                    false,
+                    &[(6, layer.dy.buffer()), (7, prev.dy.buffer())],
+                    layer.dy.len(),
+                )?;
+            }
+        }
+        let n = self.layers.len();
+        if log || self.config.clip_norm.is_some() {
+            for (l, layer) in self.layers.iter().enumerate() {
+                self.record_sumsq(&mut encoder, &layer.dw, None, self.slots.grad_w(l))?;
+                self.record_sumsq(&mut encoder, &layer.db, None, self.slots.grad_b(l))?;
+                if let Some(st) = &layer.slopes {
+                    self.record_sumsq(&mut encoder, &st.grad, None, self.slots.grad_slope(l))?;
+                }
+                if let Some(st) = &layer.norm {
+                    let (sg, sb) = self.slots.grad_norm(l);
+                    self.record_sumsq(&mut encoder, &st.dgamma, None, sg)?;
+                    self.record_sumsq(&mut encoder, &st.dbeta, None, sb)?;
+                }
+            }
+            let pipeline = gpu.pipeline(
+                "stats",
+                "clip_scale",
+                || shader::STATS_WGSL.to_string(),
+                false,
+            )?;
+            let params = gpu.params(&ClipParams {
+                first: 0,
+                count: self.slots.gradients(),
+                out_slot: self.slots.global(),
+                max_norm: self.config.clip_norm.unwrap_or(0.0),
+            })?;
+            gpu.scoped("recording clipping", || {
+                record_pass(
+                    &gpu,
+                    &mut encoder,
+                    "clip_scale",
+                    &pipeline,
+                    &[
+                        (4, &params),
+                        (5, self.norms.buffer()),
+                        (6, &self.step_state),
+                    ],
+                    (1, 1, 1),
+                )
+            })?;
+        }
+        if log {
+            for (l, params) in self.model.layers.iter().enumerate() {
+                self.record_sumsq(&mut encoder, &params.weight, None, self.slots.weight(l))?;
+                let prev = &self.layers[l].w_prev;
+                gpu.scoped("saving weights", || {
+                    encoder.copy_buffer_to_buffer(
+                        params.weight.buffer(),
+                        0,
+                        prev.buffer(),
+                        0,
+                        (params.weight.len() * 4) as u64,
+                    )
+                })?;
+            }
+        }
+        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
+            self.record_optimizer(&mut encoder, &params.weight, &layer.dw, &layer.w_state)?;
+            self.record_optimizer(&mut encoder, &params.bias, &layer.db, &layer.b_state)?;
+            if let (Some(st), Some(slopes)) = (&layer.slopes, &self.model.slopes[l]) {
+                self.record_optimizer(&mut encoder, slopes, &st.grad, &st.state)?;
+            }
+            if let (Some(st), Some((g, b))) = (&layer.norm, &self.model.norms[l]) {
+                self.record_optimizer(&mut encoder, g, &st.dgamma, &st.gamma_state)?;
+                self.record_optimizer(&mut encoder, b, &st.dbeta, &st.beta_state)?;
+            }
+        }
+        // Divergence detection: where a NaN or infinity first appears.
+        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
+            self.record_check_finite(&mut encoder, &layer.y, 3 * l)?;
+            self.record_check_finite(&mut encoder, &layer.dw, 3 * l + 1)?;
+            self.record_check_finite(&mut encoder, &params.weight, 3 * l + 2)?;
+        }
+        self.record_check_finite(&mut encoder, &self.row_stats, 3 * n)?;
+        let mut pending = None;
+        if log {
+            for (l, params) in self.model.layers.iter().enumerate() {
+                self.record_sumsq(
+                    &mut encoder,
+                    &params.weight,
+                    Some(&self.layers[l].w_prev),
+                    self.slots.update(l),
+                )?;
+            }
+            self.record_diagnostics(&mut encoder)?;
+            let slot = self.free_log_slot()?;
+            self.record_log_copy(&mut encoder, &self.log_slots[slot])?;
+            pending = Some(slot);
+        }
+        let commands = encoder.finish();
+        self.last_record_seconds = self_start.elapsed().as_secs_f64();
+        gpu.submit("a training step", vec![commands])?;
+        if let Some(slot) = pending {
+            let ready = Arc::new(AtomicBool::new(false));
+            let flag = ready.clone();
+            self.log_slots[slot]
+                .slice(..)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    if r.is_ok() {
+                        flag.store(true, Ordering::Release);
+                    }
+                });
+            self.pending.push(PendingLog {
+                slot,
+                ready,
+                step: self.step,
+                epoch,
+                learning_rate: lr,
+            });
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    /// Copies step stats, norms, summaries and histograms into one staging buffer.
+    pub(super) fn record_log_copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        let n = self.layers.len();
+        let sizes = [
+            (self.step_stats.buffer(), 8u64),
+            (self.norms.buffer(), (self.slots.count() * 4) as u64),
+            (self.summary.buffer(), (n * 16) as u64),
+            (&self.hist, (n * (HIST_BINS + 2) * 4) as u64),
+        ];
+        debug_assert_eq!(
+            sizes.iter().map(|s| s.1).sum::<u64>(),
+            log_bytes(&self.slots, n)
+        );
+        let mut offset = 0;
+        self.gpu.scoped("copying diagnostics", || {
+            for (buf, size) in sizes {
+                encoder.copy_buffer_to_buffer(buf, 0, staging, offset, size);
+                offset += size;
+            }
+        })
+    }
+}
