@@ -40,7 +40,7 @@ pub(crate) struct GpuInner {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     readbacks: AtomicU64,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     pub(crate) tuning: Mutex<super::autotune::TuningState>,
     /// Whether `rgba32float` storage textures can be written and read back
     /// in compute shaders (the texture GEMM kinds).
@@ -53,6 +53,25 @@ pub(crate) struct GpuInner {
 }
 
 static SHARED: Mutex<Option<Gpu>> = Mutex::new(None);
+
+/// The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset;
+/// harmless, so point it at a private temporary folder. Called under the
+/// SHARED lock, before any device (and so any GPU thread) exists.
+#[cfg(not(target_arch = "wasm32"))]
+fn quiet_vulkan_loader() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("fusedmlp-runtime");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+            }
+            // SAFETY: set once before any GPU thread exists, under the SHARED lock.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+}
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,35 +100,46 @@ impl Gpu {
     /// to pick another. Every limit the adapter offers is requested, not
     /// wgpu's conservative defaults.
     pub fn new() -> Result<Gpu, Error> {
-        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(gpu) = shared.as_ref() {
-            if gpu.inner.lost.lock().map(|l| l.is_none()).unwrap_or(false) {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// [`Gpu::new`] without blocking: the adapter and device requests are
+    /// awaited (the way a browser, or an async application, needs them).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), fusedmlp::Error> {
+    /// let gpu = fusedmlp::Gpu::new_async().await?;
+    /// println!("running on {}", gpu.describe());
+    /// # Ok(()) }
+    /// ```
+    pub async fn new_async() -> Result<Gpu, Error> {
+        {
+            let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(gpu) = shared.as_ref().filter(|g| g.is_alive()) {
                 return Ok(gpu.clone());
             }
+            #[cfg(not(target_arch = "wasm32"))]
+            quiet_vulkan_loader();
         }
-        let gpu = Self::create()?;
+        let gpu = Self::create().await?;
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        // Two callers may have raced to create the device: keep the first.
+        if let Some(first) = shared.as_ref().filter(|g| g.is_alive()) {
+            return Ok(first.clone());
+        }
         *shared = Some(gpu.clone());
         Ok(gpu)
     }
 
-    fn create() -> Result<Gpu, Error> {
-        // The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset;
-        // harmless, so point it at a private temporary folder.
-        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            let dir = std::env::temp_dir().join("fusedmlp-runtime");
-            if std::fs::create_dir_all(&dir).is_ok() {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-                }
-                // SAFETY: set once before any GPU thread exists, under the SHARED lock.
-                unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
-            }
-        }
+    /// Whether the device has not been lost.
+    fn is_alive(&self) -> bool {
+        self.inner.lost.lock().map(|l| l.is_none()).unwrap_or(false)
+    }
+
+    async fn create() -> Result<Gpu, Error> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
         let wanted = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
         let names: Vec<String> = adapters
             .iter()
@@ -161,18 +191,20 @@ impl Gpu {
                 wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY
                     | wgpu::TextureFormatFeatureFlags::STORAGE_WRITE_ONLY,
             );
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("fusedmlp"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::DeviceRequest {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("fusedmlp"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
         let lost = Arc::new(Mutex::new(None));
         let lost_flag = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
@@ -363,118 +395,6 @@ impl Gpu {
         commands: Vec<wgpu::CommandBuffer>,
     ) -> Result<wgpu::SubmissionIndex, Error> {
         self.scoped(context, || self.inner.queue.submit(commands))
-    }
-
-    /// Polls the device until `flag` is set (by a map callback), up to the
-    /// timeout. Another thread's poll can be the one that runs this
-    /// thread's callbacks, so a finished queue alone does not mean the
-    /// callback has run.
-    pub(crate) fn wait_for_flag(
-        &self,
-        context: &str,
-        flag: &std::sync::atomic::AtomicBool,
-    ) -> Result<(), Error> {
-        let deadline = std::time::Instant::now() + self.inner.timeout;
-        while !flag.load(Ordering::Acquire) {
-            if std::time::Instant::now() > deadline {
-                return Err(Error::GpuWait {
-                    context: context.to_string(),
-                    message: format!(
-                        "a buffer was never mapped (waited {} s; set {TIMEOUT_ENV} to wait longer)",
-                        self.inner.timeout.as_secs()
-                    ),
-                });
-            }
-            let _ = self.inner.device.poll(wgpu::PollType::Poll);
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        self.check_lost()
-    }
-
-    /// Blocks until `index` (or all work) has finished, with a timeout.
-    pub(crate) fn wait(
-        &self,
-        context: &str,
-        index: Option<wgpu::SubmissionIndex>,
-    ) -> Result<(), Error> {
-        self.inner
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: index,
-                timeout: Some(self.inner.timeout),
-            })
-            .map_err(|e| Error::GpuWait {
-                context: context.to_string(),
-                message: format!(
-                    "{e} (waited up to {} s; set {TIMEOUT_ENV} to wait longer)",
-                    self.inner.timeout.as_secs()
-                ),
-            })?;
-        self.check_lost()
-    }
-
-    /// Copies `len` floats starting at float `offset` of `buffer` back to the host.
-    pub(crate) fn read_f32(
-        &self,
-        buffer: &wgpu::Buffer,
-        offset: u64,
-        len: usize,
-    ) -> Result<Vec<f32>, Error> {
-        let bytes = self.read_bytes(buffer, offset * 4, (len * 4) as u64)?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
-    }
-
-    /// Copies `size` bytes from `offset` of `buffer` back to the host.
-    pub(crate) fn read_bytes(
-        &self,
-        buffer: &wgpu::Buffer,
-        offset: u64,
-        size: u64,
-    ) -> Result<Vec<u8>, Error> {
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let device = &self.inner.device;
-        // Copies must be multiples of 4 bytes.
-        let padded = size.div_ceil(4) * 4;
-        let staging = self.scoped("allocating a readback buffer", || {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("fusedmlp readback"),
-                size: padded,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        let mut encoder = device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
-        let index = self.submit("copying results back", vec![encoder.finish()])?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait("reading results back", Some(index))?;
-        let mapped = rx
-            .recv_timeout(self.inner.timeout)
-            .map_err(|_| Error::GpuWait {
-                context: "reading results back".into(),
-                message: "the buffer was never mapped".into(),
-            })?;
-        mapped.map_err(|e| Error::GpuWait {
-            context: "reading results back".into(),
-            message: e.to_string(),
-        })?;
-        self.inner.readbacks.fetch_add(1, Ordering::Relaxed);
-        let view = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::GpuWait {
-                context: "reading results back".into(),
-                message: e.to_string(),
-            })?;
-        let out = view[..size as usize].to_vec();
-        drop(view);
-        staging.unmap();
-        Ok(out)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod linear;
 pub mod norm;
+pub mod readback;
 pub mod shader;
 pub mod tensor;
 pub mod timing;

@@ -482,7 +482,12 @@ impl Mlp {
 
     /// Every normalisation layer's (scale, shift), copied to the host (empty where none).
     pub fn norm_values(&self) -> Result<Vec<LayerValues>, Error> {
-        read_pairs(&self.gpu, &self.norms)
+        pollster::block_on(self.norm_values_async())
+    }
+
+    /// [`Mlp::norm_values`] without blocking.
+    pub async fn norm_values_async(&self) -> Result<Vec<LayerValues>, Error> {
+        read_pairs(&self.gpu, &self.norms).await
     }
 
     /// Sets every BatchNorm1d's running (mean, variance) from host values
@@ -500,18 +505,29 @@ impl Mlp {
     /// Every BatchNorm1d's running (mean, variance), copied to the host
     /// (empty where none).
     pub fn running_stat_values(&self) -> Result<Vec<LayerValues>, Error> {
-        read_pairs(&self.gpu, &self.running)
+        pollster::block_on(self.running_stat_values_async())
+    }
+
+    /// [`Mlp::running_stat_values`] without blocking.
+    pub async fn running_stat_values_async(&self) -> Result<Vec<LayerValues>, Error> {
+        read_pairs(&self.gpu, &self.running).await
     }
 
     /// The learned slopes of every layer, copied to the host (empty where none).
     pub fn slope_values(&self) -> Result<Vec<Vec<f32>>, Error> {
-        self.slopes
-            .iter()
-            .map(|s| match s {
-                Some(t) => self.gpu.download(t),
-                None => Ok(Vec::new()),
-            })
-            .collect()
+        pollster::block_on(self.slope_values_async())
+    }
+
+    /// [`Mlp::slope_values`] without blocking.
+    pub async fn slope_values_async(&self) -> Result<Vec<Vec<f32>>, Error> {
+        let mut out = Vec::with_capacity(self.slopes.len());
+        for s in &self.slopes {
+            out.push(match s {
+                Some(t) => self.gpu.download_async(t).await?,
+                None => Vec::new(),
+            });
+        }
+        Ok(out)
     }
 
     /// Builds the net from given (weight, bias) pairs, checking every shape.
@@ -603,10 +619,19 @@ impl Mlp {
 
     /// Every (weight, bias) pair, copied to the host.
     pub fn parameters(&self) -> Result<Vec<LayerValues>, Error> {
-        self.layers
-            .iter()
-            .map(|l| Ok((self.gpu.download(&l.weight)?, self.gpu.download(&l.bias)?)))
-            .collect()
+        pollster::block_on(self.parameters_async())
+    }
+
+    /// [`Mlp::parameters`] without blocking.
+    pub async fn parameters_async(&self) -> Result<Vec<LayerValues>, Error> {
+        let mut out = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            out.push((
+                self.gpu.download_async(&l.weight).await?,
+                self.gpu.download_async(&l.bias).await?,
+            ));
+        }
+        Ok(out)
     }
 
     /// How layer `l`'s normalisation runs: BatchNorm1d uses (and updates)
@@ -794,15 +819,16 @@ fn write_pairs(
 }
 
 /// Per-layer optional tensor pairs copied to the host (empty where none).
-fn read_pairs(
+async fn read_pairs(
     gpu: &Gpu,
     pairs: &[Option<(GpuTensor, GpuTensor)>],
 ) -> Result<Vec<LayerValues>, Error> {
-    pairs
-        .iter()
-        .map(|n| match n {
-            Some((a, b)) => Ok((gpu.download(a)?, gpu.download(b)?)),
-            None => Ok((Vec::new(), Vec::new())),
-        })
-        .collect()
+    let mut out = Vec::with_capacity(pairs.len());
+    for n in pairs {
+        out.push(match n {
+            Some((a, b)) => (gpu.download_async(a).await?, gpu.download_async(b).await?),
+            None => (Vec::new(), Vec::new()),
+        });
+    }
+    Ok(out)
 }

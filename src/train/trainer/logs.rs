@@ -15,7 +15,8 @@ pub(super) const LOG_SLOTS: usize = 4;
 pub(super) struct PendingLog {
     /// Index into the trainer's `log_slots`.
     pub(super) slot: usize,
-    pub(super) ready: Arc<AtomicBool>,
+    /// The map request on the slot, completed when the copy has arrived.
+    pub(super) mapping: crate::gpu::readback::Mapping,
     pub(super) step: u64,
     pub(super) epoch: usize,
     pub(super) learning_rate: f32,
@@ -24,9 +25,9 @@ pub(super) struct PendingLog {
 impl Trainer {
     /// A log staging buffer no logged step is using; when all are in
     /// flight, waits for them (a logged step never allocates its own).
-    pub(super) fn free_log_slot(&mut self) -> Result<usize, Error> {
+    pub(super) async fn free_log_slot(&mut self) -> Result<usize, Error> {
         if self.pending.len() >= self.log_slots.len() {
-            self.collect_logs(true)?;
+            self.collect_logs(true).await?;
         }
         (0..self.log_slots.len())
             .find(|i| self.pending.iter().all(|p| p.slot != *i))
@@ -37,21 +38,21 @@ impl Trainer {
     }
 
     /// Collects logged steps whose copies have arrived; with `wait`, all of them.
-    pub(super) fn collect_logs(&mut self, wait: bool) -> Result<(), Error> {
+    pub(super) async fn collect_logs(&mut self, wait: bool) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if wait {
-            self.gpu.wait("collecting diagnostics", None)?;
-        } else {
+        if !wait {
             let _ = self.gpu.device().poll(wgpu::PollType::Poll);
         }
         let n = self.layers.len();
         let mut still = Vec::new();
-        for p in std::mem::take(&mut self.pending) {
-            if !p.ready.load(Ordering::Acquire) {
+        for mut p in std::mem::take(&mut self.pending) {
+            if !p.mapping.is_ready() {
                 if wait {
-                    self.gpu.wait_for_flag("collecting diagnostics", &p.ready)?;
+                    p.mapping
+                        .wait(&self.gpu, "collecting diagnostics", None)
+                        .await?;
                 } else {
                     still.push(p);
                     continue;
@@ -111,10 +112,16 @@ impl Trainer {
     /// Reads the divergence flags (one readback): the earliest non-finite
     /// value, if any.
     pub fn divergence(&mut self) -> Result<Option<Divergence>, Error> {
+        pollster::block_on(self.divergence_async())
+    }
+
+    /// [`Trainer::divergence`] without blocking.
+    pub async fn divergence_async(&mut self) -> Result<Option<Divergence>, Error> {
         let n = self.layers.len();
         let bytes = self
             .gpu
-            .read_bytes(&self.first_bad, 0, ((3 * n + 1) * 4) as u64)?;
+            .read_bytes_async(&self.first_bad, 0, ((3 * n + 1) * 4) as u64)
+            .await?;
         self.readbacks += 1;
         let flags: &[u32] = bytemuck::cast_slice(&bytes);
         // Within one step, order the slots as the step computes them:

@@ -11,8 +11,6 @@
 //! flags, `state.rs` saves and resumes checkpoints, `run.rs` is the loop.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};

@@ -5,7 +5,7 @@ use super::*;
 impl Trainer {
     /// Loss and accuracy on the validation split (evaluation mode), as
     /// (loss, accuracy); one readback, together with the training totals.
-    pub(super) fn evaluate_and_read_totals(&mut self) -> Result<([f32; 3], [f32; 3]), Error> {
+    pub(super) async fn evaluate_and_read_totals(&mut self) -> Result<([f32; 3], [f32; 3]), Error> {
         let gpu = self.gpu.clone();
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         gpu.scoped("clearing totals", || {
@@ -27,8 +27,8 @@ impl Trainer {
             start += rows;
         }
         gpu.submit("evaluation", vec![encoder.finish()])?;
-        let t = gpu.download(&self.train_totals)?;
-        let v = gpu.download(&self.val_totals)?;
+        let t = gpu.download_async(&self.train_totals).await?;
+        let v = gpu.download_async(&self.val_totals).await?;
         self.readbacks += 2;
         Ok(([t[0], t[1], t[2]], [v[0], v[1], v[2]]))
     }
@@ -38,6 +38,20 @@ impl Trainer {
     /// epoch. Stops early (with the outcome saying why) if the loss becomes
     /// non-finite.
     pub fn train(
+        &mut self,
+        label: &str,
+        on_step: impl FnMut(u64, u64),
+        on_epoch: impl FnMut(&EpochLog),
+    ) -> Result<RunReport, Error> {
+        pollster::block_on(self.train_async(label, on_step, on_epoch))
+    }
+
+    /// [`Trainer::train`] without blocking: every wait for the GPU (logged
+    /// steps' diagnostics, the divergence flags, the evaluation at each
+    /// epoch's end, checkpoints' readbacks) is awaited, so an async
+    /// application (or the browser) keeps running while the GPU works.
+    /// Checkpoint files, where set, are written with blocking I/O.
+    pub async fn train_async(
         &mut self,
         label: &str,
         mut on_step: impl FnMut(u64, u64),
@@ -67,13 +81,14 @@ impl Trainer {
             }
             while self.step_in_epoch < steps_per_epoch {
                 let logged = self.step.is_multiple_of(self.config.log_every);
-                self.submit_step(epoch, self.step_in_epoch * self.config.batch_size)?;
+                self.submit_step(epoch, self.step_in_epoch * self.config.batch_size)
+                    .await?;
                 self.step_in_epoch += 1;
-                self.collect_logs(false)?;
+                self.collect_logs(false).await?;
                 on_step(self.step, total);
                 if logged {
                     // The flags ride on logged steps' readbacks: stop early.
-                    if let Some(d) = self.divergence()? {
+                    if let Some(d) = self.divergence_async().await? {
                         divergence = Some(d);
                         break 'epochs;
                     }
@@ -84,16 +99,16 @@ impl Trainer {
                 }
                 if let Some((path, every)) = self.checkpointing.clone() {
                     if self.step.is_multiple_of(every) {
-                        if let Some(d) = self.divergence()? {
+                        if let Some(d) = self.divergence_async().await? {
                             divergence = Some(d);
                             break 'epochs;
                         }
-                        self.save_checkpoint(&path)?;
+                        self.save_checkpoint_async(&path).await?;
                     }
                 }
             }
-            let (t, v) = self.evaluate_and_read_totals()?;
-            self.collect_logs(true)?;
+            let (t, v) = self.evaluate_and_read_totals().await?;
+            self.collect_logs(true).await?;
             let log = EpochLog {
                 epoch,
                 train_loss: t[0] / t[2].max(1.0),
@@ -104,21 +119,21 @@ impl Trainer {
             };
             on_epoch(&log);
             epochs.push(log);
-            if let Some(d) = self.divergence()? {
+            if let Some(d) = self.divergence_async().await? {
                 divergence = Some(d);
                 break;
             }
             self.epoch += 1;
             self.step_in_epoch = 0;
         }
-        self.collect_logs(true)?;
+        self.collect_logs(true).await?;
         if let Some(d) = &divergence {
             outcome = d.to_string();
             // Diagnostics logged once values were non-finite describe the
             // blow-up, not the net: the report keeps the steps before it.
             self.logs.retain(|l| l.step < d.step);
         } else if let (Some((path, _)), None) = (self.checkpointing.clone(), self.stop_at) {
-            self.save_checkpoint(&path)?;
+            self.save_checkpoint_async(&path).await?;
         }
         let wall = start.elapsed().as_secs_f64();
         Ok(RunReport {
@@ -152,13 +167,19 @@ impl Trainer {
     /// Runs `steps` optimizer steps over the epoch-0 order (wrapping), with
     /// no evaluation: for tests and benchmarks. Waits for the GPU at the end.
     pub fn run_steps(&mut self, steps: usize) -> Result<(), Error> {
+        pollster::block_on(self.run_steps_async(steps))
+    }
+
+    /// [`Trainer::run_steps`] without blocking.
+    pub async fn run_steps_async(&mut self, steps: usize) -> Result<(), Error> {
         let per_epoch = self.steps_per_epoch().max(1);
         for s in 0..steps {
-            self.submit_step(0, (s % per_epoch) * self.config.batch_size)?;
-            self.collect_logs(false)?;
+            self.submit_step(0, (s % per_epoch) * self.config.batch_size)
+                .await?;
+            self.collect_logs(false).await?;
         }
-        self.gpu.wait("finishing steps", None)?;
-        self.collect_logs(true)
+        self.gpu.wait_async("finishing steps", None).await?;
+        self.collect_logs(true).await
     }
 
     /// Times the host's recording of one step (building the command buffer,
@@ -176,7 +197,7 @@ impl Trainer {
             let start = Instant::now();
             for s in 0..steps {
                 let per_epoch = self.steps_per_epoch().max(1);
-                self.submit_step(0, (s % per_epoch) * self.config.batch_size)?;
+                pollster::block_on(self.submit_step(0, (s % per_epoch) * self.config.batch_size))?;
                 host.push(self.last_record_seconds);
             }
             self.gpu.wait("timing steps", None)?;

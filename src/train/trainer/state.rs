@@ -20,15 +20,25 @@ impl Trainer {
 
     /// The model and the full training state, read back from the device.
     pub fn checkpoint(&mut self) -> Result<crate::train::checkpoint::Checkpoint, Error> {
-        let params = self.model.parameters()?;
-        let slopes = self.model.slope_values()?;
-        let norms = self.model.norm_values()?;
-        let running = self.model.running_stat_values()?;
+        pollster::block_on(self.checkpoint_async())
+    }
+
+    /// [`Trainer::checkpoint`] without blocking.
+    pub async fn checkpoint_async(
+        &mut self,
+    ) -> Result<crate::train::checkpoint::Checkpoint, Error> {
+        let params = self.model.parameters_async().await?;
+        let slopes = self.model.slope_values_async().await?;
+        let norms = self.model.norm_values_async().await?;
+        let running = self.model.running_stat_values_async().await?;
         let mut optimizer_state = Vec::new();
         for (a, b) in self.optimizer_tensors() {
-            optimizer_state.push((self.gpu.download(a)?, self.gpu.download(b)?));
+            optimizer_state.push((
+                self.gpu.download_async(a).await?,
+                self.gpu.download_async(b).await?,
+            ));
         }
-        let totals = self.gpu.download(&self.train_totals)?;
+        let totals = self.gpu.download_async(&self.train_totals).await?;
         self.readbacks += 2 + 2 * optimizer_state.len() as u64 + 1;
         Ok(crate::train::checkpoint::Checkpoint {
             model: self.model.config.clone(),
@@ -51,7 +61,13 @@ impl Trainer {
 
     /// Saves a checkpoint to `path` now.
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<(), Error> {
-        let c = self.checkpoint()?;
+        pollster::block_on(self.save_checkpoint_async(path))
+    }
+
+    /// [`Trainer::save_checkpoint`] without blocking on the GPU (the file
+    /// is written with blocking I/O).
+    pub async fn save_checkpoint_async(&mut self, path: &Path) -> Result<(), Error> {
+        let c = self.checkpoint_async().await?;
         c.save(path)?;
         self.last_checkpoint = Some((path.to_path_buf(), self.step));
         Ok(())

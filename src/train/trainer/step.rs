@@ -5,7 +5,7 @@ use super::*;
 impl Trainer {
     /// Records and submits one optimizer step on the batch starting at
     /// `offset` of the current epoch's order. No readback.
-    pub(super) fn submit_step(&mut self, epoch: usize, offset: usize) -> Result<(), Error> {
+    pub(super) async fn submit_step(&mut self, epoch: usize, offset: usize) -> Result<(), Error> {
         let gpu = self.gpu.clone();
         let b = self.config.batch_size;
         let log = self.step.is_multiple_of(self.config.log_every);
@@ -225,7 +225,7 @@ impl Trainer {
                 )?;
             }
             self.record_diagnostics(&mut encoder)?;
-            let slot = self.free_log_slot()?;
+            let slot = self.free_log_slot().await?;
             self.record_log_copy(&mut encoder, &self.log_slots[slot])?;
             pending = Some(slot);
         }
@@ -233,18 +233,10 @@ impl Trainer {
         self.last_record_seconds = self_start.elapsed().as_secs_f64();
         gpu.submit("a training step", vec![commands])?;
         if let Some(slot) = pending {
-            let ready = Arc::new(AtomicBool::new(false));
-            let flag = ready.clone();
-            self.log_slots[slot]
-                .slice(..)
-                .map_async(wgpu::MapMode::Read, move |r| {
-                    if r.is_ok() {
-                        flag.store(true, Ordering::Release);
-                    }
-                });
+            let mapping = gpu.map_read(&self.log_slots[slot]);
             self.pending.push(PendingLog {
                 slot,
-                ready,
+                mapping,
                 step: self.step,
                 epoch,
                 learning_rate: lr,
