@@ -33,6 +33,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use fusedmlp::analysis::median_spread;
 use fusedmlp::bench;
 use fusedmlp::plot::plot_bars;
 use fusedmlp::{Activation, Error, Gpu, LinearShape};
@@ -93,22 +94,6 @@ struct Row {
     /// Half the range of that ratio over the rounds.
     spreads: [f64; 3],
     unfused_forward_gflops: f64,
-}
-
-/// Median and half-range of `v`.
-fn median_spread(mut v: Vec<f64>) -> (f64, f64) {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    };
-    (median, 0.5 * (v[n - 1] - v[0]))
 }
 
 fn io(path: &std::path::Path, e: std::io::Error) -> Error {

@@ -39,15 +39,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
+use fusedmlp::analysis::{
+    fmt_frac, max, mean, never_active_units, still_flagged, unit_fractions as fractions,
+    UnitMasks as Masks, Verdict,
+};
 use fusedmlp::data::Dataset;
 use fusedmlp::plot::{plot_bars, plot_panels, Panel, Series};
-use fusedmlp::reference::activation::forward_f64;
-use fusedmlp::reference::linear::linear_preactivation_f64;
 use fusedmlp::train::compare;
 use fusedmlp::train::StepLog;
 use fusedmlp::{
-    data, Activation, Error, Gpu, Init, LinearShape, Mlp, MlpConfig, Optimizer, RunReport,
-    TrainConfig, Trainer,
+    data, Activation, Error, Gpu, Init, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer,
 };
 
 #[derive(Parser)]
@@ -107,10 +108,6 @@ struct Spec {
     lr: f32,
 }
 
-/// Per hidden layer, per unit: whether the unit's pre-activation is ≤ 0 for
-/// every training row.
-type Masks = Vec<Vec<bool>>;
-
 /// A run and its whole-training-set probes.
 struct Measured {
     spec: Spec,
@@ -121,17 +118,7 @@ struct Measured {
 
 impl Measured {
     fn diverged_at(&self) -> Option<u64> {
-        self.report.divergence.as_ref().map(|d| d.step)
-    }
-
-    /// Logged steps before the first non-finite value.
-    fn valid_steps(&self) -> Vec<&StepLog> {
-        let limit = self.diverged_at().unwrap_or(u64::MAX);
-        self.report
-            .steps
-            .iter()
-            .filter(|s| s.step < limit)
-            .collect()
+        self.report.diverged_at()
     }
 
     fn start_masks(&self) -> Option<&Masks> {
@@ -154,118 +141,14 @@ impl Measured {
     }
 }
 
-fn fractions(masks: &Masks) -> Vec<f64> {
-    masks
-        .iter()
-        .map(|m| m.iter().filter(|&&d| d).count() as f64 / m.len().max(1) as f64)
-        .collect()
-}
-
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
-}
-
 /// Mean and max dead fraction of the hidden layers (the last layer is the output).
 fn batch_dead(step: &StepLog) -> (f64, f64) {
-    let hidden: Vec<f64> = step.layers[..step.layers.len().saturating_sub(1)]
+    let hidden: Vec<f64> = step
+        .hidden_layers()
         .iter()
         .map(|l| l.dead_fraction as f64)
         .collect();
     (mean(&hidden), max(&hidden))
-}
-
-/// Which hidden units have a pre-activation ≤ 0 for every row of `data`,
-/// from the weights on the host (f64 accumulation, rows split over the CPU
-/// cores); `None` if a value is not finite.
-fn never_active(
-    config: &MlpConfig,
-    params: &[(Vec<f32>, Vec<f32>)],
-    data: &Dataset,
-) -> Option<Masks> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = data.len().div_ceil(threads).max(1);
-    let chunks: Vec<&[f32]> = data.features.chunks(per * data.n_features).collect();
-    let parts: Vec<Option<Masks>> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|x| s.spawn(move || never_active_rows(config, params, x)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    let mut parts = parts.into_iter();
-    let mut masks = parts.next()??;
-    for part in parts {
-        for (a, b) in masks.iter_mut().zip(part?) {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x &= y;
-            }
-        }
-    }
-    Some(masks)
-}
-
-fn never_active_rows(
-    config: &MlpConfig,
-    params: &[(Vec<f32>, Vec<f32>)],
-    x: &[f32],
-) -> Option<Masks> {
-    let rows = x.len() / config.input;
-    let shapes = config.layer_shapes();
-    let mut h = x.to_vec();
-    let mut masks = Vec::new();
-    for (l, ((w, b), &(fan_in, fan_out))) in params
-        .iter()
-        .zip(&shapes)
-        .take(config.hidden.len())
-        .enumerate()
-    {
-        let z = linear_preactivation_f64(&h, w, b, LinearShape::new(rows, fan_in, fan_out));
-        if z.iter().any(|v| !v.is_finite()) {
-            return None;
-        }
-        let mut dead = vec![true; fan_out];
-        for row in z.chunks_exact(fan_out) {
-            for (d, &v) in dead.iter_mut().zip(row) {
-                *d &= v <= 0.0;
-            }
-        }
-        masks.push(dead);
-        let act = config.layer_activation(l);
-        h = z.iter().map(|&v| forward_f64(act, v) as f32).collect();
-    }
-    Some(masks)
-}
-
-/// Joins the reports of a run trained in pieces.
-fn merge(parts: Vec<RunReport>, batch_size: usize) -> RunReport {
-    let mut parts = parts.into_iter();
-    let mut out = parts.next().unwrap_or_default();
-    for p in parts {
-        let offset = out.wall_seconds;
-        out.epochs.extend(p.epochs.into_iter().map(|mut e| {
-            e.elapsed_seconds += offset;
-            e
-        }));
-        out.steps.extend(p.steps);
-        out.wall_seconds += p.wall_seconds;
-        out.total_steps = p.total_steps;
-        out.readbacks = p.readbacks;
-        out.outcome = p.outcome;
-        out.divergence = p.divergence;
-    }
-    out.samples_per_second =
-        out.total_steps as f64 * batch_size as f64 / out.wall_seconds.max(1e-9);
-    out
 }
 
 /// Trains one run, pausing every `probe_every` steps (0: only at the end)
@@ -286,43 +169,20 @@ fn run(
     tc.learning_rate = spec.lr;
     let mut probes = vec![(
         0,
-        never_active(&config, &config.initial_parameters(), train),
+        never_active_units(&config, &config.initial_parameters(), train),
     )];
     let model = Mlp::new(gpu, config.clone())?;
-    let mut trainer = Trainer::new(model, tc.clone(), train, val)?;
-    let total = (trainer.steps_per_epoch() * tc.epochs) as u64;
-    let mut parts = Vec::new();
-    loop {
-        let next = trainer.steps_taken() + probe_every;
-        trainer.stop_after(if probe_every > 0 && next < total {
-            next
-        } else {
-            u64::MAX
-        });
-        let part = trainer.train(&spec.label, |_, _| {}, |_| {})?;
-        let diverged = part.divergence.is_some();
-        parts.push(part);
-        if diverged {
-            break;
-        }
-        let params = trainer.model.parameters()?;
-        probes.push((trainer.steps_taken(), never_active(&config, &params, train)));
-        if trainer.steps_taken() >= total {
-            break;
-        }
-    }
+    let mut trainer = Trainer::new(model, tc, train, val)?;
+    let report = trainer.train_in_parts(&spec.label, probe_every, |t| {
+        let params = t.model.parameters()?;
+        probes.push((t.steps_taken(), never_active_units(&config, &params, train)));
+        Ok(())
+    })?;
     Ok(Measured {
         spec: spec.clone(),
-        report: merge(parts, tc.batch_size),
+        report,
         probes,
     })
-}
-
-fn fmt_frac(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v:.3}"),
-        _ => "n/a".to_string(),
-    }
 }
 
 /// Of the units never active at the probe nearest the middle of the run,
@@ -336,18 +196,7 @@ fn stayed_dead(m: &Measured) -> Option<f64> {
         .min_by_key(|p| p.0.abs_diff(last_step / 2))?
         .1
         .as_ref()?;
-    let (mut dead_mid, mut still) = (0usize, 0usize);
-    for (a, b) in mid.iter().zip(end) {
-        for (&x, &y) in a.iter().zip(b) {
-            if x {
-                dead_mid += 1;
-                if y {
-                    still += 1;
-                }
-            }
-        }
-    }
-    (dead_mid > 0).then(|| still as f64 / dead_mid as f64)
+    still_flagged(mid, end)
 }
 
 fn table(runs: &[Measured]) -> String {
@@ -373,7 +222,7 @@ fn table(runs: &[Measured]) -> String {
         "diverged"
     );
     for m in runs {
-        let steps = m.valid_steps();
+        let steps = m.report.steps_before_divergence();
         let start = steps.first().map(|s| batch_dead(s));
         let end = if m.diverged_at().is_some() {
             None
@@ -453,12 +302,11 @@ fn verdict(claim: &str, remedy: &Measured, failing: &Measured) -> String {
             failing.spec.label, remedy.spec.label
         ),
         (Some(r), Some(f), _, _) => {
-            let (tag, why) = if r <= f - 0.10 {
-                ("HOLDS", "fewer never-active units by at least 0.10")
-            } else if r >= f + 0.10 {
-                ("CONTRADICTED", "more never-active units by at least 0.10")
-            } else {
-                ("NOT SHOWN", "within 0.10 of each other")
+            let tag = Verdict::lower_by(r, f, 0.10);
+            let why = match tag {
+                Verdict::Holds => "fewer never-active units by at least 0.10",
+                Verdict::Contradicted => "more never-active units by at least 0.10",
+                Verdict::NotShown => "within 0.10 of each other",
             };
             let (rmax, fmax) = (end_worst(remedy), end_worst(failing));
             let worst = if (r < f) != (rmax < fmax) && rmax != fmax {
@@ -791,7 +639,7 @@ fn main() -> Result<(), Error> {
     })?;
     written.push(json_path);
     let reports: Vec<RunReport> = runs.iter().map(|m| m.report.clone()).collect();
-    written.extend(write_standard_outputs(&reports, &args.out)?);
+    written.extend(compare::write_outputs(&reports, &args.out)?);
     println!();
     for f in &written {
         println!("wrote {}", f.display());
@@ -835,7 +683,8 @@ fn plot_dead_units(runs: &[Measured], args: &Args, path: &Path) -> Result<(), Er
             .iter()
             .map(|m| {
                 let points = m
-                    .valid_steps()
+                    .report
+                    .steps_before_divergence()
                     .iter()
                     .map(|s| (s.step as f64, batch_dead(s).0))
                     .collect();
@@ -895,10 +744,4 @@ fn plot_dead_units(runs: &[Measured], args: &Args, path: &Path) -> Result<(), Er
         &notes,
         path,
     )
-}
-
-/// Writes `report.json` and the standard figures. A diverged run's report
-/// keeps only the diagnostics logged before its first non-finite value.
-fn write_standard_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    compare::write_outputs(runs, dir)
 }

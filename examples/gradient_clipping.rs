@@ -23,6 +23,7 @@
 //! and batch loss over the steps, log scale, every run).
 
 use clap::Parser;
+use fusedmlp::analysis::fmt_opt;
 use fusedmlp::plot::{plot_panels, Panel, Series};
 use fusedmlp::train::compare;
 use fusedmlp::{data, Activation, Gpu, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer};
@@ -65,40 +66,6 @@ struct Args {
     /// Output folder.
     #[arg(long, default_value = "out/gradient_clipping")]
     out: std::path::PathBuf,
-}
-
-/// The largest finite global gradient norm among the logged steps, and
-/// whether any logged norm was NaN or infinite.
-fn max_norm(run: &RunReport) -> (f32, bool) {
-    let finite = run
-        .steps
-        .iter()
-        .map(|s| s.grad_global_norm)
-        .filter(|v| v.is_finite())
-        .fold(f32::NAN, f32::max);
-    let bad = run.steps.iter().any(|s| !s.grad_global_norm.is_finite());
-    (finite, bad)
-}
-
-/// Short form of how a run ended, for the table.
-fn short_outcome(run: &RunReport) -> String {
-    match &run.divergence {
-        Some(d) => {
-            let at = match d.layer {
-                Some(l) => format!("{} of layer {l}", d.tensor),
-                None => "loss".to_string(),
-            };
-            format!("diverged: NaN/inf at step {} ({at})", d.step)
-        }
-        None => run.outcome.clone(),
-    }
-}
-
-fn fmt_opt(v: Option<f32>, width: usize, prec: usize) -> String {
-    match v {
-        Some(x) => format!("{x:>width$.prec$}"),
-        None => format!("{:>width$}", "n/a"),
-    }
 }
 
 fn main() -> Result<(), fusedmlp::Error> {
@@ -168,7 +135,7 @@ fn main() -> Result<(), fusedmlp::Error> {
             .rev()
             .map(|s| s.loss)
             .find(|l| l.is_finite());
-        let (max, bad) = max_norm(run);
+        let (max, bad) = run.max_grad_norm();
         println!(
             "{:<10} {:>6} {:>7} {} {} {} {:>6} {:>11.3e}{} {:>6.3}  {}",
             run.label,
@@ -181,7 +148,7 @@ fn main() -> Result<(), fusedmlp::Error> {
             max,
             if bad { "+" } else { " " },
             compare::summarize(run).dead_fraction,
-            short_outcome(run)
+            run.short_outcome()
         );
     }
     println!(

@@ -30,15 +30,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use fusedmlp::data::Dataset;
+use fusedmlp::analysis::{activation_std_per_layer, std_dev};
 use fusedmlp::nn::mlp::LayerValues;
 use fusedmlp::plot::{plot_panels, Panel, Series};
-use fusedmlp::reference::activation::forward_f64;
-use fusedmlp::reference::linear::linear_preactivation_f64;
 use fusedmlp::train::compare;
 use fusedmlp::{
-    data, Activation, Error, Gpu, Init, LinearShape, Mlp, MlpConfig, Optimizer, RunReport,
-    TrainConfig, Trainer,
+    data, Activation, Error, Gpu, Init, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer,
 };
 
 #[derive(Parser)]
@@ -204,36 +201,6 @@ fn follows(p: Profile, o: Outcome) -> bool {
     matches!(p, Profile::Flat(_)) == learns
 }
 
-fn std_of(v: impl Iterator<Item = f64> + Clone) -> f64 {
-    let n = v.clone().count().max(1) as f64;
-    let mean = v.clone().sum::<f64>() / n;
-    (v.map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt()
-}
-
-/// Activation std of every hidden layer over all rows of `data`, in f64.
-fn cpu_activation_std(
-    config: &MlpConfig,
-    params: &[(Vec<f32>, Vec<f32>)],
-    data: &Dataset,
-) -> Vec<f64> {
-    let rows = data.len();
-    let mut h = data.features.clone();
-    let mut out = Vec::new();
-    for (l, ((w, b), &(fan_in, fan_out))) in params
-        .iter()
-        .zip(&config.layer_shapes())
-        .take(config.hidden.len())
-        .enumerate()
-    {
-        let z = linear_preactivation_f64(&h, w, b, LinearShape::new(rows, fan_in, fan_out));
-        let act = config.layer_activation(l);
-        let y: Vec<f64> = z.iter().map(|&v| forward_f64(act, v)).collect();
-        out.push(std_of(y.iter().copied()));
-        h = y.iter().map(|&v| v as f32).collect();
-    }
-    out
-}
-
 fn fmt_std(v: Option<&f64>) -> String {
     match v {
         Some(v) if *v == 0.0 => "0*".to_string(),
@@ -285,8 +252,8 @@ fn main() -> Result<(), Error> {
             let params = config.initial_parameters();
             let weight_std = params
                 .get(1)
-                .map_or(f64::NAN, |(w, _)| std_of(w.iter().map(|&x| x as f64)));
-            let cpu_std = cpu_activation_std(&config, &params, &train);
+                .map_or(f64::NAN, |(w, _)| std_dev(w.iter().map(|&x| x as f64)));
+            let cpu_std = activation_std_per_layer(&config, &params, &train);
             let label = format!("{activation}, {init}");
             let t = Instant::now();
             // The same initial weights, data and seed give the same run bit
@@ -541,7 +508,7 @@ fn main() -> Result<(), Error> {
     })?;
     written.push(json_path);
     let reports: Vec<RunReport> = runs.iter().map(|m| m.report.clone()).collect();
-    written.extend(write_standard_outputs(&reports, &args.out)?);
+    written.extend(compare::write_outputs(&reports, &args.out)?);
     println!();
     for f in &written {
         println!("wrote {}", f.display());
@@ -660,10 +627,4 @@ fn plot_std(runs: &[Measured], args: &Args, flat_only: bool, path: &Path) -> Res
         &notes,
         path,
     )
-}
-
-/// Writes `report.json` and the standard figures. A diverged run's report
-/// keeps only the diagnostics logged before its first non-finite value.
-fn write_standard_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    compare::write_outputs(runs, dir)
 }

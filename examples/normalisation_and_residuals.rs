@@ -48,6 +48,7 @@
 //! run, at initialisation (top row) and at the last step (bottom row).
 
 use clap::Parser;
+use fusedmlp::analysis::fmt_sci;
 use fusedmlp::nn::NormPlacement;
 use fusedmlp::plot::{plot_panels, Panel, Series};
 use fusedmlp::train::compare;
@@ -134,19 +135,10 @@ impl Group {
 /// Weight-gradient norms of the hidden layers at one logged step (the output
 /// layer, last in `layers`, is left out).
 fn hidden_norms(step: &StepLog) -> Vec<f32> {
-    let hidden = step.layers.len().saturating_sub(1);
-    step.layers[..hidden]
+    step.hidden_layers()
         .iter()
         .map(|l| l.weight_grad_norm)
         .collect()
-}
-
-/// The last logged step, unless the run diverged.
-fn end_step(run: &RunReport) -> Option<&StepLog> {
-    match run.divergence {
-        Some(_) => None,
-        None => run.steps.last(),
-    }
 }
 
 /// Whether the run trained: no NaN/inf, and final validation accuracy at
@@ -157,26 +149,6 @@ fn trained(run: &RunReport) -> bool {
             .epochs
             .last()
             .is_some_and(|e| e.val_accuracy >= TRAINED_ACC)
-}
-
-/// Final (train loss, validation accuracy), NaN where no epoch completed or
-/// the run diverged.
-fn finals(run: &RunReport) -> (f32, f32) {
-    match (&run.divergence, run.epochs.last()) {
-        (None, Some(e)) => (e.train_loss, e.val_accuracy),
-        _ => (f32::NAN, f32::NAN),
-    }
-}
-
-/// A gradient norm or ratio: scientific, `0`, `inf` or `NaN`; `n/a` when
-/// there is no value.
-fn sci(v: Option<f32>) -> String {
-    match v {
-        None => "n/a".into(),
-        Some(0.0) => "0".into(),
-        Some(x) if x.is_finite() => format!("{x:.2e}"),
-        Some(x) => format!("{x}"),
-    }
 }
 
 /// A loss or accuracy: fixed point, or scientific when huge.
@@ -199,7 +171,7 @@ fn norm_at(run: &RunReport, l: usize) -> Option<f32> {
 
 /// How the run ended, in words.
 fn outcome(run: &RunReport) -> String {
-    let (_, acc) = finals(run);
+    let (_, acc) = run.finals();
     match &run.divergence {
         Some(d) => format!("diverged (first NaN/inf at step {})", d.step),
         None if trained(run) => format!("trained (val acc {acc:.3})"),
@@ -452,7 +424,7 @@ fn main() -> Result<(), Error> {
                     .epochs
                     .last()
                     .map_or((f32::NAN, f32::NAN), |e| (e.train_loss, e.val_accuracy)),
-                None => finals(run),
+                None => run.finals(),
             };
             let verdict = match &run.divergence {
                 Some(d) => format!("no: diverged, first NaN/inf at step {}", d.step),
@@ -462,10 +434,10 @@ fn main() -> Result<(), Error> {
             println!(
                 "{:<name_w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}  {verdict}",
                 run.label,
-                sci(norm_at(run, first)),
-                sci(norm_at(run, mid)),
-                sci(norm_at(run, last)),
-                sci(ratio),
+                fmt_sci(norm_at(run, first)),
+                fmt_sci(norm_at(run, mid)),
+                fmt_sci(norm_at(run, last)),
+                fmt_sci(ratio),
                 fixed(loss),
                 fixed(acc),
             );
@@ -539,7 +511,7 @@ fn main() -> Result<(), Error> {
             .map(|(s, run)| {
                 let at_init = match norm_at(run, 1).zip(norm_at(run, g.depth)) {
                     Some((a, b)) if a.is_finite() && b.is_finite() => {
-                        format!("L1/L{} {} at init", g.depth, sci(Some(a / b)))
+                        format!("L1/L{} {} at init", g.depth, fmt_sci(Some(a / b)))
                     }
                     Some(_) => "gradient norms overflowing f32 at init".to_string(),
                     None => "no step-0 diagnostics".to_string(),
@@ -595,7 +567,7 @@ fn main() -> Result<(), Error> {
                 let step = if at_init {
                     run.steps.first()
                 } else {
-                    end_step(run)
+                    run.end_step()
                 };
                 let Some(step) = step else { continue };
                 let norms = hidden_norms(step);

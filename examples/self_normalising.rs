@@ -66,29 +66,10 @@ const MEAN_RANGE: (f64, f64) = (-0.5, 1.5);
 /// The hidden layers' (mean, std) at one logged step (the output layer,
 /// last in `layers`, is left out).
 fn hidden_stats(step: &StepLog) -> Vec<(f32, f32)> {
-    let hidden = step.layers.len().saturating_sub(1);
-    step.layers[..hidden]
+    step.hidden_layers()
         .iter()
         .map(|l| (l.activation_mean, l.activation_std))
         .collect()
-}
-
-/// The last logged step, unless the run diverged (then there is no end state
-/// to measure).
-fn end_step(run: &RunReport) -> Option<&StepLog> {
-    if run.divergence.is_some() {
-        None
-    } else {
-        run.steps.last()
-    }
-}
-
-/// Final validation accuracy, NaN when the run diverged.
-fn val_acc(run: &RunReport) -> f32 {
-    match (&run.divergence, run.epochs.last()) {
-        (None, Some(e)) => e.val_accuracy,
-        _ => f32::NAN,
-    }
 }
 
 /// "mean/std" of layer `l` (1-based), or "n/a".
@@ -194,7 +175,7 @@ fn main() -> Result<(), fusedmlp::Error> {
             let step = if pick {
                 run.steps.first()
             } else {
-                end_step(run)
+                run.end_step()
             };
             let Some(step) = step else {
                 let why = run
@@ -224,7 +205,7 @@ fn main() -> Result<(), fusedmlp::Error> {
                 at(&stats, *depth),
                 max_mean,
                 format!("{lo:.2}..{hi:.2}"),
-                match val_acc(run) {
+                match run.finals().1 {
                     a if a.is_finite() => format!("{a:.4}"),
                     _ => "n/a".to_string(),
                 }
@@ -258,13 +239,13 @@ fn main() -> Result<(), fusedmlp::Error> {
             )
             };
         println!("  {}: at init {}", run.label, describe(run.steps.first()));
-        match end_step(run) {
+        match run.end_step() {
             Some(end) => println!(
                 "  {}: at the end {} (step {}); val acc {:.3}",
                 run.label,
                 describe(Some(end)),
                 end.step,
-                val_acc(run)
+                run.finals().1
             ),
             None => println!("  {}: {}", run.label, run.outcome),
         }
@@ -278,7 +259,7 @@ fn main() -> Result<(), fusedmlp::Error> {
              the end",
             run.label,
             in_band(run.steps.first()).unwrap_or(0),
-            in_band(end_step(run)).map_or("n/a (diverged)".to_string(), |n| format!("{n}/{depth}"))
+            in_band(run.end_step()).map_or("n/a (diverged)".to_string(), |n| format!("{n}/{depth}"))
         );
     }
     for (depth, run) in runs
@@ -286,7 +267,7 @@ fn main() -> Result<(), fusedmlp::Error> {
         .filter(|(_, r)| r.label.starts_with("selu+lecun_normal"))
     {
         let init = in_band(run.steps.first()).unwrap_or(0);
-        let end = in_band(end_step(run));
+        let end = in_band(run.end_step());
         let (m0, lo0, hi0) = extremes(&run.steps.first().map(hidden_stats).unwrap_or_default());
         let at_init = if init == *depth {
             format!(
@@ -295,7 +276,7 @@ fn main() -> Result<(), fusedmlp::Error> {
         } else {
             format!("does NOT hold at initialisation ({init}/{depth} layers in the band)")
         };
-        let at_end = match (end, end_step(run)) {
+        let at_end = match (end, run.end_step()) {
             (Some(n), Some(st)) => {
                 let (m, lo, hi) = extremes(&hidden_stats(st));
                 let last = hidden_stats(st).last().map_or(f32::NAN, |s| s.1);
@@ -327,7 +308,7 @@ fn main() -> Result<(), fusedmlp::Error> {
         let series = |pick: fn(&(f32, f32)) -> f32| -> Vec<Series> {
             let mut v = Vec::new();
             for run in &of_depth {
-                for (step, dashed) in [(run.steps.first(), false), (end_step(run), true)] {
+                for (step, dashed) in [(run.steps.first(), false), (run.end_step(), true)] {
                     let Some(step) = step else { continue };
                     v.push(Series {
                         label: run.label.trim_end_matches(&suffix).to_string(),

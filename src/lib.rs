@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod analysis;
 pub mod bench;
 pub mod data;
 pub mod error;

@@ -161,6 +161,98 @@ pub struct RunReport {
     pub divergence: Option<super::trainer::Divergence>,
 }
 
+impl StepLog {
+    /// The hidden layers' diagnostics (the output layer, last in `layers`,
+    /// left out).
+    pub fn hidden_layers(&self) -> &[LayerDiagnostics] {
+        &self.layers[..self.layers.len().saturating_sub(1)]
+    }
+}
+
+impl RunReport {
+    /// The step of the first non-finite value, if the run diverged.
+    pub fn diverged_at(&self) -> Option<u64> {
+        self.divergence.as_ref().map(|d| d.step)
+    }
+
+    /// The last logged step, unless the run diverged (then there is no
+    /// end state to measure).
+    pub fn end_step(&self) -> Option<&StepLog> {
+        match self.divergence {
+            Some(_) => None,
+            None => self.steps.last(),
+        }
+    }
+
+    /// The logged steps before the first non-finite value.
+    pub fn steps_before_divergence(&self) -> Vec<&StepLog> {
+        let limit = self.diverged_at().unwrap_or(u64::MAX);
+        self.steps.iter().filter(|s| s.step < limit).collect()
+    }
+
+    /// The final (training loss, validation accuracy); NaN where no epoch
+    /// completed or the run diverged.
+    pub fn finals(&self) -> (f32, f32) {
+        match (&self.divergence, self.epochs.last()) {
+            (None, Some(e)) => (e.train_loss, e.val_accuracy),
+            _ => (f32::NAN, f32::NAN),
+        }
+    }
+
+    /// The largest finite global gradient norm among the logged steps
+    /// (NaN when none), and whether any logged norm was NaN or infinite.
+    pub fn max_grad_norm(&self) -> (f32, bool) {
+        let finite = self
+            .steps
+            .iter()
+            .map(|s| s.grad_global_norm)
+            .filter(|v| v.is_finite())
+            .fold(f32::NAN, f32::max);
+        let bad = self.steps.iter().any(|s| !s.grad_global_norm.is_finite());
+        (finite, bad)
+    }
+
+    /// How the run ended, short enough for a table: the outcome, or where
+    /// the first NaN or infinity appeared.
+    pub fn short_outcome(&self) -> String {
+        match &self.divergence {
+            Some(d) => {
+                let at = match d.layer {
+                    Some(l) => format!("{} of layer {l}", d.tensor),
+                    None => "loss".to_string(),
+                };
+                format!("diverged: NaN/inf at step {} ({at})", d.step)
+            }
+            None => self.outcome.clone(),
+        }
+    }
+
+    /// Joins the reports of one run trained in parts (as
+    /// [`crate::Trainer::train_in_parts`] makes them): epochs and logged
+    /// steps in order, wall time summed, the last part's totals and
+    /// outcome. An empty list gives an empty report.
+    pub fn join(parts: Vec<RunReport>, batch_size: usize) -> RunReport {
+        let mut parts = parts.into_iter();
+        let mut out = parts.next().unwrap_or_default();
+        for p in parts {
+            let offset = out.wall_seconds;
+            out.epochs.extend(p.epochs.into_iter().map(|mut e| {
+                e.elapsed_seconds += offset;
+                e
+            }));
+            out.steps.extend(p.steps);
+            out.wall_seconds += p.wall_seconds;
+            out.total_steps = p.total_steps;
+            out.readbacks = p.readbacks;
+            out.outcome = p.outcome;
+            out.divergence = p.divergence;
+        }
+        out.samples_per_second =
+            out.total_steps as f64 * batch_size as f64 / out.wall_seconds.max(1e-9);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +306,67 @@ mod tests {
         // Older entries are sparser than the newest.
         let gap = |w: &[StepLog]| w[1].step - w[0].step;
         assert!(gap(&logs[1..3]) > gap(&logs[logs.len() - 3..logs.len() - 1]));
+    }
+
+    fn report(steps: u64, wall: f64) -> RunReport {
+        RunReport {
+            epochs: vec![EpochLog {
+                elapsed_seconds: wall,
+                ..Default::default()
+            }],
+            steps: (0..steps)
+                .map(|step| StepLog {
+                    step,
+                    grad_global_norm: step as f32,
+                    ..Default::default()
+                })
+                .collect(),
+            wall_seconds: wall,
+            total_steps: steps,
+            outcome: "completed".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn joined_parts_read_as_one_run() {
+        let mut second = report(3, 2.0);
+        second.steps.iter_mut().for_each(|s| s.step += 3);
+        second.total_steps = 6;
+        second.outcome = "done".into();
+        let joined = RunReport::join(vec![report(3, 1.0), second], 10);
+        assert_eq!(joined.steps.len(), 6);
+        assert_eq!(joined.epochs[1].elapsed_seconds, 3.0);
+        assert_eq!((joined.total_steps, joined.wall_seconds), (6, 3.0));
+        assert_eq!(joined.outcome, "done");
+        assert_eq!(joined.samples_per_second, 20.0);
+        assert_eq!(RunReport::join(vec![], 1).steps.len(), 0);
+    }
+
+    #[test]
+    fn end_state_and_norms() {
+        let mut r = report(4, 1.0);
+        assert_eq!(r.end_step().map(|s| s.step), Some(3));
+        assert_eq!(r.max_grad_norm(), (3.0, false));
+        r.steps[1].grad_global_norm = f32::NAN;
+        assert_eq!(r.max_grad_norm(), (3.0, true));
+        r.divergence = Some(super::super::trainer::Divergence {
+            step: 2,
+            layer: Some(1),
+            tensor: "gradient".into(),
+            last_good_checkpoint: None,
+        });
+        assert!(r.end_step().is_none());
+        assert_eq!(r.steps_before_divergence().len(), 2);
+        assert!(r.finals().1.is_nan());
+        assert_eq!(
+            r.short_outcome(),
+            "diverged: NaN/inf at step 2 (gradient of layer 1)"
+        );
+        let step = StepLog {
+            layers: vec![Default::default(); 3],
+            ..Default::default()
+        };
+        assert_eq!(step.hidden_layers().len(), 2);
     }
 }

@@ -164,6 +164,41 @@ impl Trainer {
         })
     }
 
+    /// Trains like [`Trainer::train`], stopping every `every` steps (0:
+    /// never) to call `probe` with the trainer (to read the weights back,
+    /// say), and returns the parts' reports joined
+    /// ([`RunReport::join`]). Stops at a divergence without probing it.
+    /// The training itself is the same as one uninterrupted run.
+    pub fn train_in_parts(
+        &mut self,
+        label: &str,
+        every: u64,
+        mut probe: impl FnMut(&mut Trainer) -> Result<(), Error>,
+    ) -> Result<RunReport, Error> {
+        let total = self.total_steps();
+        let mut parts = Vec::new();
+        loop {
+            let next = self.steps_taken() + every;
+            self.stop_after(if every > 0 && next < total {
+                next
+            } else {
+                u64::MAX
+            });
+            let part = self.train(label, |_, _| {}, |_| {})?;
+            let diverged = part.divergence.is_some();
+            parts.push(part);
+            if diverged {
+                break;
+            }
+            probe(self)?;
+            if self.steps_taken() >= total {
+                break;
+            }
+        }
+        self.stop_at = None;
+        Ok(RunReport::join(parts, self.config.batch_size))
+    }
+
     /// Runs `steps` optimizer steps over the epoch-0 order (wrapping), with
     /// no evaluation: for tests and benchmarks. Waits for the GPU at the end.
     pub fn run_steps(&mut self, steps: usize) -> Result<(), Error> {
