@@ -14,6 +14,38 @@
 //! assert_eq!(y, reference::activation_forward(act, &z));
 //! # Ok::<(), fusedmlp::Error>(())
 //! ```
+//!
+//! ## Modules
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`activation`] | the [`Activation`] enum: PyTorch's names, parameters and parsing |
+//! | [`gpu`] | the host layer: device, tensors, shader assembly, GEMM generation, autotuning, timing, dispatch, async readbacks |
+//! | [`reference`] | the CPU twin of every GPU op, f64 accumulation |
+//! | [`nn`] | the MLP, initialisers, heads and losses, optimizers and schedules |
+//! | [`train`] | the trainer (one step, its passes, logged diagnostics, checkpoints, the loop), its configuration, reports, comparisons |
+//! | [`analysis`] | measurements for experiments: never-active units, host-side activation spread, verdicts, table formats |
+//! | [`data`] | the embedded digits, synthetic sets, CSV and IDX loaders, standardisation |
+//! | `plot` | PNG figures of runs and experiments (feature `plots`) |
+//! | [`bench`] | the kernel and training-step benchmarks behind `fusedmlp bench` |
+//! | [`selftest`] | every activation on the GPU against the CPU reference |
+//! | [`soak`] | long-run resource checks behind `fusedmlp soak` |
+//! | [`error`] | the crate's one error type |
+//!
+//! ## Features
+//!
+//! * `plots` (default): the `plot` module, with plotters and an embedded font.
+//! * `cli` (default): the `fusedmlp` binary (clap, indicatif, env_logger);
+//!   implies `plots` and `gzip`.
+//! * `gzip` (default): reading `.gz` data files.
+//!
+//! With `default-features = false` the crate is the core alone: the GPU
+//! layer, the reference path, models, training, data, checkpoints and
+//! reports.
+//!
+//! Every method that waits for the GPU has an `_async` twin
+//! ([`Gpu::new_async`], [`GpuTensor::read_async`], [`Trainer::train_async`],
+//! ...); the blocking ones wrap them with `pollster`.
 #![warn(missing_docs)]
 
 pub mod activation;

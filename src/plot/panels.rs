@@ -75,7 +75,7 @@ pub(super) const NOTE_LINE_H: i32 = 20;
 ///
 /// ```no_run
 /// use std::path::Path;
-/// use fusedmlp::train::plot::{plot_panels, Panel, Series};
+/// use fusedmlp::plot::{plot_panels, Panel, Series};
 ///
 /// let loss = |label: &str, scale: f64| Series {
 ///     label: label.into(),

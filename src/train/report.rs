@@ -1,6 +1,6 @@
 //! What a training run reports: per-epoch curves, per-layer gradient-flow
 //! diagnostics at logged steps, and the run's cost. Serialised as the JSON
-//! report and drawn by `train::plot`.
+//! report and drawn by `plot`.
 
 use serde::{Deserialize, Serialize};
 
