@@ -4,6 +4,7 @@
 pub mod autotune;
 pub mod context;
 pub mod elementwise;
+pub mod fused;
 pub mod gemm;
 pub mod linear;
 pub mod norm;

@@ -32,6 +32,11 @@ pub const STATS_WGSL: &str = include_str!("../../shaders/stats.wgsl");
 pub const DIAGNOSTICS_WGSL: &str = include_str!("../../shaders/diagnostics.wgsl");
 /// The activation step of the linear backward pass, with the bias gradient.
 pub const LINEAR_BACKWARD_WGSL: &str = include_str!("../../shaders/linear_backward.wgsl");
+/// The fully fused MLP: every hidden layer forward, and every layer's
+/// activation gradient backward, in one dispatch each.
+pub const FUSED_MLP_WGSL: &str = include_str!("../../shaders/fused_mlp.wgsl");
+/// The fully fused MLP's weight and bias gradients of every layer.
+pub const FUSED_MLP_GRADS_WGSL: &str = include_str!("../../shaders/fused_mlp_grads.wgsl");
 
 /// Formats an f32 as a WGSL literal that parses back to the same value
 /// (always with a decimal point or an exponent, as WGSL requires).
@@ -172,7 +177,17 @@ pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
             assemble(DIAGNOSTICS_WGSL, Some(act)),
         ),
         (format!("norm[{act}]"), assemble(NORM_WGSL, Some(act))),
+        (
+            format!("fused_mlp_grads[{act}]"),
+            super::fused::fused_grads_source(act),
+        ),
     ];
+    for lanes in [16, 32, 64, 128] {
+        out.push((
+            format!("fused_mlp[{act}, {lanes} lanes]"),
+            super::fused::fused_source(act, lanes),
+        ));
+    }
     for v in GemmVariant::CANDIDATES {
         for save_z in [false, true] {
             out.push((

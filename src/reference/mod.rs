@@ -2,6 +2,7 @@
 //! rounded once to f32. Tests hold each GPU kernel to its twin here.
 
 pub mod activation;
+pub mod fused_mlp;
 pub mod linear;
 
 pub use activation::{activation_backward, activation_forward};
