@@ -403,3 +403,113 @@ pub fn train_step_bench(gpu: &Gpu, steps: usize) -> Result<Vec<TrainBenchRow>, E
     }
     Ok(rows)
 }
+
+/// One row of [`stack_bench`]: a stack of hidden layers forward and
+/// backward, through the fully fused kernels and through the layered
+/// path (a fused linear kernel per layer and pass).
+#[derive(Debug, Clone, Serialize)]
+pub struct StackBenchRow {
+    /// The stack.
+    pub batch: usize,
+    /// Input features of the first layer.
+    pub input: usize,
+    /// Units per hidden layer.
+    pub width: usize,
+    /// Hidden layers.
+    pub layers: usize,
+    /// The hidden activation.
+    pub activation: String,
+    /// Forward + backward, fused path, milliseconds (median).
+    pub fused_ms: f64,
+    /// Forward + backward, layered path, milliseconds (median).
+    pub layered_ms: f64,
+    /// Compute dispatches of one forward + backward, fused (counted).
+    pub fused_dispatches: u64,
+    /// Compute dispatches of one forward + backward, layered (counted).
+    pub layered_dispatches: u64,
+    /// GFLOP/s of the fused path (forward + weight and input gradients).
+    pub fused_gflops: f64,
+    /// GFLOP/s of the layered path.
+    pub layered_gflops: f64,
+}
+
+/// The stacks [`stack_bench`] measures by default: the main job's hidden
+/// layers (20 × 64, batch 32, input 64), the same at batch 256, and 20 × 128
+/// at batch 256.
+pub fn default_stacks() -> Vec<crate::gpu::fused::FusedShape> {
+    use crate::gpu::fused::FusedShape;
+    let s = |batch, input, width, layers| FusedShape {
+        batch,
+        input,
+        width,
+        layers,
+    };
+    vec![s(32, 64, 64, 20), s(256, 64, 64, 20), s(256, 64, 128, 20)]
+}
+
+/// Times a stack of hidden layers forward and backward through the fully
+/// fused kernels and through the layered path, interleaved over `repeats`
+/// rounds (medians), and counts each path's dispatches.
+pub fn stack_bench(
+    gpu: &Gpu,
+    shape: crate::gpu::fused::FusedShape,
+    act: Activation,
+    repeats: usize,
+) -> Result<StackBenchRow, Error> {
+    shape.check()?;
+    let (b, i, w, l) = (shape.batch, shape.input, shape.width, shape.layers);
+    // Fused: the packed stack and its buffers.
+    let x = gpu.upload(&fill(b * i, 1), b, i)?;
+    let weights = gpu.upload(&fill(shape.weight_len(), 2), 1, shape.weight_len())?;
+    let biases = gpu.upload(&fill(shape.bias_len(), 3), 1, shape.bias_len())?;
+    let dy = gpu.upload(&fill(b * w, 4), b, w)?;
+    let bufs = gpu.fused_buffers(act, shape)?;
+    let fused = |e: &mut wgpu::CommandEncoder| -> Result<(), Error> {
+        gpu.record_fused_mlp_forward(e, &x, &weights, &biases, &bufs)?;
+        gpu.record_fused_mlp_backward(e, &x, &dy, &bufs)
+    };
+    // Layered: one fixture per layer (the first maps input -> width).
+    let fixtures = (0..l)
+        .map(|k| LinearFixture::new(gpu, LinearShape::new(b, if k == 0 { i } else { w }, w)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layered = |e: &mut wgpu::CommandEncoder| -> Result<(), Error> {
+        for f in &fixtures {
+            f.record_forward(gpu, e, act)?;
+        }
+        for f in fixtures.iter().rev() {
+            f.record_backward(gpu, e, act)?;
+        }
+        Ok(())
+    };
+    let count = |record: &dyn Fn(&mut wgpu::CommandEncoder) -> Result<(), Error>| {
+        let mut e = gpu.device().create_command_encoder(&Default::default());
+        let before = gpu.dispatch_count();
+        record(&mut e)?;
+        let n = gpu.dispatch_count() - before;
+        gpu.submit("counting dispatches", vec![e.finish()])?;
+        Ok::<u64, Error>(n)
+    };
+    let fused_dispatches = count(&fused)?;
+    let layered_dispatches = count(&layered)?;
+    let (mut tf, mut tl) = (Vec::new(), Vec::new());
+    for round in 0..repeats.max(1) {
+        tf.extend(gpu.time_samples(1, 1, round == 0, fused)?.0);
+        tl.extend(gpu.time_samples(1, 1, round == 0, layered)?.0);
+    }
+    let (fused_s, layered_s) = (median(&tf), median(&tl));
+    // Forward, plus the weight and input gradients of the backward.
+    let flops = 3.0 * shape.forward_flops();
+    Ok(StackBenchRow {
+        batch: b,
+        input: i,
+        width: w,
+        layers: l,
+        activation: act.to_string(),
+        fused_ms: fused_s * 1e3,
+        layered_ms: layered_s * 1e3,
+        fused_dispatches,
+        layered_dispatches,
+        fused_gflops: flops / fused_s / 1e9,
+        layered_gflops: flops / layered_s / 1e9,
+    })
+}

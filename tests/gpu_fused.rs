@@ -59,7 +59,9 @@ fn check(gpu: &Gpu, act: Activation, shape: FusedShape, x_scale: f32, rel: f32) 
     for (l, (g, c)) in f_gpu.saved.iter().zip(&f_cpu.saved).enumerate() {
         close(g, c, rel, &format!("{what} saved[{l}]"));
     }
-    let b_gpu = gpu.fused_mlp_backward(act, &x, &layers, &dy, shape).unwrap();
+    let b_gpu = gpu
+        .fused_mlp_backward(act, &x, &layers, &dy, shape)
+        .unwrap();
     let b_cpu = fused_mlp::backward(act, &x, &layers, &dy, shape).unwrap();
     for (l, (g, c)) in b_gpu.dz.iter().zip(&b_cpu.dz).enumerate() {
         close(g, c, rel, &format!("{what} dz[{l}]"));
@@ -114,7 +116,10 @@ fn extreme_inputs_match_the_reference() {
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Gelu,
-        Activation::Softplus { beta: 1.0, threshold: 20.0 },
+        Activation::Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        },
         Activation::Mish,
         Activation::Elu { alpha: 1.0 },
     ] {
@@ -136,8 +141,12 @@ fn runs_are_bit_identical() {
             .chain(g.dz.iter().flatten().map(|v| v.to_bits()))
             .collect()
     };
-    let a = gpu.fused_mlp_backward(Activation::Gelu, &x, &layers, &dy, s).unwrap();
-    let b = gpu.fused_mlp_backward(Activation::Gelu, &x, &layers, &dy, s).unwrap();
+    let a = gpu
+        .fused_mlp_backward(Activation::Gelu, &x, &layers, &dy, s)
+        .unwrap();
+    let b = gpu
+        .fused_mlp_backward(Activation::Gelu, &x, &layers, &dy, s)
+        .unwrap();
     assert_eq!(bits(&a), bits(&b));
 }
 
@@ -157,4 +166,25 @@ fn shapes_it_cannot_take_are_errors_that_say_so() {
         .fused_mlp_forward(Activation::Relu, &[0.0; 6], &layers, s)
         .unwrap_err();
     assert!(err.to_string().contains("layer 1"), "{err}");
+}
+
+#[test]
+fn a_fused_stack_takes_four_dispatches_at_any_depth() {
+    let Some(gpu) = common::gpu() else { return };
+    for layers in [1, 20, 100] {
+        let s = shape(8, 5, 16, layers);
+        let bufs = gpu.fused_buffers(Activation::Tanh, s).unwrap();
+        let x = gpu.zeros(s.batch, s.input).unwrap();
+        let w = gpu.zeros(1, s.weight_len()).unwrap();
+        let b = gpu.zeros(1, s.bias_len()).unwrap();
+        let dy = gpu.zeros(s.batch, s.width).unwrap();
+        let mut e = gpu.device().create_command_encoder(&Default::default());
+        let before = gpu.dispatch_count();
+        gpu.record_fused_mlp_forward(&mut e, &x, &w, &b, &bufs)
+            .unwrap();
+        gpu.record_fused_mlp_backward(&mut e, &x, &dy, &bufs)
+            .unwrap();
+        assert_eq!(gpu.dispatch_count() - before, 4, "{layers} layers");
+        drop(e);
+    }
 }

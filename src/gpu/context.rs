@@ -54,6 +54,11 @@ pub(crate) struct GpuInner {
 
 static SHARED: Mutex<Option<Gpu>> = Mutex::new(None);
 
+thread_local! {
+    /// Compute dispatches recorded on this thread (see [`Gpu::dispatch_count`]).
+    pub(crate) static DISPATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset;
 /// harmless, so point it at a private temporary folder. Called under the
 /// SHARED lock, before any device (and so any GPU thread) exists.
@@ -282,6 +287,14 @@ impl Gpu {
     /// How many GPU-to-host readbacks this process has made so far.
     pub fn readback_count(&self) -> u64 {
         self.inner.readbacks.load(Ordering::Relaxed)
+    }
+
+    /// Compute dispatches recorded so far on the calling thread (every
+    /// kernel fusedmlp records goes through one place that counts): the
+    /// figure the benchmarks report per step, counted, not estimated. Per
+    /// thread, so other threads' work never shows in a difference.
+    pub fn dispatch_count(&self) -> u64 {
+        DISPATCHES.with(|d| d.get())
     }
 
     /// Counts a readback made outside `read_bytes` (asynchronous maps).

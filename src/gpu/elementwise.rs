@@ -92,6 +92,7 @@ pub(crate) fn record_pass_entries(
     pass.set_pipeline(pipeline);
     pass.set_bind_group(0, &bind_group, &[]);
     pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+    super::context::DISPATCHES.with(|d| d.set(d.get() + 1));
 }
 
 #[repr(C)]

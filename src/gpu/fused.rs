@@ -2,32 +2,30 @@
 //! [`MAX_FUSED_WIDTH`]): every hidden layer forward in one dispatch, the
 //! activation gradients of every layer in one dispatch walking the layers
 //! in reverse, and the weight and bias gradients of every layer in one
-//! more (`shaders/fused_mlp.wgsl`, `shaders/fused_mlp_grads.wgsl`).
+//! more (`shaders/fused_mlp.wgsl`, `shaders/fused_mlp_grads.wgsl`), plus
+//! one that lays the weights out for them: four dispatches for the whole
+//! stack, whatever its depth.
 //!
-//! A workgroup owns 16 batch rows and keeps them in workgroup memory from
-//! layer to layer; each layer's weights stream through workgroup memory in
-//! chunks, read once per row block. Narrow deep nets are bound by the
-//! number of dispatches, not by FLOPs (a 20 × 64 layer stack at batch 32
-//! is 5 MFLOP forward): the layered path takes a GEMM dispatch per layer
-//! and pass, this one takes three for the whole stack, whatever its depth.
+//! A workgroup owns a block of 16 batch rows (32 at widths up to 16) and
+//! keeps them in workgroup memory from layer to layer; an invocation owns
+//! four adjacent columns (a `vec4`) of some of its rows and streams the
+//! layer's weights, laid out transposed and padded so every load is a
+//! whole `vec4`. Narrow deep nets are bound by the number of dispatches,
+//! not by FLOPs (the main job's 20 × 64 hidden stack at batch 32 is 5
+//! MFLOP forward); the layered path takes a dispatch per layer and pass.
 //! Every sum runs in a fixed order, so results are bit-identical from run
-//! to run. CPU twin: [`crate::reference::fused_mlp`].
+//! to run. CPU twin: [`crate::reference::fused_mlp`]; `fusedmlp bench
+//! --fused` times both paths.
 
-use super::elementwise::record_pass;
+use super::elementwise::{grid_1d, record_pass};
 use super::{shader, Gpu, GpuTensor};
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
 
 /// The widest hidden layer the fused path takes.
 pub const MAX_FUSED_WIDTH: usize = 128;
-/// Batch rows a workgroup keeps on chip.
-const ROWS: u32 = 16;
-/// Weight columns (or rows) staged in workgroup memory at a time.
-const KC: u32 = 8;
 /// Invocations per workgroup of the forward and backward kernels.
 const THREADS: u32 = 128;
-/// Side of the square tile of one weight-gradient workgroup.
-const TILE: u32 = 8;
 
 /// The shape of a fused stack: `layers` hidden layers of `width` units on
 /// an input of `input` features, for `batch` rows.
@@ -64,7 +62,8 @@ impl FusedShape {
     /// Floats in the packed gradients: per layer, dW (`[width, in_l]`) then
     /// db (`[width]`).
     pub fn grads_len(&self) -> usize {
-        self.width * (self.input + 1) + self.layers.saturating_sub(1) * self.width * (self.width + 1)
+        self.width * (self.input + 1)
+            + self.layers.saturating_sub(1) * self.width * (self.width + 1)
     }
 
     /// Multiply-adds of the forward pass.
@@ -95,6 +94,23 @@ impl FusedShape {
     fn lanes(&self) -> u32 {
         (self.width as u32).next_power_of_two().max(16)
     }
+
+    /// vec4s of the forward layout of the weights (each layer transposed,
+    /// `[pad4(in_l), lanes / 4]`).
+    fn wt_len(&self) -> usize {
+        let cg = self.lanes() as usize / 4;
+        (pad4(self.input) + self.layers.saturating_sub(1) * pad4(self.width)) * cg
+    }
+
+    /// vec4s of the backward layout of layers 1.. (`[pad4(width), lanes / 4]`).
+    fn wp_len(&self) -> usize {
+        let cg = self.lanes() as usize / 4;
+        self.layers.saturating_sub(1) * pad4(self.width) * cg
+    }
+}
+
+fn pad4(n: usize) -> usize {
+    n.div_ceil(4) * 4
 }
 
 #[repr(C)]
@@ -104,6 +120,10 @@ struct FusedParams {
     input: u32,
     width: u32,
     layers: u32,
+    in4: u32,
+    w4: u32,
+    wt_len: u32,
+    wp_len: u32,
 }
 
 #[repr(C)]
@@ -113,36 +133,55 @@ struct GradParams {
     input: u32,
     width: u32,
     layers: u32,
-    first_tiles: u32,
-    hidden_tiles: u32,
-    tiles_k0: u32,
-    tiles_k: u32,
+    row_tiles: u32,
+    col_tiles0: u32,
+    col_tiles: u32,
+    pad: u32,
 }
 
-/// The WGSL constants that size a fused kernel.
-fn constants(act: Activation, lanes: u32) -> String {
-    format!(
-        "const WP: u32 = {lanes}u;\nconst ROWS: u32 = {ROWS}u;\nconst ACC: u32 = {acc}u;\n\
-         const KC: u32 = {KC}u;\nconst SAVES_Z: bool = {saves_z};\n",
-        acc = ROWS * lanes / THREADS,
-        saves_z = act.saved() == Saved::PreActivation,
-    )
+/// The WGSL that sizes a fused kernel for `lanes` and binds where the
+/// backward's saved values live for `act`.
+fn prelude(act: Activation, lanes: u32) -> String {
+    let cg = lanes / 4;
+    let rg = THREADS / cg;
+    // At least 16 rows a block, and at least one row per invocation.
+    let rows = rg.max(16);
+    let mut s = format!(
+        "const CG: u32 = {cg}u;\nconst RG: u32 = {rg}u;\nconst ROWS: u32 = {rows}u;\n\
+         const RPER: u32 = {}u;\n",
+        rows / rg
+    );
+    if act.saved() == Saved::PreActivation {
+        s.push_str(
+            "@group(0) @binding(9) var<storage, read_write> zs: array<f32>;\n\
+             fn store_z(i: u32, v: f32) { zs[i] = v; }\n\
+             fn saved_at(i: u32) -> f32 { return zs[i]; }\n",
+        );
+    } else {
+        s.push_str(
+            "fn store_z(i: u32, v: f32) {}\n\
+             fn saved_at(i: u32) -> f32 { return ys[i]; }\n",
+        );
+    }
+    s
 }
 
-/// The source of the forward and backward kernels for `act` at `lanes`.
+/// Batch rows one forward or backward workgroup owns.
+fn block_rows(lanes: u32) -> u32 {
+    (THREADS / (lanes / 4)).max(16)
+}
+
+/// The source of the pack, forward and backward kernels for `act` at `lanes`.
 pub fn fused_source(act: Activation, lanes: u32) -> String {
     shader::assemble(
-        &format!("{}{}", constants(act, lanes), shader::FUSED_MLP_WGSL),
+        &format!("{}{}", prelude(act, lanes), shader::FUSED_MLP_WGSL),
         Some(act),
     )
 }
 
 /// The source of the weight-gradient kernel for `act`.
 pub fn fused_grads_source(act: Activation) -> String {
-    shader::assemble(
-        &format!("{}{}", constants(act, 16), shader::FUSED_MLP_GRADS_WGSL),
-        Some(act),
-    )
+    shader::assemble(shader::FUSED_MLP_GRADS_WGSL, Some(act))
 }
 
 /// Results of [`Gpu::fused_mlp_forward`].
@@ -165,6 +204,40 @@ pub struct FusedGrads {
     pub grads: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
+/// The device buffers of a fused stack for one shape and activation, made
+/// once ([`Gpu::fused_buffers`]) and reused by every forward and backward.
+pub struct FusedBuffers {
+    act: Activation,
+    shape: FusedShape,
+    params: wgpu::Buffer,
+    grad_params: wgpu::Buffer,
+    grad_items: u64,
+    wt: GpuTensor,
+    wp: GpuTensor,
+    /// Every layer's output, `[layers, batch, width]`.
+    pub ys: GpuTensor,
+    /// Every layer's pre-activation where the backward needs it (else a
+    /// placeholder of one float).
+    zs: GpuTensor,
+    /// The last layer's output, `[batch, width]`.
+    pub y_last: GpuTensor,
+    /// Every layer's activation gradient, `[layers, batch, width]`.
+    pub dz: GpuTensor,
+    /// Every layer's (dW, db), packed as [`FusedShape::grads_len`] says.
+    pub grads: GpuTensor,
+}
+
+impl FusedBuffers {
+    /// What the backward reads for f': every layer's z or y.
+    pub fn saved(&self) -> &GpuTensor {
+        if self.act.saved() == Saved::PreActivation {
+            &self.zs
+        } else {
+            &self.ys
+        }
+    }
+}
+
 fn check_len(op: &str, name: &str, t: &GpuTensor, len: usize) -> Result<(), Error> {
     if t.len() != len {
         return Err(Error::shape(
@@ -177,131 +250,177 @@ fn check_len(op: &str, name: &str, t: &GpuTensor, len: usize) -> Result<(), Erro
 }
 
 impl Gpu {
-    /// Records the fused forward pass of a stack of hidden layers, all with
-    /// activation `act`: `y_l = act(y_{l-1}·W_lᵀ + b_l)` for every layer in
-    /// one dispatch. `w` and `b` are packed as [`FusedShape::weight_len`]
-    /// and [`FusedShape::bias_len`] describe; `saved` gets
-    /// [`FusedShape::activations_len`] floats (z or y per layer, as the
-    /// backward needs), `y_last` the last layer's output `[batch, width]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_fused_mlp_forward(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        act: Activation,
-        shape: FusedShape,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        b: &GpuTensor,
-        saved: &GpuTensor,
-        y_last: &GpuTensor,
-    ) -> Result<(), Error> {
+    /// Allocates the buffers of a fused stack of `shape` with activation
+    /// `act` (and compiles its kernels).
+    pub fn fused_buffers(&self, act: Activation, shape: FusedShape) -> Result<FusedBuffers, Error> {
         act.validate()?;
         shape.check()?;
-        let op = "fused_mlp_forward";
-        check_len(op, "x", x, shape.batch * shape.input)?;
-        check_len(op, "w", w, shape.weight_len())?;
-        check_len(op, "b", b, shape.bias_len())?;
-        check_len(op, "saved", saved, shape.activations_len())?;
-        check_len(op, "y_last", y_last, shape.batch * shape.width)?;
         let lanes = shape.lanes();
-        let key = format!("fused_mlp:{act}:{lanes}");
-        let pipeline = self.pipeline(&key, "forward", || fused_source(act, lanes), false)?;
-        let params = self.params(&self.fused_params(shape))?;
-        let groups = self.row_blocks(shape)?;
-        self.scoped("recording the fused forward", || {
-            record_pass(
-                self,
-                encoder,
-                "fused mlp forward",
-                &pipeline,
-                &[
-                    (0, &params),
-                    (1, &x.buffer),
-                    (2, &w.buffer),
-                    (3, &b.buffer),
-                    (4, &saved.buffer),
-                    (5, &y_last.buffer),
-                ],
-                (groups, 1, 1),
-            )
-        })
-    }
-
-    /// Records the fused backward pass: from `dy_last` (dL/dy of the last
-    /// hidden layer, `[batch, width]`) the activation gradients of every
-    /// layer into `dz` ([`FusedShape::activations_len`]) in one dispatch,
-    /// then every layer's weight and bias gradients into `grads`
-    /// ([`FusedShape::grads_len`]) in a second. `saved` is what
-    /// [`Gpu::record_fused_mlp_forward`] wrote. No gradient is computed for
-    /// the net's input.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_fused_mlp_backward(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        act: Activation,
-        shape: FusedShape,
-        x: &GpuTensor,
-        w: &GpuTensor,
-        saved: &GpuTensor,
-        dy_last: &GpuTensor,
-        dz: &GpuTensor,
-        grads: &GpuTensor,
-    ) -> Result<(), Error> {
-        act.validate()?;
-        shape.check()?;
-        let op = "fused_mlp_backward";
-        check_len(op, "x", x, shape.batch * shape.input)?;
-        check_len(op, "w", w, shape.weight_len())?;
-        check_len(op, "saved", saved, shape.activations_len())?;
-        check_len(op, "dy_last", dy_last, shape.batch * shape.width)?;
-        check_len(op, "dz", dz, shape.activations_len())?;
-        check_len(op, "grads", grads, shape.grads_len())?;
-        let lanes = shape.lanes();
-        let key = format!("fused_mlp:{act}:{lanes}");
-        let walk = self.pipeline(&key, "backward", || fused_source(act, lanes), false)?;
-        let gkey = format!("fused_mlp_grads:{act}");
-        let wgrad = self.pipeline(&gkey, "weight_grads", || fused_grads_source(act), false)?;
-        let params = self.params(&self.fused_params(shape))?;
-        let tiles = |n: usize| (n as u32).div_ceil(TILE);
-        let rows_w = tiles(shape.width);
-        let (tiles_k0, tiles_k) = (tiles(shape.input + 1), tiles(shape.width + 1));
-        let gp = GradParams {
+        let (wt_len, wp_len) = (shape.wt_len(), shape.wp_len());
+        let params = self.params(&FusedParams {
             batch: shape.batch as u32,
             input: shape.input as u32,
             width: shape.width as u32,
             layers: shape.layers as u32,
-            first_tiles: rows_w * tiles_k0,
-            hidden_tiles: rows_w * tiles_k,
-            tiles_k0,
-            tiles_k,
-        };
-        let total_tiles =
-            gp.first_tiles as u64 + (shape.layers as u64 - 1) * gp.hidden_tiles as u64;
-        let max_dim = self.limits().max_compute_workgroups_per_dimension as u64;
-        if total_tiles > max_dim {
-            return Err(Error::DeviceLimit {
-                what: format!("the fused weight gradients of {shape:?}"),
-                limit: "max_compute_workgroups_per_dimension".into(),
-                needed: total_tiles,
-                available: max_dim,
-            });
+            in4: (pad4(shape.input) / 4) as u32,
+            w4: (pad4(shape.width) / 4) as u32,
+            wt_len: wt_len as u32,
+            wp_len: wp_len as u32,
+        })?;
+        // 4 x 4 tiles of each layer's [width, in_l + 1] gradient matrix.
+        let tiles = |n: usize| n.div_ceil(4) as u32;
+        let row_tiles = tiles(shape.width);
+        let (col_tiles0, col_tiles) = (tiles(shape.input + 1), tiles(shape.width + 1));
+        let grad_items =
+            row_tiles as u64 * (col_tiles0 as u64 + (shape.layers as u64 - 1) * col_tiles as u64);
+        let grad_params = self.params(&GradParams {
+            batch: shape.batch as u32,
+            input: shape.input as u32,
+            width: shape.width as u32,
+            layers: shape.layers as u32,
+            row_tiles,
+            col_tiles0,
+            col_tiles,
+            pad: 0,
+        })?;
+        let key = format!("fused_mlp:{act}:{lanes}");
+        for entry in ["pack", "forward", "backward"] {
+            self.pipeline(&key, entry, || fused_source(act, lanes), true)?;
         }
-        let grad_params = self.params(&gp)?;
-        let groups = self.row_blocks(shape)?;
+        self.pipeline(
+            &format!("fused_mlp_grads:{act}"),
+            "weight_grads",
+            || fused_grads_source(act),
+            true,
+        )?;
+        let keep_z = act.saved() == Saved::PreActivation;
+        Ok(FusedBuffers {
+            act,
+            shape,
+            params,
+            grad_params,
+            grad_items,
+            wt: self.zeros(1, 4 * wt_len.max(1))?,
+            wp: self.zeros(1, 4 * wp_len.max(1))?,
+            ys: self.zeros(1, shape.activations_len())?,
+            zs: self.zeros(1, if keep_z { shape.activations_len() } else { 1 })?,
+            y_last: self.zeros(shape.batch, shape.width)?,
+            dz: self.zeros(1, shape.activations_len())?,
+            grads: self.zeros(1, shape.grads_len())?,
+        })
+    }
+
+    /// Records the fused forward pass of a stack of hidden layers, all with
+    /// the activation of `bufs`: `y_l = act(y_{l-1}·W_lᵀ + b_l)` for every
+    /// layer. Two dispatches: laying out the weights, then the whole stack.
+    /// `w` and `b` are packed as [`FusedShape::weight_len`] and
+    /// [`FusedShape::bias_len`] describe; the results land in `bufs`
+    /// (`ys`, `y_last`, and z where the backward needs it).
+    pub fn record_fused_mlp_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        b: &GpuTensor,
+        bufs: &FusedBuffers,
+    ) -> Result<(), Error> {
+        let (act, shape) = (bufs.act, bufs.shape);
+        let op = "fused_mlp_forward";
+        check_len(op, "x", x, shape.batch * shape.input)?;
+        check_len(op, "w", w, shape.weight_len())?;
+        check_len(op, "b", b, shape.bias_len())?;
+        let lanes = shape.lanes();
+        let key = format!("fused_mlp:{act}:{lanes}");
+        let source = || fused_source(act, lanes);
+        let pack = self.pipeline(&key, "pack", source, true)?;
+        let forward = self.pipeline(&key, "forward", source, true)?;
+        let vec4s = (shape.wt_len() + shape.wp_len()) as u64;
+        let (gx, gy, _) = grid_1d(self, vec4s, 64)?;
+        let blocks = self.row_blocks(shape)?;
+        let keep_z = act.saved() == Saved::PreActivation;
+        self.scoped("recording the fused forward", || {
+            record_pass(
+                self,
+                encoder,
+                "fused mlp weight layout",
+                &pack,
+                &[
+                    (0, &bufs.params),
+                    (2, &bufs.wt.buffer),
+                    (7, &bufs.wp.buffer),
+                    (8, &w.buffer),
+                ],
+                (gx, gy, 1),
+            );
+            let mut bindings = vec![
+                (0, &bufs.params),
+                (1, &*x.buffer),
+                (2, &*bufs.wt.buffer),
+                (3, &*b.buffer),
+                (4, &*bufs.ys.buffer),
+                (5, &*bufs.y_last.buffer),
+            ];
+            if keep_z {
+                bindings.push((9, &*bufs.zs.buffer));
+            }
+            record_pass(
+                self,
+                encoder,
+                "fused mlp forward",
+                &forward,
+                &bindings,
+                (blocks, 1, 1),
+            );
+        })
+    }
+
+    /// Records the fused backward pass: from `dy_last` (dL/dy of the last
+    /// hidden layer, `[batch, width]`) every layer's activation gradient
+    /// into `bufs.dz` in one dispatch walking the layers in reverse, then
+    /// every layer's weight and bias gradients into `bufs.grads` in a
+    /// second. Reads what [`Gpu::record_fused_mlp_forward`] left in `bufs`
+    /// (record it first, with the same weights). No gradient is computed
+    /// for the net's input.
+    pub fn record_fused_mlp_backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        dy_last: &GpuTensor,
+        bufs: &FusedBuffers,
+    ) -> Result<(), Error> {
+        let (act, shape) = (bufs.act, bufs.shape);
+        let op = "fused_mlp_backward";
+        check_len(op, "x", x, shape.batch * shape.input)?;
+        check_len(op, "dy_last", dy_last, shape.batch * shape.width)?;
+        let lanes = shape.lanes();
+        let key = format!("fused_mlp:{act}:{lanes}");
+        let walk = self.pipeline(&key, "backward", || fused_source(act, lanes), true)?;
+        let gkey = format!("fused_mlp_grads:{act}");
+        let wgrad = self.pipeline(&gkey, "weight_grads", || fused_grads_source(act), true)?;
+        let (gx, gy, _) = grid_1d(self, bufs.grad_items, 64)?;
+        let blocks = self.row_blocks(shape)?;
+        let keep_z = act.saved() == Saved::PreActivation;
         self.scoped("recording the fused backward", || {
+            // f' reads z where it is kept, else y.
+            let saved = if keep_z {
+                (9, &*bufs.zs.buffer)
+            } else {
+                (4, &*bufs.ys.buffer)
+            };
+            let bindings = [
+                (0, &bufs.params),
+                saved,
+                (5, &*dy_last.buffer),
+                (6, &*bufs.dz.buffer),
+                (7, &*bufs.wp.buffer),
+            ];
             record_pass(
                 self,
                 encoder,
                 "fused mlp backward",
                 &walk,
-                &[
-                    (0, &params),
-                    (2, &w.buffer),
-                    (4, &saved.buffer),
-                    (5, &dy_last.buffer),
-                    (6, &dz.buffer),
-                ],
-                (groups, 1, 1),
+                &bindings,
+                (blocks, 1, 1),
             );
             record_pass(
                 self,
@@ -309,29 +428,20 @@ impl Gpu {
                 "fused mlp weight gradients",
                 &wgrad,
                 &[
-                    (0, &grad_params),
+                    (0, &bufs.grad_params),
                     (1, &x.buffer),
-                    (2, &saved.buffer),
-                    (3, &dz.buffer),
-                    (4, &grads.buffer),
+                    (2, &bufs.ys.buffer),
+                    (3, &bufs.dz.buffer),
+                    (4, &bufs.grads.buffer),
                 ],
-                (total_tiles as u32, 1, 1),
+                (gx, gy, 1),
             );
         })
     }
 
-    fn fused_params(&self, shape: FusedShape) -> FusedParams {
-        FusedParams {
-            batch: shape.batch as u32,
-            input: shape.input as u32,
-            width: shape.width as u32,
-            layers: shape.layers as u32,
-        }
-    }
-
-    /// Workgroups of the forward and backward kernels: one per 16 rows.
+    /// Workgroups of the forward and backward kernels: one per block of rows.
     fn row_blocks(&self, shape: FusedShape) -> Result<u32, Error> {
-        let blocks = (shape.batch as u64).div_ceil(ROWS as u64);
+        let blocks = (shape.batch as u64).div_ceil(block_rows(shape.lanes()) as u64);
         let max_dim = self.limits().max_compute_workgroups_per_dimension as u64;
         if blocks > max_dim {
             return Err(Error::DeviceLimit {
@@ -372,10 +482,7 @@ impl Gpu {
             w.extend_from_slice(wl);
             b.extend_from_slice(bl);
         }
-        Ok((
-            self.upload(&w, 1, w.len())?,
-            self.upload(&b, 1, b.len())?,
-        ))
+        Ok((self.upload(&w, 1, w.len())?, self.upload(&b, 1, b.len())?))
     }
 
     /// The fused forward pass from host slices: `x` is `[batch, input]`,
@@ -399,23 +506,21 @@ impl Gpu {
         layers: &[(Vec<f32>, Vec<f32>)],
         shape: FusedShape,
     ) -> Result<FusedForward, Error> {
-        shape.check()?;
+        let bufs = self.fused_buffers(act, shape)?;
         let op = "fused_mlp_forward";
         let xt = self.upload(x, shape.batch, shape.input)?;
         let (w, b) = self.upload_stack(op, shape, layers)?;
-        let saved = self.zeros(1, shape.activations_len())?;
-        let y_last = self.zeros(shape.batch, shape.width)?;
         let mut encoder = self.device().create_command_encoder(&Default::default());
-        self.record_fused_mlp_forward(&mut encoder, act, shape, &xt, &w, &b, &saved, &y_last)?;
+        self.record_fused_mlp_forward(&mut encoder, &xt, &w, &b, &bufs)?;
         self.submit(op, vec![encoder.finish()])?;
         let per_layer = shape.batch * shape.width;
         Ok(FusedForward {
             saved: self
-                .download(&saved)?
+                .download(bufs.saved())?
                 .chunks(per_layer)
                 .map(<[f32]>::to_vec)
                 .collect(),
-            y_last: self.download(&y_last)?,
+            y_last: self.download(&bufs.y_last)?,
         })
     }
 
@@ -430,31 +535,17 @@ impl Gpu {
         dy_last: &[f32],
         shape: FusedShape,
     ) -> Result<FusedGrads, Error> {
-        shape.check()?;
+        let bufs = self.fused_buffers(act, shape)?;
         let op = "fused_mlp_backward";
         let xt = self.upload(x, shape.batch, shape.input)?;
         let (w, b) = self.upload_stack(op, shape, layers)?;
         let dyt = self.upload(dy_last, shape.batch, shape.width)?;
-        let saved = self.zeros(1, shape.activations_len())?;
-        let y_last = self.zeros(shape.batch, shape.width)?;
-        let dz = self.zeros(1, shape.activations_len())?;
-        let grads = self.zeros(1, shape.grads_len())?;
         let mut encoder = self.device().create_command_encoder(&Default::default());
-        self.record_fused_mlp_forward(&mut encoder, act, shape, &xt, &w, &b, &saved, &y_last)?;
-        self.record_fused_mlp_backward(
-            &mut encoder,
-            act,
-            shape,
-            &xt,
-            &w,
-            &saved,
-            &dyt,
-            &dz,
-            &grads,
-        )?;
+        self.record_fused_mlp_forward(&mut encoder, &xt, &w, &b, &bufs)?;
+        self.record_fused_mlp_backward(&mut encoder, &xt, &dyt, &bufs)?;
         self.submit(op, vec![encoder.finish()])?;
         let per_layer = shape.batch * shape.width;
-        let flat = self.download(&grads)?;
+        let flat = self.download(&bufs.grads)?;
         let mut out = Vec::with_capacity(shape.layers);
         let mut at = 0;
         for l in 0..shape.layers {
@@ -467,7 +558,7 @@ impl Gpu {
         }
         Ok(FusedGrads {
             dz: self
-                .download(&dz)?
+                .download(&bufs.dz)?
                 .chunks(per_layer)
                 .map(<[f32]>::to_vec)
                 .collect(),

@@ -17,11 +17,7 @@ fn fan_in(shape: FusedShape, l: usize) -> usize {
     }
 }
 
-fn check(
-    shape: FusedShape,
-    x: &[f32],
-    layers: &[(Vec<f32>, Vec<f32>)],
-) -> Result<(), Error> {
+fn check(shape: FusedShape, x: &[f32], layers: &[(Vec<f32>, Vec<f32>)]) -> Result<(), Error> {
     shape.check()?;
     if x.len() != shape.batch * shape.input {
         return Err(Error::shape(
