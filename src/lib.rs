@@ -20,7 +20,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`activation`] | the [`Activation`] enum: PyTorch's names, parameters and parsing |
-//! | [`gpu`] | the host layer: device, tensors, shader assembly, GEMM generation, autotuning, timing, dispatch, async readbacks |
+//! | [`gpu`] | the host layer: device, tensors, shader assembly, GEMM generation, the fully fused narrow stack, autotuning, timing, dispatch, async readbacks |
 //! | [`reference`] | the CPU twin of every GPU op, f64 accumulation |
 //! | [`nn`] | the MLP, initialisers, heads and losses, optimizers and schedules |
 //! | [`train`] | the trainer (one step, its passes, logged diagnostics, checkpoints, the loop), its configuration, reports, comparisons |
