@@ -322,6 +322,8 @@ pub struct TrainBenchRow {
     pub host_record_ms: f64,
     /// Readbacks made by the timed (unlogged) steps, per step.
     pub readbacks_per_step: u64,
+    /// Compute dispatches of one unlogged step (counted by the host layer).
+    pub dispatches_per_step: u64,
     /// The step's FLOPs (6·batch·Σ in·out) over its time.
     pub step_gflops: f64,
     /// The fused linear benchmark at the layer's shape (forward + backward).
@@ -375,6 +377,9 @@ pub fn train_step_bench(gpu: &Gpu, steps: usize) -> Result<Vec<TrainBenchRow>, E
         let mut trainer = Trainer::new(Mlp::new(gpu, config)?, tc, &data, &data)?;
         trainer.run_steps(1)?;
         let first_step_seconds = start.elapsed().as_secs_f64();
+        let dispatched = gpu.dispatch_count();
+        trainer.run_steps(1)?;
+        let dispatches_per_step = gpu.dispatch_count() - dispatched;
         let before = trainer.readbacks();
         let (host, per_step) = trainer.time_steps(steps)?;
         let readbacks = trainer.readbacks() - before;
@@ -396,6 +401,7 @@ pub fn train_step_bench(gpu: &Gpu, steps: usize) -> Result<Vec<TrainBenchRow>, E
             samples_per_second: batch as f64 / per_step,
             host_record_ms: host * 1e3,
             readbacks_per_step: readbacks / steps.max(1) as u64,
+            dispatches_per_step,
             step_gflops: flops_per_step / per_step / 1e9,
             linear_gflops: 3.0 * shape.forward_flops() / linear_seconds / 1e9,
             first_step_seconds,

@@ -731,25 +731,27 @@ fn run_train_bench() -> Result<bool, Error> {
     println!("adapter: {}", gpu.describe());
     let report = bench::train_step_bench(&gpu, 20)?;
     println!(
-        "{:<10} {:<11} {:>12} {:>14} {:>16} {:>18} {:>12} {:>14}",
+        "{:<10} {:<11} {:>12} {:>14} {:>16} {:>18} {:>18} {:>12} {:>14}",
         "activation",
         "remedy",
         "ms / step",
         "samples / s",
         "host ms / step",
         "readbacks / step",
+        "dispatches / step",
         "step GF/s",
         "linear GF/s"
     );
     for r in &report {
         println!(
-            "{:<10} {:<11} {:>12.2} {:>14.0} {:>16.3} {:>18} {:>12.2} {:>14.2}",
+            "{:<10} {:<11} {:>12.2} {:>14.0} {:>16.3} {:>18} {:>18} {:>12.2} {:>14.2}",
             r.activation,
             r.remedy,
             r.step_ms,
             r.samples_per_second,
             r.host_record_ms,
             r.readbacks_per_step,
+            r.dispatches_per_step,
             r.step_gflops,
             r.linear_gflops
         );
@@ -834,15 +836,10 @@ fn run_fused_bench(
         repeats.max(1)
     );
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&serde_json::json!({
-            "adapter": gpu.describe(),
-            "rows": rows,
-        }))
-        .map_err(|e| Error::Config(format!("serialising the benchmark: {e}")))?;
-        std::fs::write(&path, text).map_err(|source| Error::Io {
-            context: format!("writing {}", path.display()),
-            source,
-        })?;
+        write_json(
+            &path,
+            &serde_json::json!({ "adapter": gpu.describe(), "rows": rows }),
+        )?;
     }
     Ok(true)
 }
