@@ -1,0 +1,47 @@
+//! The number of compute dispatches a training step takes, counted by the
+//! host layer, may not grow: a later change cannot quietly add passes.
+//! Its own test binary, so that the GEMM variants come from the heuristic
+//! (`FUSEDMLP_AUTOTUNE=0`, set before the device exists): measured choices
+//! differ from machine to machine, and some kinds take more passes.
+
+mod common;
+
+use fusedmlp::data::Dataset;
+use fusedmlp::{Activation, Mlp, MlpConfig, Optimizer, TrainConfig, Trainer};
+
+/// Dispatches of one unlogged step of the main job's net (20 hidden layers
+/// of 64, batch 32, input 64, 10 classes, plain SGD) on the layered path,
+/// as counted when this test was written. The fully fused path is to bring
+/// it down; lower the bound when it does.
+const MAIN_JOB_STEP_DISPATCHES: u64 = 233;
+
+#[test]
+fn main_job_step_dispatches_do_not_grow() {
+    // SAFETY: the only test in this binary, before any thread or device.
+    unsafe { std::env::set_var(fusedmlp::gpu::autotune::AUTOTUNE_ENV, "0") };
+    let Some(gpu) = common::gpu() else { return };
+    let rows = 96;
+    let x: Vec<f32> = (0..rows * 64)
+        .map(|i| ((i * 37) % 17) as f32 / 17.0)
+        .collect();
+    let y: Vec<u32> = (0..rows as u32).map(|r| r % 10).collect();
+    let data = Dataset::new("dispatch", x, y, 64, 10).unwrap();
+    let tc = TrainConfig {
+        batch_size: 32,
+        log_every: u64::MAX,
+        optimizer: Optimizer::sgd(),
+        ..Default::default()
+    };
+    let config = MlpConfig::deep(64, 20, 64, 10, Activation::Relu);
+    let mut t = Trainer::new(Mlp::new(&gpu, config).unwrap(), tc, &data, &data).unwrap();
+    t.run_steps(1).unwrap();
+    let before = gpu.dispatch_count();
+    t.run_steps(1).unwrap();
+    let n = gpu.dispatch_count() - before;
+    eprintln!("an unlogged step of the main job's net: {n} dispatches");
+    assert!(n > 0, "no dispatches counted");
+    assert!(
+        n <= MAIN_JOB_STEP_DISPATCHES,
+        "an unlogged step of the main job's net took {n} dispatches (bound {MAIN_JOB_STEP_DISPATCHES})"
+    );
+}
