@@ -5,6 +5,7 @@ mod common;
 
 use fusedmlp::data::Dataset;
 use fusedmlp::reference::mlp::ReferenceMlp;
+use fusedmlp::train::Kernels;
 use fusedmlp::{Activation, Head, Mlp, MlpConfig, Optimizer, Schedule, TrainConfig, Trainer};
 
 fn small_data(rows: usize, features: usize, classes: usize, seed: u32) -> Dataset {
@@ -29,11 +30,39 @@ fn close(gpu: &[f32], cpu: &[f32], what: &str) {
     }
 }
 
+/// [`steps_against_reference_on`] on the layered path, and on the fully
+/// fused path where the net allows it (the first step, which is logged,
+/// runs layered on both); returns the last run.
+fn steps_against_reference(
+    gpu: &fusedmlp::Gpu,
+    config: &MlpConfig,
+    train: &TrainConfig,
+    data: &Dataset,
+    what: &str,
+) -> (Trainer, ReferenceMlp) {
+    let mut layered = train.clone();
+    layered.kernels = Kernels::Layered;
+    let last =
+        steps_against_reference_on(gpu, config, &layered, data, &format!("{what} (layered)"));
+    let mut fused = train.clone();
+    fused.kernels = Kernels::Fused;
+    match Trainer::new(
+        Mlp::new(gpu, config.clone()).unwrap(),
+        fused.clone(),
+        data,
+        data,
+    ) {
+        Ok(_) => steps_against_reference_on(gpu, config, &fused, data, &format!("{what} (fused)")),
+        Err(fusedmlp::Error::Config(m)) if m.contains("fused kernels cannot") => last,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
 /// Runs 5 GPU steps (`run_steps`, which walks the first epoch's order) and
 /// 5 reference steps on the same rows in the same order, and holds every
 /// layer's weight and bias and every normalisation's scale and shift to the
 /// reference.
-fn steps_against_reference(
+fn steps_against_reference_on(
     gpu: &fusedmlp::Gpu,
     config: &MlpConfig,
     train: &TrainConfig,
@@ -524,8 +553,11 @@ fn learned_prelu_steps_equal_reference_steps() {
         let train = TrainConfig {
             epochs: 1,
             batch_size: 13,
-            learning_rate: 0.01,
-            optimizer: Optimizer::adam(),
+            learning_rate: 0.05,
+            // Plain SGD: Adam divides by the gradient's own size, so
+            // elements whose gradient is rounding noise move by a whole step
+            // on either path and no tolerance tells the paths apart.
+            optimizer: Optimizer::sgd(),
             clip_norm: Some(0.5),
             log_every: 2,
             seed: 1,
@@ -866,4 +898,124 @@ fn scaled_residual_init_keeps_a_100_layer_net_bounded() {
     bad.scale_residual_init = true;
     let err = bad.validate().unwrap_err().to_string();
     assert!(err.contains("--residual"), "{err}");
+}
+
+/// The fully fused path at the shapes it must survive: batches that are not
+/// a multiple of its row block (1, 3, 33), widths that are not a multiple
+/// of 4 (17, 100), depth 1 and 100, input widths 1 and 784; and every
+/// activation at a small shape. Each against the reference step (and the
+/// layered path, through the shared helper).
+#[test]
+fn fused_path_steps_equal_reference_steps_at_ragged_shapes() {
+    let Some(gpu) = common::gpu() else { return };
+    let shapes = [
+        // (batch = rows, input, width, depth)
+        (1, 1, 17, 1),
+        (3, 784, 100, 2),
+        (33, 20, 17, 3),
+        (3, 5, 16, 100),
+    ];
+    for (rows, input, width, depth) in shapes {
+        let data = small_data(rows, input, 3, 5);
+        // ReLU under He initialisation: a 100-layer tanh net under Xavier
+        // amplifies rounding from layer to layer (both paths then differ
+        // from the f64 reference by far more than the tolerance).
+        let mut config = MlpConfig::deep(input, depth, width, 3, Activation::Relu);
+        config.seed = 2;
+        let train = TrainConfig {
+            batch_size: rows,
+            learning_rate: 0.05,
+            // Plain SGD: Adam divides by the gradient's own size, so
+            // elements whose gradient is rounding noise move by a whole step
+            // on either path and no tolerance tells the paths apart.
+            optimizer: Optimizer::sgd(),
+            clip_norm: Some(0.5),
+            ..Default::default()
+        };
+        steps_against_reference(
+            &gpu,
+            &config,
+            &train,
+            &data,
+            &format!("{rows}x{input}x{width}x{depth}"),
+        );
+    }
+    let data = small_data(11, 4, 3, 9);
+    for act in Activation::ALL {
+        let mut config = MlpConfig::deep(4, 3, 17, 3, act);
+        config.seed = 4;
+        let train = TrainConfig {
+            batch_size: 11,
+            learning_rate: 0.02,
+            optimizer: Optimizer::sgd(),
+            ..Default::default()
+        };
+        steps_against_reference(&gpu, &config, &train, &data, &format!("{act}"));
+    }
+}
+
+/// Two runs on the fused path with the same seed give bit-identical
+/// parameters; so do two on the layered path.
+#[test]
+fn both_paths_are_bit_identical_from_run_to_run() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(64, 9, 4, 1);
+    let config = MlpConfig::deep(9, 6, 24, 4, Activation::Gelu);
+    for kernels in [Kernels::Fused, Kernels::Layered] {
+        let train = TrainConfig {
+            batch_size: 16,
+            optimizer: Optimizer::adam(),
+            kernels,
+            ..Default::default()
+        };
+        let run = || {
+            let mut t = Trainer::new(
+                Mlp::new(&gpu, config.clone()).unwrap(),
+                train.clone(),
+                &data,
+                &data,
+            )
+            .unwrap();
+            t.run_steps(12).unwrap();
+            t.model
+                .parameters()
+                .unwrap()
+                .iter()
+                .flat_map(|(w, b)| w.iter().chain(b).map(|v| v.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<u32>>()
+        };
+        assert_eq!(run(), run(), "{kernels}");
+    }
+}
+
+/// Kernels::Fused on a net the fused stack cannot run is an error that says
+/// why; Kernels::Auto falls back to the layered path there.
+#[test]
+fn fused_kernels_refuse_nets_they_cannot_run() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(32, 4, 3, 1);
+    let mut config = MlpConfig::deep(4, 3, 8, 3, Activation::Relu);
+    config.residual = true;
+    let mut train = TrainConfig {
+        batch_size: 8,
+        kernels: Kernels::Fused,
+        ..Default::default()
+    };
+    let err = Trainer::new(
+        Mlp::new(&gpu, config.clone()).unwrap(),
+        train.clone(),
+        &data,
+        &data,
+    )
+    .err()
+    .expect("residual nets are not fused");
+    assert!(err.to_string().contains("residual connections"), "{err}");
+    let mut wide = MlpConfig::deep(4, 2, 200, 3, Activation::Relu);
+    wide.seed = 1;
+    let err = Trainer::new(Mlp::new(&gpu, wide).unwrap(), train.clone(), &data, &data)
+        .err()
+        .expect("width 200 is not fused");
+    assert!(err.to_string().contains("200"), "{err}");
+    train.kernels = Kernels::Auto;
+    Trainer::new(Mlp::new(&gpu, config).unwrap(), train, &data, &data).unwrap();
 }

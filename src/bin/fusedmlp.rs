@@ -209,6 +209,11 @@ struct RunArgs {
     /// past it, older entries are thinned (the report says how).
     #[arg(long, default_value_t = fusedmlp::train::DEFAULT_MAX_LOGGED_STEPS)]
     max_logged_steps: usize,
+    /// Which kernels run the hidden layers: auto (the fully fused stack
+    /// where the net allows it and the batch is at most 64 rows), fused or
+    /// layered.
+    #[arg(long, default_value = "auto")]
+    kernels: fusedmlp::train::Kernels,
     /// Seed of the weights, the split and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -334,6 +339,7 @@ impl RunArgs {
             log_every: self.log_every,
             max_logged_steps: self.max_logged_steps,
             seed: self.seed,
+            kernels: self.kernels,
         };
         train_config.validate(train.len())?;
         println!(

@@ -6,6 +6,7 @@ pub mod config;
 pub mod report;
 pub mod trainer;
 
+pub use config::Kernels;
 pub use report::{
     thin_logged_steps, EpochLog, LayerDiagnostics, RunReport, StepLog, DEFAULT_MAX_LOGGED_STEPS,
 };

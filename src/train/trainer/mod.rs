@@ -28,6 +28,7 @@ use crate::gpu::linear::LinearScratch;
 use crate::gpu::{shader, Gpu, GpuTensor};
 use crate::nn::{Mlp, Optimizer};
 
+mod fused;
 mod logs;
 mod record;
 mod run;
@@ -229,6 +230,8 @@ pub struct Trainer {
     last_checkpoint: Option<(PathBuf, u64)>,
     standardizer: Option<crate::data::Standardizer>,
     stop_at: Option<u64>,
+    /// The fused stack, when this run's steps use it.
+    fused: Option<fused::FusedState>,
 }
 
 /// Where a non-finite value first appeared.
@@ -284,6 +287,7 @@ impl Trainer {
         let gpu = model.gpu.clone();
         let mc = &model.config;
         config.validate(train.len())?;
+        let fused_shape = fused::choose(config.kernels, mc, config.batch_size)?;
         for (name, d) in [("training", train), ("validation", validation)] {
             if d.n_features != mc.input {
                 return Err(Error::Config(format!(
@@ -445,6 +449,14 @@ impl Trainer {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        let fused = match fused_shape {
+            Some(shape) => Some(fused::FusedState::new(
+                &gpu,
+                model.config.activation,
+                shape,
+            )?),
+            None => None,
+        };
         Ok(Trainer {
             row_stats: gpu.zeros(rows, 2)?,
             step_stats: gpu.zeros(1, 2)?,
@@ -484,6 +496,7 @@ impl Trainer {
             last_checkpoint: None,
             standardizer: None,
             stop_at: None,
+            fused,
         })
     }
 

@@ -53,8 +53,24 @@ impl Trainer {
         keep_all_z: bool,
         training: bool,
     ) -> Result<(), Error> {
-        let mut input = self.x_batch.prefix_rows(rows)?;
-        for (l, layer) in self.layers.iter().enumerate() {
+        self.record_forward_from(encoder, 0, rows, keep_all_z, training)
+    }
+
+    /// [`Trainer::record_forward`] from layer `from` on, its input being
+    /// what layer `from - 1` left for it (the batch for layer 0).
+    pub(super) fn record_forward_from(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        from: usize,
+        rows: usize,
+        keep_all_z: bool,
+        training: bool,
+    ) -> Result<(), Error> {
+        let mut input = match from {
+            0 => self.x_batch.prefix_rows(rows)?,
+            l => self.layer_output(l - 1).prefix_rows(rows)?,
+        };
+        for (l, layer) in self.layers.iter().enumerate().skip(from) {
             let keep = keep_all_z || layer.act.saved() == Saved::PreActivation;
             let y = layer.y.prefix_rows(rows)?;
             let z = layer.z.prefix_rows(rows)?;

@@ -39,11 +39,22 @@ impl Trainer {
             offset,
             b,
         )?;
-        self.record_forward(&mut encoder, b, log, true)?;
+        // The fused stack runs the hidden layers of unlogged steps; logged
+        // steps run layered, for the per-layer pre-activations their
+        // diagnostics read.
+        let fused = self.fused.as_ref().filter(|_| !log);
+        let first_layered = match fused {
+            Some(f) => {
+                self.record_fused_forward(&mut encoder, f)?;
+                f.shape.layers
+            }
+            None => 0,
+        };
+        self.record_forward_from(&mut encoder, first_layered, b, log, true)?;
         self.record_loss(&mut encoder, b, &self.train_totals)?;
         // Backward, last layer first. Each layer's `dy` holds dL/d(its
         // output as the next layer sees it).
-        for l in (0..self.layers.len()).rev() {
+        for l in (first_layered..self.layers.len()).rev() {
             let layer = &self.layers[l];
             let params = &self.model.layers[l];
             let input = if l == 0 {
@@ -139,6 +150,9 @@ impl Trainer {
                     layer.dy.len(),
                 )?;
             }
+        }
+        if let Some(f) = fused {
+            self.record_fused_backward(&mut encoder, f)?;
         }
         let n = self.layers.len();
         if log || self.config.clip_norm.is_some() {
