@@ -21,13 +21,13 @@
 //! |---|---|
 //! | [`activation`] | the [`Activation`] enum: PyTorch's names, parameters and parsing |
 //! | [`gpu`] | the host layer: device, tensors, shader assembly, GEMM generation, the fully fused narrow stack, autotuning, timing, dispatch, async readbacks |
-//! | [`reference`] | the CPU twin of every GPU op, f64 accumulation |
+//! | [`reference`](mod@reference) | the CPU twin of every GPU op, f64 accumulation |
 //! | [`nn`] | the MLP, initialisers, heads and losses, optimizers and schedules |
 //! | [`train`] | the trainer (one step, its passes, logged diagnostics, checkpoints, the loop), its configuration, reports, comparisons |
 //! | [`analysis`] | measurements for experiments: never-active units, host-side activation spread, verdicts, table formats |
 //! | [`data`] | the embedded digits, synthetic sets, CSV and IDX loaders, standardisation |
 //! | `plot` | PNG figures of runs and experiments (feature `plots`) |
-//! | [`bench`] | the kernel and training-step benchmarks behind `fusedmlp bench` |
+//! | [`bench`](mod@bench) | the kernel and training-step benchmarks behind `fusedmlp bench` |
 //! | [`selftest`] | every activation on the GPU against the CPU reference |
 //! | [`soak`] | long-run resource checks behind `fusedmlp soak` |
 //! | [`error`] | the crate's one error type |

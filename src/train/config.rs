@@ -29,7 +29,7 @@ pub struct TrainConfig {
     /// Log diagnostics every this many steps (and at the first step).
     pub log_every: u64,
     /// The most logged steps kept in memory and in the report; past it,
-    /// older entries are thinned (see [`thin_logged_steps`]).
+    /// older entries are thinned (see [`super::thin_logged_steps`]).
     #[serde(default = "default_max_logged_steps")]
     pub max_logged_steps: usize,
     /// Seed of the shuffling.
