@@ -519,3 +519,146 @@ pub fn stack_bench(
         layered_gflops: flops / layered_s / 1e9,
     })
 }
+
+/// A net for [`train_path_bench`]: `depth` hidden layers of `width` units
+/// on `input` features, `classes` outputs, `batch` rows a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TrainNet {
+    /// Input features.
+    pub input: usize,
+    /// Units per hidden layer.
+    pub width: usize,
+    /// Hidden layers.
+    pub depth: usize,
+    /// Rows a step.
+    pub batch: usize,
+    /// Classes (softmax outputs).
+    pub classes: usize,
+}
+
+/// The nets `fusedmlp bench --train` measures by default: the main job's
+/// (20 × 64, batch 32, 64 inputs, 10 classes) and 20 × 256 at batch 256.
+pub fn default_train_nets() -> Vec<TrainNet> {
+    vec![
+        TrainNet {
+            input: 64,
+            width: 64,
+            depth: 20,
+            batch: 32,
+            classes: 10,
+        },
+        TrainNet {
+            input: 64,
+            width: 256,
+            depth: 20,
+            batch: 256,
+            classes: 10,
+        },
+    ]
+}
+
+/// One net, activation and kernel path of [`train_path_bench`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainPathRow {
+    /// The net.
+    pub net: TrainNet,
+    /// The hidden activation.
+    pub activation: String,
+    /// `fused` or `layered`.
+    pub kernels: String,
+    /// Time per unlogged step, milliseconds (median over rounds of the
+    /// mean over the timed steps).
+    pub step_ms: f64,
+    /// Host time to record one step, milliseconds (median).
+    pub host_record_ms: f64,
+    /// Compute dispatches of one unlogged step (counted by the host layer).
+    pub dispatches_per_step: u64,
+    /// The step's FLOPs (6·batch·Σ in·out) over its time.
+    pub step_gflops: f64,
+    /// `step_gflops` over the adapter's peak measured in the same run.
+    pub fraction_of_peak: f64,
+    /// Seconds from creating the model to the end of its first step.
+    pub first_step_seconds: f64,
+}
+
+/// Times unlogged training steps (plain SGD) of each net and activation on
+/// the fully fused path (where the net allows it) and on the layered path,
+/// interleaved over `rounds` rounds of `steps` steps each; returns the
+/// adapter's peak GFLOP/s (median of measurements before and after) and
+/// the rows.
+pub fn train_path_bench(
+    gpu: &Gpu,
+    nets: &[TrainNet],
+    activations: &[Activation],
+    steps: usize,
+    rounds: usize,
+) -> Result<(f64, Vec<TrainPathRow>), Error> {
+    use crate::nn::{Mlp, MlpConfig};
+    use crate::train::{Kernels, TrainConfig, Trainer};
+    let mut peaks = vec![gpu.measure_peak_gflops()?.0];
+    let mut rows = Vec::new();
+    for &net in nets {
+        let data = crate::data::blobs(net.batch * 4, net.classes, net.input, 1.0, 7)?;
+        for &act in activations {
+            let config = MlpConfig::deep(net.input, net.depth, net.width, net.classes, act);
+            let flops = 6.0
+                * net.batch as f64
+                * config
+                    .layer_shapes()
+                    .iter()
+                    .map(|(i, o)| (i * o) as f64)
+                    .sum::<f64>();
+            // (kernels, trainer, first step seconds, dispatches, samples).
+            let mut paths = Vec::new();
+            for kernels in [Kernels::Fused, Kernels::Layered] {
+                let tc = TrainConfig {
+                    epochs: 1,
+                    batch_size: net.batch,
+                    log_every: u64::MAX,
+                    kernels,
+                    ..Default::default()
+                };
+                let start = std::time::Instant::now();
+                let mut trainer =
+                    match Trainer::new(Mlp::new(gpu, config.clone())?, tc, &data, &data) {
+                        Ok(t) => t,
+                        Err(Error::Config(m)) if m.contains("fused kernels cannot") => continue,
+                        Err(e) => return Err(e),
+                    };
+                trainer.run_steps(1)?;
+                let first = start.elapsed().as_secs_f64();
+                let before = gpu.dispatch_count();
+                trainer.run_steps(1)?;
+                let dispatches = gpu.dispatch_count() - before;
+                paths.push((kernels, trainer, first, dispatches, Vec::new(), Vec::new()));
+            }
+            for _ in 0..rounds.max(1) {
+                for (_, trainer, _, _, host, per) in paths.iter_mut() {
+                    let (h, p) = trainer.time_steps(steps)?;
+                    host.push(h);
+                    per.push(p);
+                }
+            }
+            for (kernels, _, first, dispatches, host, per) in paths {
+                let per_step = median(&per);
+                rows.push(TrainPathRow {
+                    net,
+                    activation: act.to_string(),
+                    kernels: kernels.to_string(),
+                    step_ms: per_step * 1e3,
+                    host_record_ms: median(&host) * 1e3,
+                    dispatches_per_step: dispatches,
+                    step_gflops: flops / per_step / 1e9,
+                    fraction_of_peak: 0.0,
+                    first_step_seconds: first,
+                });
+            }
+        }
+    }
+    peaks.push(gpu.measure_peak_gflops()?.0);
+    let peak = median(&peaks);
+    for r in &mut rows {
+        r.fraction_of_peak = r.step_gflops / peak;
+    }
+    Ok((peak, rows))
+}

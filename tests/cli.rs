@@ -35,6 +35,8 @@ fn usage_errors_exit_2_with_the_reason() {
         (vec!["train", "--head", "hinge"], "unknown output head"),
         (vec!["train", "--epochs=-3"], "invalid value '-3'"),
         (vec!["bench", "--shapes", "12x0x3"], "not a shape"),
+        (vec!["train", "--kernels", "fastest"], "unknown kernels"),
+        (vec!["bench", "--width", "8"], "--train"),
         (vec!["frobnicate"], "unrecognized subcommand"),
     ] {
         let (code, _, err) = fusedmlp(&args);
@@ -208,4 +210,39 @@ fn soak_runs_and_holds() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--minutes"), "{err}");
     no_panic(&err);
+}
+
+#[test]
+fn bench_train_puts_both_kernel_paths_side_by_side() {
+    let dir = std::env::temp_dir().join(format!("fusedmlp-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("train.json");
+    let (code, out, err) = fusedmlp(&[
+        "bench",
+        "--train",
+        "--width",
+        "16",
+        "--depth",
+        "3",
+        "--batch",
+        "8",
+        "--repeats",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    no_panic(&err);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let paths: Vec<&str> = rows
+        .iter()
+        .map(|r| r["kernels"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["fused", "layered"], "{out}");
+    let dispatches = |i: usize| rows[i]["dispatches_per_step"].as_u64().unwrap();
+    assert!(dispatches(0) > 0 && dispatches(0) < dispatches(1), "{out}");
+    assert!(report["peak_gflops"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -103,10 +103,27 @@ enum Command {
         /// Also write the table as JSON to this file.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
-        /// Benchmark a training step instead (20 × 256 MLP, batch 256, input
-        /// 64, 10 classes; relu and sigmoid).
+        /// Benchmark training steps instead: per net, activation and kernel
+        /// path (fully fused where the net allows it, and layered), ms per
+        /// step, dispatches per step, host recording time, GFLOP/s and the
+        /// fraction of the adapter's peak. Default nets: the main job's
+        /// (20 × 64, batch 32) and 20 × 256 at batch 256; --width, --depth
+        /// and --batch give one net instead; --activations (default relu).
         #[arg(long)]
         train: bool,
+        /// With --train: the cost of each remedy (LayerNorm, BatchNorm,
+        /// residual, dropout) on a 20 × 256 step at batch 256 instead.
+        #[arg(long, requires = "train")]
+        remedies: bool,
+        /// With --train: units per hidden layer of the one net to measure.
+        #[arg(long, requires = "train")]
+        width: Option<usize>,
+        /// With --train: hidden layers of the one net to measure.
+        #[arg(long, requires = "train")]
+        depth: Option<usize>,
+        /// With --train: rows a step of the one net to measure.
+        #[arg(long, requires = "train")]
+        batch: Option<usize>,
         /// Benchmark stacks of hidden layers instead, forward and backward,
         /// through the fully fused kernels against the layered path
         /// (default stacks: 20 × 64 at batch 32 and 256, 20 × 128 at batch 256;
@@ -797,6 +814,69 @@ fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(
     })
 }
 
+fn run_train_paths_bench(
+    width: Option<usize>,
+    depth: Option<usize>,
+    batch: Option<usize>,
+    activations: Option<Vec<Activation>>,
+    repeats: usize,
+    json: Option<std::path::PathBuf>,
+) -> Result<bool, Error> {
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.describe());
+    let nets = if width.is_some() || depth.is_some() || batch.is_some() {
+        vec![bench::TrainNet {
+            input: 64,
+            width: width.unwrap_or(64),
+            depth: depth.unwrap_or(20),
+            batch: batch.unwrap_or(32),
+            classes: 10,
+        }]
+    } else {
+        bench::default_train_nets()
+    };
+    let activations = activations.unwrap_or_else(|| vec![Activation::Relu]);
+    let (peak, rows) = bench::train_path_bench(&gpu, &nets, &activations, 20, repeats.max(1))?;
+    println!(
+        "{:<16} {:<8} {:<8} {:>10} {:>12} {:>11} {:>10} {:>7} {:>12}",
+        "net L×w b",
+        "act",
+        "kernels",
+        "ms / step",
+        "dispatches",
+        "host ms",
+        "step GF/s",
+        "peak",
+        "first step s"
+    );
+    for r in &rows {
+        println!(
+            "{:<16} {:<8} {:<8} {:>10.2} {:>12} {:>11.3} {:>10.2} {:>6.1}% {:>12.2}",
+            format!("{}×{} b{}", r.net.depth, r.net.width, r.net.batch),
+            r.activation,
+            r.kernels,
+            r.step_ms,
+            r.dispatches_per_step,
+            r.host_record_ms,
+            r.step_gflops,
+            100.0 * r.fraction_of_peak,
+            r.first_step_seconds
+        );
+    }
+    println!(
+        "(plain SGD, unlogged steps, input 64, 10 classes; peak {peak:.1} GFLOP/s measured in the same run; \
+         medians over {} interleaved rounds of 20 steps; a net the fused path cannot run has no fused row)",
+        repeats.max(1)
+    );
+    if let Some(path) = json {
+        write_json(
+            &path,
+            &serde_json::json!({ "adapter": gpu.describe(), "peak_gflops": peak, "rows": rows }),
+        )?;
+    }
+    Ok(true)
+}
+
 fn run_fused_bench(
     repeats: usize,
     activations: Option<Vec<Activation>>,
@@ -999,7 +1079,21 @@ fn main() -> ExitCode {
             throughput_len,
             json,
         } => run_selftest(inputs, throughput_len, json),
-        Command::Bench { train: true, .. } => run_train_bench(),
+        Command::Bench {
+            train: true,
+            remedies: true,
+            ..
+        } => run_train_bench(),
+        Command::Bench {
+            train: true,
+            width,
+            depth,
+            batch,
+            activations,
+            repeats,
+            json,
+            ..
+        } => run_train_paths_bench(width, depth, batch, activations, repeats, json),
         Command::Bench {
             fused: true,
             repeats,
