@@ -40,6 +40,8 @@ pub(crate) struct GpuInner {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     readbacks: AtomicU64,
+    /// Kernel parameter blocks by content (see `Gpu::params`).
+    pub(crate) param_cache: Mutex<super::tensor::ParamCache>,
     pub(crate) timeout: Duration,
     pub(crate) tuning: Mutex<super::autotune::TuningState>,
     /// Whether `rgba32float` storage textures can be written and read back
@@ -242,6 +244,7 @@ impl Gpu {
                 lost,
                 uncaptured,
                 readbacks: AtomicU64::new(0),
+                param_cache: Mutex::new(Default::default()),
                 timeout: Duration::from_secs(timeout),
                 tuning: Mutex::new(Default::default()),
                 texture_operands,

@@ -137,16 +137,30 @@ impl Gpu {
     /// compiles a new variant at every dispatch and keeps each one. Logged
     /// steps of a 20 × 64 net at batch 32 grew the process by 8.7 MB a step
     /// and ran at 417 ms instead of 38 (tests/soak.rs holds it flat).
+    ///
+    /// Parameter blocks are immutable once made, so blocks with the same
+    /// bytes share one buffer: a step's passes reuse the blocks of the
+    /// steps before instead of allocating their own. The cache keeps the
+    /// [`PARAM_CACHE_ENTRIES`] most recently used blocks, so blocks that
+    /// change every step (a step number, a dropout seed) cannot make it grow.
     pub(crate) fn params<T: bytemuck::Pod>(&self, data: &T) -> Result<wgpu::Buffer, Error> {
-        self.scoped("creating kernel parameters", || {
+        let bytes = bytemuck::bytes_of(data);
+        if let Some(b) = self.inner.param_cache.lock().ok().and_then(|mut c| c.get(bytes)) {
+            return Ok(b);
+        }
+        let buffer = self.scoped("creating kernel parameters", || {
             self.inner
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("fusedmlp params"),
-                    contents: bytemuck::bytes_of(data),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::STORAGE,
                 })
-        })
+        })?;
+        if let Ok(mut c) = self.inner.param_cache.lock() {
+            c.insert(bytes.to_vec(), buffer.clone());
+        }
+        Ok(buffer)
     }
 }
 
@@ -201,5 +215,66 @@ impl GpuTensor {
             rows,
             cols,
         })
+    }
+}
+
+/// The most parameter blocks [`Gpu::params`] keeps for reuse.
+pub const PARAM_CACHE_ENTRIES: usize = 2048;
+
+/// Parameter blocks by their bytes, least recently used evicted first.
+#[derive(Default)]
+pub(crate) struct ParamCache {
+    blocks: std::collections::HashMap<Vec<u8>, (wgpu::Buffer, u64)>,
+    by_use: std::collections::BTreeMap<u64, Vec<u8>>,
+    tick: u64,
+}
+
+impl ParamCache {
+    fn get(&mut self, bytes: &[u8]) -> Option<wgpu::Buffer> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (buffer, used) = self.blocks.get_mut(bytes)?;
+        let key = self.by_use.remove(used)?;
+        *used = tick;
+        self.by_use.insert(tick, key);
+        Some(buffer.clone())
+    }
+
+    fn insert(&mut self, bytes: Vec<u8>, buffer: wgpu::Buffer) {
+        self.tick += 1;
+        if let Some((_, old)) = self.blocks.insert(bytes.clone(), (buffer, self.tick)) {
+            self.by_use.remove(&old);
+        }
+        self.by_use.insert(self.tick, bytes);
+        while self.blocks.len() > PARAM_CACHE_ENTRIES {
+            let Some((_, key)) = self.by_use.pop_first() else {
+                break;
+            };
+            self.blocks.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_cache_reuses_and_stays_bounded() {
+        let Some(gpu) = crate::gpu::context::tests::gpu_for_test() else {
+            return;
+        };
+        let a = gpu.params(&[1u32, 2, 3, 4]).unwrap();
+        let b = gpu.params(&[1u32, 2, 3, 4]).unwrap();
+        assert!(a == b, "the same bytes share a buffer");
+        let c = gpu.params(&[1u32, 2, 3, 5]).unwrap();
+        assert!(a != c, "other bytes get their own buffer");
+        for i in 0..(PARAM_CACHE_ENTRIES as u32 + 100) {
+            gpu.params(&[7u32, i, 0, 0]).unwrap();
+        }
+        let len = gpu.inner.param_cache.lock().unwrap().blocks.len();
+        assert!(len <= PARAM_CACHE_ENTRIES, "{len} blocks kept");
+        let by_use = gpu.inner.param_cache.lock().unwrap().by_use.len();
+        assert_eq!(len, by_use);
     }
 }
