@@ -145,10 +145,28 @@ impl Gpu {
     /// change every step (a step number, a dropout seed) cannot make it grow.
     pub(crate) fn params<T: bytemuck::Pod>(&self, data: &T) -> Result<wgpu::Buffer, Error> {
         let bytes = bytemuck::bytes_of(data);
-        if let Some(b) = self.inner.param_cache.lock().ok().and_then(|mut c| c.get(bytes)) {
+        if let Some(b) = self
+            .inner
+            .param_cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(bytes))
+        {
             return Ok(b);
         }
-        let buffer = self.scoped("creating kernel parameters", || {
+        let buffer = self.step_params(data)?;
+        if let Ok(mut c) = self.inner.param_cache.lock() {
+            c.insert(bytes.to_vec(), buffer.clone());
+        }
+        Ok(buffer)
+    }
+
+    /// A parameter block of its own, not shared: for blocks that change
+    /// from step to step (a step number, a dropout seed, a batch offset),
+    /// which would only churn the cache of [`Gpu::params`].
+    pub(crate) fn step_params<T: bytemuck::Pod>(&self, data: &T) -> Result<wgpu::Buffer, Error> {
+        let bytes = bytemuck::bytes_of(data);
+        self.scoped("creating kernel parameters", || {
             self.inner
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -156,11 +174,7 @@ impl Gpu {
                     contents: bytes,
                     usage: wgpu::BufferUsages::STORAGE,
                 })
-        })?;
-        if let Ok(mut c) = self.inner.param_cache.lock() {
-            c.insert(bytes.to_vec(), buffer.clone());
-        }
-        Ok(buffer)
+        })
     }
 }
 

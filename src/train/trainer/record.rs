@@ -19,7 +19,7 @@ impl Trainer {
             false,
         )?;
         let cols = x.cols();
-        let params = gpu.params(&U4 {
+        let params = gpu.step_params(&U4 {
             a: rows as u32,
             b: cols as u32,
             c: offset as u32,
@@ -126,7 +126,7 @@ impl Trainer {
         )?;
         let (x, y, row_stride) = grid_1d(gpu, len as u64, 256)?;
         let (scale, alpha_prime, a, b) = mc.dropout_constants();
-        let params = gpu.params(&RegParams {
+        let params = gpu.step_params(&RegParams {
             len: len as u32,
             row_stride,
             seed: layer.mask_seed,
@@ -255,7 +255,7 @@ impl Trainer {
         )?;
         // Enough workgroups to use every core; each invocation strides.
         let groups = (values.len() as u32).div_ceil(256).clamp(1, 64);
-        let params = gpu.params(&U4 {
+        let params = gpu.step_params(&U4 {
             a: values.len() as u32,
             b: slot as u32,
             c: self.step.min(u32::MAX as u64 - 1) as u32,
