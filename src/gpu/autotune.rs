@@ -8,8 +8,9 @@
 //! shape class) so later processes skip the measurement. The measurement of
 //! one class is bounded by a time budget (0.4 s), and all the measuring of
 //! one process by another (1.5 s; classes past it take the heuristic's
-//! choice); when no cache can be written, or `FUSEDMLP_AUTOTUNE=0`, a
-//! heuristic picks without measuring.
+//! choice); GEMMs under [`MIN_MEASURED_MACS`] multiply-adds, and every GEMM
+//! when no cache can be written or `FUSEDMLP_AUTOTUNE=0`, take a
+//! heuristic's choice without measuring.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -40,6 +41,12 @@ const BUDGET: Duration = Duration::from_millis(400);
 /// not yet seen take the heuristic's choice (not written to the disk cache,
 /// so a later process measures them). A 20-layer net has about six classes.
 const PROCESS_BUDGET: Duration = Duration::from_millis(1500);
+
+/// GEMMs with fewer multiply-adds than this take the heuristic's choice
+/// without measuring: at that size a dispatch's launch cost dominates any
+/// variant's speed, and measuring every small class (a 20 × 64 net's head,
+/// its evaluation batches) cost its first step about a second.
+pub const MIN_MEASURED_MACS: u64 = 1 << 18;
 
 /// Bumped whenever the candidate set changes, so that choices cached
 /// before a new kind of kernel existed are measured again.
@@ -214,10 +221,14 @@ impl Gpu {
         let spent: f64 = state.records.iter().map(|r| r.seconds).sum();
         let over_budget = spent >= PROCESS_BUDGET.as_secs_f64();
         let measure = std::env::var(AUTOTUNE_ENV).as_deref() != Ok("0") && path.is_some();
-        if !measure || over_budget {
+        let macs = dims.m as u64 * dims.n as u64 * dims.k as u64;
+        let tiny = macs < MIN_MEASURED_MACS;
+        if !measure || over_budget || tiny {
             let v = self.heuristic_variant(dims);
             state.chosen.insert(key, v);
-            let how = if over_budget {
+            let how = if tiny {
+                "heuristic, too small to measure"
+            } else if over_budget {
                 "heuristic, tuning budget spent"
             } else {
                 "heuristic"

@@ -233,7 +233,7 @@ impl GpuTensor {
 }
 
 /// The most parameter blocks [`Gpu::params`] keeps for reuse.
-pub const PARAM_CACHE_ENTRIES: usize = 2048;
+pub(crate) const PARAM_CACHE_ENTRIES: usize = 2048;
 
 /// Parameter blocks by their bytes, least recently used evicted first.
 #[derive(Default)]
