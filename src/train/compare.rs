@@ -65,6 +65,12 @@ pub struct Summary {
     pub train_accuracy: f32,
     /// Final validation accuracy.
     pub val_accuracy: f32,
+    /// The best validation accuracy of any epoch, and that epoch (0-based):
+    /// a run whose last epoch caught a loss spike still shows what it
+    /// reached.
+    pub best_val_accuracy: f32,
+    /// The epoch of `best_val_accuracy` (0 when there are no epochs).
+    pub best_val_epoch: usize,
     /// Final training loss.
     pub train_loss: f32,
     /// Final validation loss.
@@ -117,11 +123,18 @@ pub fn summarize(run: &RunReport) -> Summary {
     let last_epoch = run.epochs.last();
     let first = run.steps.first();
     let last = run.steps.last();
+    let best = run
+        .epochs
+        .iter()
+        .filter(|e| e.val_accuracy.is_finite())
+        .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy));
     Summary {
         label: run.label.clone(),
         init: run.config["init"].as_str().unwrap_or("?").to_string(),
         train_accuracy: last_epoch.map_or(f32::NAN, |e| e.train_accuracy),
         val_accuracy: last_epoch.map_or(f32::NAN, |e| e.val_accuracy),
+        best_val_accuracy: best.map_or(f32::NAN, |e| e.val_accuracy),
+        best_val_epoch: best.map_or(0, |e| e.epoch),
         train_loss: last_epoch.map_or(f32::NAN, |e| e.train_loss),
         val_loss: last_epoch.map_or(f32::NAN, |e| e.val_loss),
         grad_ratio_init: ratio(first),
@@ -138,11 +151,12 @@ pub fn table(runs: &[RunReport]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<22} {:<14} {:>9} {:>9} {:>9} {:>9} {:>13} {:>13} {:>7} {:>7} {:>10}",
+        "{:<22} {:<14} {:>9} {:>9} {:>12} {:>9} {:>9} {:>13} {:>13} {:>7} {:>7} {:>10}",
         "run",
         "init",
         "train acc",
         "val acc",
+        "best val@ep",
         "train loss",
         "val loss",
         "‖g1‖/‖gL‖ init",
@@ -167,11 +181,12 @@ pub fn table(runs: &[RunReport]) -> String {
         }
         let _ = writeln!(
             s,
-            "{:<22} {:<14} {:>9.4} {:>9.4} {:>10.4} {:>9.4} {:>14.3e} {:>13.3e} {:>7.3} {:>7.3} {:>10.0}",
+            "{:<22} {:<14} {:>9.4} {:>9.4} {:>12} {:>10.4} {:>9.4} {:>14.3e} {:>13.3e} {:>7.3} {:>7.3} {:>10.0}",
             m.label,
             m.init,
             m.train_accuracy,
             m.val_accuracy,
+            format!("{:.4}@{}", m.best_val_accuracy, m.best_val_epoch),
             m.train_loss,
             m.val_loss,
             m.grad_ratio_init,
@@ -183,7 +198,8 @@ pub fn table(runs: &[RunReport]) -> String {
     }
     let _ = writeln!(
         s,
-        "‖g1‖/‖gL‖: weight-gradient norm of the first hidden layer over the last hidden layer's \
+        "best val@ep: the best validation accuracy of any epoch, and that epoch (0-based); \
+         ‖g1‖/‖gL‖: weight-gradient norm of the first hidden layer over the last hidden layer's \
          (1 = the gradient reaches the first layer undiminished); dead/satur.: mean fraction of \
          hidden units at the last logged step"
     );
@@ -214,4 +230,32 @@ pub fn write_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Err
     #[cfg(feature = "plots")]
     files.extend(crate::plot::write_plots(runs, dir)?);
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::report::EpochLog;
+
+    #[test]
+    fn the_table_shows_the_best_epoch_beside_the_last() {
+        let epoch = |epoch, val_accuracy| EpochLog {
+            epoch,
+            val_accuracy,
+            ..Default::default()
+        };
+        let run = RunReport {
+            label: "relu".into(),
+            config: serde_json::json!({ "init": "he_normal" }),
+            epochs: vec![epoch(0, 0.5), epoch(1, 0.9), epoch(2, 0.25)],
+            ..Default::default()
+        };
+        let m = summarize(&run);
+        assert_eq!((m.best_val_accuracy, m.best_val_epoch), (0.9, 1));
+        assert_eq!(m.val_accuracy, 0.25);
+        let t = table(&[run]);
+        assert!(t.contains("best val@ep") && t.contains("0.9000@1"), "{t}");
+        let empty = summarize(&RunReport::default());
+        assert!(empty.best_val_accuracy.is_nan());
+    }
 }
