@@ -168,14 +168,14 @@ pub fn table(runs: &[RunReport]) -> String {
     for run in runs {
         let m = summarize(run);
         if let Some(d) = &run.divergence {
-            let at = match d.layer {
-                Some(l) => format!("{} of layer {l}", d.tensor),
-                None => "loss".to_string(),
-            };
             let _ = writeln!(
                 s,
-                "{:<22} {:<14} diverged at step {} (first non-finite value: {at}); ‖g1‖/‖gL‖ at init {:.3e}",
-                m.label, m.init, d.step, m.grad_ratio_init
+                "{:<22} {:<14} diverged at step {} (first non-finite value: {}); ‖g1‖/‖gL‖ at init {:.3e}",
+                m.label,
+                m.init,
+                d.step,
+                d.location(),
+                m.grad_ratio_init
             );
             continue;
         }

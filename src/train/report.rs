@@ -216,13 +216,7 @@ impl RunReport {
     /// the first NaN or infinity appeared.
     pub fn short_outcome(&self) -> String {
         match &self.divergence {
-            Some(d) => {
-                let at = match d.layer {
-                    Some(l) => format!("{} of layer {l}", d.tensor),
-                    None => "loss".to_string(),
-                };
-                format!("diverged: NaN/inf at step {} ({at})", d.step)
-            }
+            Some(d) => format!("diverged: NaN/inf at step {} ({})", d.step, d.location()),
             None => self.outcome.clone(),
         }
     }

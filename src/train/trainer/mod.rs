@@ -247,18 +247,26 @@ pub struct Divergence {
     pub last_good_checkpoint: Option<PathBuf>,
 }
 
+impl Divergence {
+    /// Where the first non-finite value appeared, in words: `gradient of
+    /// layer 3`, or `loss`.
+    pub fn location(&self) -> String {
+        match self.layer {
+            Some(l) => format!("{} of layer {l}", self.tensor),
+            None => "loss".to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for Divergence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = match self.layer {
-            Some(l) => format!("in the {} of layer {l}", self.tensor),
-            None => "in the loss".to_string(),
-        };
         write!(
             f,
-            "training diverged: the first NaN or infinity appeared at step {} {at}. \
+            "training diverged: the first NaN or infinity appeared at step {} in the {}. \
              Lower the learning rate, clip gradients (--clip-norm), or use a better-scaled \
              initialisation",
-            self.step
+            self.step,
+            self.location()
         )?;
         match &self.last_good_checkpoint {
             Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
