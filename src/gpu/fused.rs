@@ -17,6 +17,8 @@
 //! to run. CPU twin: [`crate::reference::fused_mlp`]; `fusedmlp bench
 //! --fused` times both paths.
 
+use std::sync::Arc;
+
 use super::elementwise::{grid_1d, record_pass};
 use super::{shader, Gpu, GpuTensor};
 use crate::activation::{Activation, Saved};
@@ -42,10 +44,32 @@ pub struct FusedShape {
 }
 
 impl FusedShape {
+    /// Inputs of layer `l`: the net's input width for the first, the
+    /// hidden width after.
+    pub fn fan_in(&self, l: usize) -> usize {
+        if l == 0 {
+            self.input
+        } else {
+            self.width
+        }
+    }
+
+    /// Where layer `l`'s weight starts in the packed weights, in floats
+    /// (`l = layers` gives their length).
+    pub fn weight_offset(&self, l: usize) -> usize {
+        (0..l).map(|k| self.width * self.fan_in(k)).sum()
+    }
+
+    /// Where layer `l`'s (dW, db) start in the packed gradients, in floats
+    /// (`l = layers` gives their length).
+    pub fn grads_offset(&self, l: usize) -> usize {
+        (0..l).map(|k| self.width * (self.fan_in(k) + 1)).sum()
+    }
+
     /// Floats in the packed weights: `[width, input]` then `layers - 1`
     /// times `[width, width]`, row-major.
     pub fn weight_len(&self) -> usize {
-        self.width * self.input + self.layers.saturating_sub(1) * self.width * self.width
+        self.weight_offset(self.layers)
     }
 
     /// Floats in the packed biases, `[layers, width]`.
@@ -62,8 +86,7 @@ impl FusedShape {
     /// Floats in the packed gradients: per layer, dW (`[width, in_l]`) then
     /// db (`[width]`).
     pub fn grads_len(&self) -> usize {
-        self.width * (self.input + 1)
-            + self.layers.saturating_sub(1) * self.width * (self.width + 1)
+        self.grads_offset(self.layers)
     }
 
     /// Multiply-adds of the forward pass.
@@ -209,6 +232,10 @@ pub struct FusedGrads {
 pub struct FusedBuffers {
     act: Activation,
     shape: FusedShape,
+    pack: Arc<wgpu::ComputePipeline>,
+    forward: Arc<wgpu::ComputePipeline>,
+    backward: Arc<wgpu::ComputePipeline>,
+    weight_grads: Arc<wgpu::ComputePipeline>,
     params: wgpu::Buffer,
     grad_params: wgpu::Buffer,
     grad_items: u64,
@@ -284,10 +311,9 @@ impl Gpu {
             pad: 0,
         })?;
         let key = format!("fused_mlp:{act}:{lanes}");
-        for entry in ["pack", "forward", "backward"] {
-            self.pipeline(&key, entry, || fused_source(act, lanes), true)?;
-        }
-        self.pipeline(
+        let stack = |entry| self.pipeline(&key, entry, || fused_source(act, lanes), true);
+        let (pack, forward, backward) = (stack("pack")?, stack("forward")?, stack("backward")?);
+        let weight_grads = self.pipeline(
             &format!("fused_mlp_grads:{act}"),
             "weight_grads",
             || fused_grads_source(act),
@@ -297,6 +323,10 @@ impl Gpu {
         Ok(FusedBuffers {
             act,
             shape,
+            pack,
+            forward,
+            backward,
+            weight_grads,
             params,
             grad_params,
             grad_items,
@@ -329,11 +359,6 @@ impl Gpu {
         check_len(op, "x", x, shape.batch * shape.input)?;
         check_len(op, "w", w, shape.weight_len())?;
         check_len(op, "b", b, shape.bias_len())?;
-        let lanes = shape.lanes();
-        let key = format!("fused_mlp:{act}:{lanes}");
-        let source = || fused_source(act, lanes);
-        let pack = self.pipeline(&key, "pack", source, true)?;
-        let forward = self.pipeline(&key, "forward", source, true)?;
         let vec4s = (shape.wt_len() + shape.wp_len()) as u64;
         let (gx, gy, _) = grid_1d(self, vec4s, 64)?;
         let blocks = self.row_blocks(shape)?;
@@ -343,7 +368,7 @@ impl Gpu {
                 self,
                 encoder,
                 "fused mlp weight layout",
-                &pack,
+                &bufs.pack,
                 &[
                     (0, &bufs.params),
                     (2, &bufs.wt.buffer),
@@ -367,7 +392,7 @@ impl Gpu {
                 self,
                 encoder,
                 "fused mlp forward",
-                &forward,
+                &bufs.forward,
                 &bindings,
                 (blocks, 1, 1),
             );
@@ -392,11 +417,6 @@ impl Gpu {
         let op = "fused_mlp_backward";
         check_len(op, "x", x, shape.batch * shape.input)?;
         check_len(op, "dy_last", dy_last, shape.batch * shape.width)?;
-        let lanes = shape.lanes();
-        let key = format!("fused_mlp:{act}:{lanes}");
-        let walk = self.pipeline(&key, "backward", || fused_source(act, lanes), true)?;
-        let gkey = format!("fused_mlp_grads:{act}");
-        let wgrad = self.pipeline(&gkey, "weight_grads", || fused_grads_source(act), true)?;
         let (gx, gy, _) = grid_1d(self, bufs.grad_items, 64)?;
         let blocks = self.row_blocks(shape)?;
         let keep_z = act.saved() == Saved::PreActivation;
@@ -418,7 +438,7 @@ impl Gpu {
                 self,
                 encoder,
                 "fused mlp backward",
-                &walk,
+                &bufs.backward,
                 &bindings,
                 (blocks, 1, 1),
             );
@@ -426,7 +446,7 @@ impl Gpu {
                 self,
                 encoder,
                 "fused mlp weight gradients",
-                &wgrad,
+                &bufs.weight_grads,
                 &[
                     (0, &bufs.grad_params),
                     (1, &x.buffer),
@@ -471,7 +491,7 @@ impl Gpu {
         let mut w = Vec::with_capacity(shape.weight_len());
         let mut b = Vec::with_capacity(shape.bias_len());
         for (l, (wl, bl)) in layers.iter().enumerate() {
-            let fan_in = if l == 0 { shape.input } else { shape.width };
+            let fan_in = shape.fan_in(l);
             if wl.len() != shape.width * fan_in || bl.len() != shape.width {
                 return Err(Error::shape(
                     format!("{op}: layer {l} (weight, bias)"),
@@ -547,14 +567,12 @@ impl Gpu {
         let per_layer = shape.batch * shape.width;
         let flat = self.download(&bufs.grads)?;
         let mut out = Vec::with_capacity(shape.layers);
-        let mut at = 0;
         for l in 0..shape.layers {
-            let fan_in = if l == 0 { shape.input } else { shape.width };
-            let dw = flat[at..at + shape.width * fan_in].to_vec();
-            at += shape.width * fan_in;
-            let db = flat[at..at + shape.width].to_vec();
-            at += shape.width;
-            out.push((dw, db));
+            let (at, n) = (shape.grads_offset(l), shape.width * shape.fan_in(l));
+            out.push((
+                flat[at..at + n].to_vec(),
+                flat[at + n..at + n + shape.width].to_vec(),
+            ));
         }
         Ok(FusedGrads {
             dz: self

@@ -9,14 +9,6 @@ use crate::error::Error;
 use crate::gpu::fused::{FusedForward, FusedGrads, FusedShape};
 use crate::gpu::LinearShape;
 
-fn fan_in(shape: FusedShape, l: usize) -> usize {
-    if l == 0 {
-        shape.input
-    } else {
-        shape.width
-    }
-}
-
 fn check(shape: FusedShape, x: &[f32], layers: &[(Vec<f32>, Vec<f32>)]) -> Result<(), Error> {
     shape.check()?;
     if x.len() != shape.batch * shape.input {
@@ -34,10 +26,10 @@ fn check(shape: FusedShape, x: &[f32], layers: &[(Vec<f32>, Vec<f32>)]) -> Resul
         ));
     }
     for (l, (w, b)) in layers.iter().enumerate() {
-        if w.len() != shape.width * fan_in(shape, l) || b.len() != shape.width {
+        if w.len() != shape.width * shape.fan_in(l) || b.len() != shape.width {
             return Err(Error::shape(
                 format!("fused_mlp: layer {l} (weight, bias)"),
-                format!("({} x {}, {})", shape.width, fan_in(shape, l), shape.width),
+                format!("({} x {}, {})", shape.width, shape.fan_in(l), shape.width),
                 format!("({} floats, {})", w.len(), b.len()),
             ));
         }
@@ -59,7 +51,7 @@ fn layer_values(
             &h,
             w,
             b,
-            LinearShape::new(shape.batch, fan_in(shape, l), shape.width),
+            LinearShape::new(shape.batch, shape.fan_in(l), shape.width),
         );
         let z: Vec<f32> = z64.iter().map(|&v| v as f32).collect();
         let y: Vec<f32> = z64.iter().map(|&v| forward_f64(act, v) as f32).collect();
@@ -139,7 +131,7 @@ pub fn backward(
     let mut grads = Vec::with_capacity(shape.layers);
     for (l, d) in dz.iter().enumerate() {
         let input: &[f32] = if l == 0 { x } else { &values[l - 1].1 };
-        let n_in = fan_in(shape, l);
+        let n_in = shape.fan_in(l);
         let mut dw = vec![0.0f64; width * n_in];
         let mut db = vec![0.0f64; width];
         for r in 0..rows {

@@ -81,26 +81,6 @@ impl FusedState {
             biases: gpu.zeros(1, shape.bias_len())?,
         })
     }
-
-    /// Offset in floats of hidden layer `l`'s weight in the packed weights.
-    fn weight_offset(&self, l: usize) -> usize {
-        let s = self.shape;
-        if l == 0 {
-            0
-        } else {
-            s.width * s.input + (l - 1) * s.width * s.width
-        }
-    }
-
-    /// Offset in floats of hidden layer `l`'s (dW, db) in the packed gradients.
-    fn grads_offset(&self, l: usize) -> usize {
-        let s = self.shape;
-        if l == 0 {
-            0
-        } else {
-            s.width * (s.input + 1) + (l - 1) * s.width * (s.width + 1)
-        }
-    }
 }
 
 fn copy(
@@ -137,7 +117,7 @@ impl Trainer {
                     copy(
                         encoder,
                         (&p.weight, 0),
-                        (&fused.weights, fused.weight_offset(l)),
+                        (&fused.weights, s.weight_offset(l)),
                         p.weight.len(),
                     );
                     copy(encoder, (&p.bias, 0), (&fused.biases, l * s.width), s.width);
@@ -180,7 +160,7 @@ impl Trainer {
             .scoped("unpacking the fused stack's gradients", || {
                 for l in 0..s.layers {
                     let layer = &self.layers[l];
-                    let at = fused.grads_offset(l);
+                    let at = s.grads_offset(l);
                     copy(
                         encoder,
                         (&fused.bufs.grads, at),
