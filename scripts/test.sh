@@ -14,3 +14,5 @@ fi
 cargo test --release "$@"
 # The core alone (no command line, plots or gzip), so a feature gate cannot rot.
 cargo test --release --no-default-features --lib "$@"
+# The browser playground in headless Chromium (WebGPU on SwiftShader).
+scripts/web-test.sh

@@ -352,7 +352,7 @@ pub fn train_step_bench(gpu: &Gpu, steps: usize) -> Result<Vec<TrainBenchRow>, E
     ];
     let mut linear_of: Vec<(Activation, f64)> = Vec::new();
     for (act, remedy) in runs {
-        let start = std::time::Instant::now();
+        let start = web_time::Instant::now();
         let mut config = MlpConfig::deep(64, depth, width, 10, act);
         match remedy {
             "layer_norm" => config.layer_norm = Some(NormPlacement::Before),
@@ -618,7 +618,7 @@ pub fn train_path_bench(
                     kernels,
                     ..Default::default()
                 };
-                let start = std::time::Instant::now();
+                let start = web_time::Instant::now();
                 let mut trainer =
                     match Trainer::new(Mlp::new(gpu, config.clone())?, tc, &data, &data) {
                         Ok(t) => t,

@@ -3,7 +3,8 @@
 //! verdict on whether either grew past its bound. Used by `fusedmlp soak`
 //! and by the soak test in `tests/soak.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 use crate::data::Dataset;
 use crate::error::Error;

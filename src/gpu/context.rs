@@ -42,6 +42,7 @@ pub(crate) struct GpuInner {
     readbacks: AtomicU64,
     /// Kernel parameter blocks by content (see `Gpu::params`).
     pub(crate) param_cache: Mutex<super::tensor::ParamCache>,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) timeout: Duration,
     pub(crate) tuning: Mutex<super::autotune::TuningState>,
     /// Whether `rgba32float` storage textures can be written and read back
@@ -315,6 +316,41 @@ impl Gpu {
 
     /// Runs `f` inside validation, out-of-memory and internal error scopes
     /// and turns anything they catch into an [`Error`].
+    ///
+    /// In the browser a scope can only be awaited, and nothing may block
+    /// there: errors arrive through the device's uncaptured-error handler
+    /// instead and are reported by the next call that checks (the same
+    /// "reported by an earlier operation" path as natively).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
+        self.check_lost()?;
+        let value = f();
+        self.check_uncaptured(context)?;
+        self.check_lost()?;
+        Ok(value)
+    }
+
+    /// Fails with the oldest GPU error reported outside any scope.
+    pub(crate) fn check_uncaptured(&self, context: &str) -> Result<(), Error> {
+        let message = self.inner.uncaptured.lock().ok().and_then(|mut v| {
+            if v.is_empty() {
+                None
+            } else {
+                Some(v.remove(0))
+            }
+        });
+        match message {
+            Some(message) => Err(Error::GpuValidation {
+                context: format!("{context} (reported by an earlier operation)"),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes
+    /// and turns anything they catch into an [`Error`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
         self.check_lost()?;
         let device = &self.inner.device;
@@ -339,12 +375,7 @@ impl Gpu {
                 },
             });
         }
-        if let Some(message) = self.inner.uncaptured.lock().ok().and_then(|mut v| v.pop()) {
-            return Err(Error::GpuValidation {
-                context: format!("{context} (reported by an earlier operation)"),
-                message,
-            });
-        }
+        self.check_uncaptured(context)?;
         self.check_lost()?;
         Ok(value)
     }

@@ -1,7 +1,7 @@
 //! Elementwise activation kernels (`shaders/elementwise.wgsl`) and the small
 //! dispatch helpers every kernel uses.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use super::context::Gpu;
 use super::shader;
@@ -345,6 +345,15 @@ impl Gpu {
 
     /// `f(z)` for every element, on the GPU. Any length, including 0.
     pub fn activation_forward(&self, act: Activation, z: &[f32]) -> Result<Vec<f32>, Error> {
+        pollster::block_on(self.activation_forward_async(act, z))
+    }
+
+    /// [`Gpu::activation_forward`] without blocking.
+    pub async fn activation_forward_async(
+        &self,
+        act: Activation,
+        z: &[f32],
+    ) -> Result<Vec<f32>, Error> {
         act.validate()?;
         let mut out = Vec::with_capacity(z.len());
         for chunk in z.chunks(self.elementwise_chunk()) {
@@ -356,7 +365,7 @@ impl Gpu {
                 .create_command_encoder(&Default::default());
             self.record_activation_forward(&mut encoder, act, &zt, &yt)?;
             self.submit("activation_forward", vec![encoder.finish()])?;
-            out.extend(self.download(&yt)?);
+            out.extend(self.download_async(&yt).await?);
         }
         Ok(out)
     }
@@ -364,6 +373,16 @@ impl Gpu {
     /// `dL/dz = dy ⊙ f'(z)` on the GPU, the same contract as
     /// [`reference::activation_backward`](crate::reference::activation_backward).
     pub fn activation_backward(
+        &self,
+        act: Activation,
+        z: &[f32],
+        dy: &[f32],
+    ) -> Result<Vec<f32>, Error> {
+        pollster::block_on(self.activation_backward_async(act, z, dy))
+    }
+
+    /// [`Gpu::activation_backward`] without blocking.
+    pub async fn activation_backward_async(
         &self,
         act: Activation,
         z: &[f32],
@@ -389,7 +408,7 @@ impl Gpu {
                 .create_command_encoder(&Default::default());
             self.record_activation_backward(&mut encoder, act, &zt, &dyt, &dzt)?;
             self.submit("activation_backward", vec![encoder.finish()])?;
-            out.extend(self.download(&dzt)?);
+            out.extend(self.download_async(&dzt).await?);
         }
         Ok(out)
     }

@@ -868,6 +868,18 @@ impl Gpu {
         b: &[f32],
         shape: LinearShape,
     ) -> Result<Vec<f32>, Error> {
+        pollster::block_on(self.linear_forward_async(act, x, w, b, shape))
+    }
+
+    /// [`Gpu::linear_forward`] without blocking.
+    pub async fn linear_forward_async(
+        &self,
+        act: Activation,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        shape: LinearShape,
+    ) -> Result<Vec<f32>, Error> {
         act.validate()?;
         let LinearShape {
             batch,
@@ -885,7 +897,7 @@ impl Gpu {
             .create_command_encoder(&Default::default());
         self.record_linear_forward(&mut encoder, act, &xt, &wt, &bt, &yt, None)?;
         self.submit("linear_forward", vec![encoder.finish()])?;
-        self.download(&yt)
+        self.download_async(&yt).await
     }
 
     /// The forward pass (keeping what `f'` needs) and the backward pass from
@@ -902,10 +914,38 @@ impl Gpu {
         self.linear_backward_with(act, x, w, b, dy, shape, None)
     }
 
+    /// [`Gpu::linear_backward`] without blocking.
+    pub async fn linear_backward_async(
+        &self,
+        act: Activation,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: &[f32],
+        shape: LinearShape,
+    ) -> Result<LinearGrads, Error> {
+        self.linear_backward_variant_async(act, x, w, b, dy, shape, None)
+            .await
+    }
+
     /// [`Gpu::linear_backward`] with both backward GEMMs run by `variant`
     /// (`None`: the autotuner's choice); for tests of each kernel variant.
     #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_with(
+        &self,
+        act: Activation,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: &[f32],
+        shape: LinearShape,
+        variant: Option<GemmVariant>,
+    ) -> Result<LinearGrads, Error> {
+        pollster::block_on(self.linear_backward_variant_async(act, x, w, b, dy, shape, variant))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn linear_backward_variant_async(
         &self,
         act: Activation,
         x: &[f32],
@@ -954,9 +994,9 @@ impl Gpu {
         )?;
         self.submit("linear_backward", vec![encoder.finish()])?;
         Ok(LinearGrads {
-            dx: self.download(&dxt)?,
-            dw: self.download(&dwt)?,
-            db: self.download(&dbt)?,
+            dx: self.download_async(&dxt).await?,
+            dw: self.download_async(&dwt).await?,
+            db: self.download_async(&dbt).await?,
         })
     }
 }

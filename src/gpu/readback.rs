@@ -15,7 +15,9 @@ use std::sync::Arc;
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_core::Stream;
 
-use super::context::{Gpu, TIMEOUT_ENV};
+use super::context::Gpu;
+#[cfg(not(target_arch = "wasm32"))]
+use super::context::TIMEOUT_ENV;
 use crate::error::Error;
 
 /// What a completion reports: `Ok` when done, otherwise why not.
@@ -51,6 +53,10 @@ impl Mapping {
             context: context.to_string(),
             message,
         })?;
+        // In the browser, errors in the work just finished arrive through
+        // the uncaptured-error handler.
+        #[cfg(target_arch = "wasm32")]
+        gpu.check_uncaptured(context)?;
         gpu.check_lost()
     }
 }

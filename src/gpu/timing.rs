@@ -1,7 +1,7 @@
 //! Kernel timing: GPU timestamps where the adapter has them, wall time
 //! around submit-and-wait otherwise; medians over repeats after a warm-up.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use super::context::Gpu;
 use super::shader;

@@ -736,6 +736,20 @@ impl Mlp {
 
     /// The logits for `rows` examples `x` `[rows, input]` (evaluation mode).
     pub fn predict_logits(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        let logits = self.submit_predict(x, rows)?;
+        self.gpu.download(&logits)
+    }
+
+    /// [`Mlp::predict_logits`] without blocking (the playground's decision
+    /// surface: the model evaluated on a grid).
+    pub async fn predict_logits_async(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        let logits = self.submit_predict(x, rows)?;
+        self.gpu.download_async(&logits).await
+    }
+
+    /// Records and submits the evaluation-mode forward pass; returns the
+    /// logits tensor it writes.
+    fn submit_predict(&self, x: &[f32], rows: usize) -> Result<GpuTensor, Error> {
         if x.len() != rows * self.config.input {
             return Err(Error::shape(
                 "predict: x",
@@ -785,7 +799,7 @@ impl Mlp {
             };
         }
         self.gpu.submit("predict", vec![encoder.finish()])?;
-        self.gpu.download(&h)
+        Ok(h)
     }
 }
 

@@ -11,7 +11,7 @@
 //! flags, `state.rs` saves and resumes checkpoints, `run.rs` is the loop.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use web_time::Instant;
 
 use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;

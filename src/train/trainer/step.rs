@@ -30,7 +30,7 @@ impl Trainer {
                 bytemuck::cast_slice(&[lr, bc1, bc2, 1.0f32]),
             )
         })?;
-        let self_start = std::time::Instant::now();
+        let self_start = web_time::Instant::now();
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         self.record_gather(
             &mut encoder,

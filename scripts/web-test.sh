@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The browser test: installs what it needs (Chromium from Debian, the wasm
+# toolchain and wasm-bindgen-cli through scripts/web.sh, the test's npm
+# packages from web/test/package-lock.json), builds the playground and opens
+# it in headless Chromium with WebGPU (SwiftShader where there is no GPU).
+# The page runs the self-test, the step check against the CPU reference and
+# the ReLU-vs-sigmoid preset and reports back; web/test/run.mjs checks what
+# it reports and the screenshot it takes (web/test/out/playground.png).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { echo "web-test.sh: $*" >&2; }
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        log "need root to run: $*"; return 1; fi
+}
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+    log "installing Chromium (Debian's chromium package)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+        || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+        || { log "FAILED: no browser: could not install Chromium; install it (or set CHROMIUM to a Chromium binary) to run the web test"; exit 1; }
+fi
+command -v node >/dev/null || { log "FAILED: the web test needs Node.js and npm (to drive Chromium)"; exit 1; }
+scripts/web.sh --build-only
+(cd web/test && npm ci --no-audit --no-fund --loglevel=error)
+CHROMIUM="$CHROMIUM" node web/test/run.mjs "$@"

@@ -1,0 +1,435 @@
+// The fusedmlp playground: the page's controls, the training loop and the
+// live views. Training, diagnostics, the decision surface and the
+// self-test all run in the WebAssembly module (the crate itself) on the
+// browser's WebGPU device; this file only schedules calls and draws.
+import init, { gpuInfo, selfTest, checkStep, Session } from './pkg/fusedmlp_web.js';
+
+const ACTIVATIONS = ['relu', 'leaky_relu', 'prelu', 'elu', 'selu', 'celu', 'gelu', 'gelu_tanh', 'sigmoid',
+  'tanh', 'softplus', 'silu', 'mish', 'hardtanh', 'relu6', 'hardsigmoid', 'hardswish', 'softsign',
+  'log_sigmoid', 'identity'];
+const FIELDS = {
+  dataset: 'spirals', depth: 20, width: 32, activation: 'relu', init: 'default', optimizer: 'adam',
+  lr: 0.003, batch: 32, norm: 'none', residual: false, dropout: 0, clip: 0, seed: 0,
+};
+// The main job's story: 20 layers of 64 on the digits, plain SGD, the same
+// seed and data order for both nets.
+const PRESET = { dataset: 'digits', depth: 20, width: 64, init: 'default', optimizer: 'sgd', lr: 0.05,
+  batch: 32, norm: 'none', residual: false, dropout: 0, clip: 0, seed: 0 };
+const CLASS_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2',
+  '#7f7f7f', '#bcbd22', '#17becf'];
+const LOG_EVERY = 10;
+const EXTENT = 2.6;
+const TEST = new URLSearchParams(location.search).get('test') === '1';
+
+const $ = (id) => document.getElementById(id);
+let runs = [];
+let running = false;
+let busy = false;
+
+// ---- messages ---------------------------------------------------------
+function say(text, error = false) {
+  const m = $('message');
+  m.hidden = !text;
+  m.textContent = text || '';
+  m.className = error ? 'message error' : 'message';
+}
+function describeError(e) {
+  const text = String(e && e.message ? e.message : e);
+  if (/limit/i.test(text) && /adapter|device|request/i.test(text)) {
+    return `The GPU adapter refused a limit the kernels need: ${text}. Try another browser or GPU.`;
+  }
+  return text;
+}
+
+// ---- settings <-> URL ---------------------------------------------------
+function readForm() {
+  const c = {};
+  for (const [k, d] of Object.entries(FIELDS)) {
+    const el = $(k);
+    if (typeof d === 'boolean') c[k] = el.checked;
+    else if (typeof d === 'number') c[k] = Number(el.value);
+    else c[k] = el.value;
+  }
+  return c;
+}
+function writeForm(c) {
+  for (const [k, d] of Object.entries(FIELDS)) {
+    const el = $(k);
+    if (typeof d === 'boolean') el.checked = !!c[k];
+    else el.value = c[k];
+  }
+}
+function configFromUrl() {
+  const q = new URLSearchParams(location.search);
+  const c = { ...FIELDS };
+  for (const [k, d] of Object.entries(FIELDS)) {
+    if (!q.has(k)) continue;
+    const v = q.get(k);
+    c[k] = typeof d === 'boolean' ? v === '1' || v === 'true' : typeof d === 'number' ? Number(v) : v;
+  }
+  return { config: c, preset: q.get('preset') === 'relu-vs-sigmoid' };
+}
+function saveUrl(c, preset) {
+  const q = new URLSearchParams();
+  for (const [k, d] of Object.entries(FIELDS)) q.set(k, typeof d === 'boolean' ? (c[k] ? '1' : '0') : c[k]);
+  if (preset) q.set('preset', 'relu-vs-sigmoid');
+  if (TEST) q.set('test', '1');
+  history.replaceState(null, '', `${location.pathname}?${q}`);
+}
+
+// ---- drawing ------------------------------------------------------------
+function canvas2d(cv) {
+  const r = window.devicePixelRatio || 1;
+  const w = cv.clientWidth || 300, h = cv.clientHeight || 200;
+  if (cv.width !== Math.round(w * r)) { cv.width = Math.round(w * r); cv.height = Math.round(h * r); }
+  const g = cv.getContext('2d');
+  g.setTransform(r, 0, 0, r, 0, 0);
+  g.clearRect(0, 0, w, h);
+  g.font = '11px system-ui, sans-serif';
+  return { g, w, h };
+}
+const PAD = { l: 46, r: 8, t: 8, b: 22 };
+function fmt(v) {
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  return a >= 1e4 || a < 1e-2 ? v.toExponential(0) : String(Number(v.toPrecision(3)));
+}
+// Line chart: series [{points: [[x, y]], colour, label, dots}], opts {logY, xLabel, yMin, yMax}.
+function lineChart(cv, series, opts = {}) {
+  const { g, w, h } = canvas2d(cv);
+  const pts = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y) && (!opts.logY || y > 0));
+  if (!pts.length) { g.fillStyle = '#999'; g.fillText(opts.empty || 'no data yet', PAD.l, h / 2); return; }
+  const tf = opts.logY ? (y) => Math.log10(y) : (y) => y;
+  let x0 = Math.min(...pts.map((p) => p[0])), x1 = Math.max(...pts.map((p) => p[0]));
+  let y0 = opts.yMin ?? Math.min(...pts.map((p) => tf(p[1]))), y1 = opts.yMax ?? Math.max(...pts.map((p) => tf(p[1])));
+  if (opts.logY) { y0 = Math.floor(y0); y1 = Math.ceil(y1); }
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) { y1 += 0.5; y0 -= 0.5; }
+  const X = (x) => PAD.l + (x - x0) / (x1 - x0) * (w - PAD.l - PAD.r);
+  const Y = (y) => h - PAD.b - (tf(y) - y0) / (y1 - y0) * (h - PAD.t - PAD.b);
+  g.strokeStyle = '#ccc'; g.fillStyle = '#555'; g.lineWidth = 1;
+  g.beginPath(); g.moveTo(PAD.l, PAD.t); g.lineTo(PAD.l, h - PAD.b); g.lineTo(w - PAD.r, h - PAD.b); g.stroke();
+  const ticks = opts.logY ? Math.min(6, y1 - y0) : 4;
+  const step = opts.logY ? Math.max(1, Math.ceil((y1 - y0) / 6)) : (y1 - y0) / ticks;
+  for (let t = y0; t <= y1 + 1e-9; t += step) {
+    const yy = h - PAD.b - (t - y0) / (y1 - y0) * (h - PAD.t - PAD.b);
+    g.fillText(opts.logY ? `1e${Math.round(t)}` : fmt(t), 2, yy + 4);
+    g.strokeStyle = '#f0f0f0'; g.beginPath(); g.moveTo(PAD.l + 1, yy); g.lineTo(w - PAD.r, yy); g.stroke();
+  }
+  g.fillStyle = '#555';
+  g.fillText(fmt(x0), PAD.l, h - 6);
+  const right = fmt(x1); g.fillText(right, w - PAD.r - g.measureText(right).width, h - 6);
+  if (opts.xLabel) g.fillText(opts.xLabel, (w - g.measureText(opts.xLabel).width) / 2, h - 6);
+  let lx = PAD.l + 8;
+  for (const s of series) {
+    const ok = s.points.filter(([, y]) => Number.isFinite(y) && (!opts.logY || y > 0));
+    g.strokeStyle = s.colour; g.fillStyle = s.colour; g.lineWidth = s.width || 1.5;
+    if (s.dots) {
+      for (const [x, y] of ok) { g.beginPath(); g.arc(X(x), Y(y), 2.5, 0, 7); g.fill(); }
+    } else {
+      g.beginPath();
+      ok.forEach(([x, y], i) => (i ? g.lineTo(X(x), Y(y)) : g.moveTo(X(x), Y(y))));
+      g.stroke();
+    }
+    if (s.label) { g.fillText(s.label, lx, PAD.t + 10); lx += g.measureText(s.label).width + 12; }
+  }
+}
+// Two bar series per layer on [0, 1].
+function fractionChart(cv, dead, saturated) {
+  const { g, w, h } = canvas2d(cv);
+  const n = dead.length;
+  if (!n) { g.fillStyle = '#999'; g.fillText('no data yet', PAD.l, h / 2); return; }
+  const bw = (w - PAD.l - PAD.r) / n;
+  g.strokeStyle = '#ccc';
+  g.beginPath(); g.moveTo(PAD.l, PAD.t); g.lineTo(PAD.l, h - PAD.b); g.lineTo(w - PAD.r, h - PAD.b); g.stroke();
+  g.fillStyle = '#555'; g.fillText('1', 30, PAD.t + 8); g.fillText('0', 30, h - PAD.b);
+  const H = h - PAD.t - PAD.b;
+  for (let i = 0; i < n; i++) {
+    g.fillStyle = '#d62728'; g.fillRect(PAD.l + i * bw + 1, h - PAD.b - dead[i] * H, bw / 2 - 1, dead[i] * H);
+    g.fillStyle = '#9467bd'; g.fillRect(PAD.l + i * bw + bw / 2, h - PAD.b - saturated[i] * H, bw / 2 - 1, saturated[i] * H);
+  }
+  g.fillStyle = '#d62728'; g.fillText('dead', PAD.l + 8, PAD.t + 10);
+  g.fillStyle = '#9467bd'; g.fillText('saturated', PAD.l + 48, PAD.t + 10);
+  g.fillStyle = '#555'; g.fillText('layer 1', PAD.l, h - 6);
+  const last = `layer ${n}`; g.fillText(last, w - PAD.r - g.measureText(last).width, h - 6);
+}
+// Pre-activation histograms: one row per layer (first at the top), one
+// column per bin, darker = more of the layer's values.
+function histogramChart(cv, layers) {
+  const { g, w, h } = canvas2d(cv);
+  if (!layers.length) { g.fillStyle = '#999'; g.fillText('no data yet', PAD.l, h / 2); return; }
+  const bins = layers[0].length;
+  const cw = (w - PAD.l - PAD.r) / bins, rh = (h - PAD.t - PAD.b) / layers.length;
+  layers.forEach((hist, l) => {
+    const max = Math.max(1, ...hist);
+    hist.forEach((c, b) => {
+      const v = Math.sqrt(c / max);
+      g.fillStyle = `rgba(31, 111, 235, ${v})`;
+      g.fillRect(PAD.l + b * cw, PAD.t + l * rh, Math.ceil(cw), Math.ceil(rh));
+    });
+  });
+  g.fillStyle = '#555';
+  g.fillText('layer 1', 2, PAD.t + 9); g.fillText(`layer ${layers.length}`, 2, h - PAD.b);
+  g.fillText('under', PAD.l, h - 6);
+  const o = 'over'; g.fillText(o, w - PAD.r - g.measureText(o).width, h - 6);
+  g.fillText('pre-activation →', (w - 80) / 2, h - 6);
+}
+function surfaceChart(cv, run) {
+  const { g, w, h } = canvas2d(cv);
+  const size = Math.min(w, h);
+  if (run.surface) {
+    const { res, cells } = run.surface;
+    const img = g.createImageData(res, res);
+    for (let i = 0; i < res * res; i++) {
+      const c = CLASS_COLOURS[cells[2 * i] | 0] || '#777';
+      const p = cells[2 * i + 1];
+      const a = Math.max(0, Math.min(1, (p - 0.3) / 0.7));
+      img.data[4 * i] = parseInt(c.slice(1, 3), 16);
+      img.data[4 * i + 1] = parseInt(c.slice(3, 5), 16);
+      img.data[4 * i + 2] = parseInt(c.slice(5, 7), 16);
+      img.data[4 * i + 3] = Math.round(40 + 120 * a);
+    }
+    const off = document.createElement('canvas');
+    off.width = res; off.height = res;
+    off.getContext('2d').putImageData(img, 0, 0);
+    g.imageSmoothingEnabled = true;
+    g.drawImage(off, 0, 0, size, size);
+  } else {
+    g.fillStyle = '#999'; g.fillText('the surface appears once training starts', 8, h / 2);
+  }
+  const P = (v) => (v + EXTENT) / (2 * EXTENT) * size;
+  for (let i = 0; i + 2 < run.points.length; i += 3) {
+    g.fillStyle = CLASS_COLOURS[run.points[i + 2] | 0];
+    g.strokeStyle = '#fff';
+    g.beginPath(); g.arc(P(run.points[i]), size - P(run.points[i + 1]), 2.2, 0, 7); g.fill(); g.stroke();
+  }
+}
+
+// ---- runs -----------------------------------------------------------------
+function makeCard(label) {
+  const el = document.createElement('article');
+  el.className = 'run';
+  el.innerHTML = `<h2>${label} <span></span></h2><div class="stats"></div><div class="views">
+    <div class="view"><div class="title">loss: batch (line, logged steps), train/validation at epoch ends (dots)</div><canvas data-v="loss"></canvas></div>
+    <div class="view"><div class="title">accuracy: batch (line), train/validation at epoch ends (dots)</div><canvas data-v="acc"></canvas></div>
+    <div class="view"><div class="title">gradient norm ‖dL/dW‖ per layer (log scale): first logged step (grey), latest (blue)</div><canvas data-v="grad"></canvas></div>
+    <div class="view surface-view"><div class="title">decision surface (evaluated on the GPU) and training points</div><canvas data-v="surface"></canvas></div>
+    <div class="view"><div class="title">dead (ReLU family) and saturated units per hidden layer</div><canvas data-v="frac"></canvas></div>
+    <div class="view"><div class="title">pre-activation histograms per layer</div><canvas data-v="hist"></canvas></div>
+  </div>`;
+  $('runs').appendChild(el);
+  const cv = {};
+  el.querySelectorAll('canvas').forEach((c) => { cv[c.dataset.v] = c; });
+  return { el, cv };
+}
+async function newRun(label, config) {
+  const full = { ...config, points: 1000, log_every: LOG_EVERY };
+  const session = await Session.create(JSON.stringify(full));
+  const { el, cv } = makeCard(label);
+  const run = { label, config: full, session, el, cv, logs: [], epochs: [], first: null, surface: null,
+    points: session.points(), planar: session.isPlanar(), seconds: 0, stepsTimed: 0, divergence: null };
+  if (!run.planar) el.querySelector('.surface-view').hidden = true;
+  draw(run);
+  return run;
+}
+function draw(run) {
+  const last = run.logs[run.logs.length - 1];
+  const hidden = last ? last.layers.slice(0, -1) : [];
+  el_text(run.el.querySelector('h2 span'),
+    `${run.config.depth}×${run.config.width} ${run.config.activation}, ${run.config.optimizer} lr ${run.config.lr}, ${run.config.dataset}`);
+  const lastEpoch = run.epochs[run.epochs.length - 1];
+  const ms = run.stepsTimed ? (1000 * run.seconds / run.stepsTimed).toFixed(1) : '–';
+  el_text(run.el.querySelector('.stats'),
+    `step ${run.session.steps()} · ${ms} ms/step` +
+    (last ? ` · batch loss ${last.loss.toFixed(4)}` : '') +
+    (lastEpoch ? ` · epoch ${lastEpoch[0] + 1}: val acc ${lastEpoch[4].toFixed(3)}` : '') +
+    (hidden.length > 1 ? ` · ‖g₁‖/‖g_L‖ ${(hidden[0].weight_grad_norm / hidden[hidden.length - 1].weight_grad_norm).toExponential(2)}` : '') +
+    (run.divergence ? ` · ${run.divergence}` : ''));
+  lineChart(run.cv.loss, [
+    { points: run.logs.map((s) => [s.step, s.loss]), colour: '#1f6feb', label: 'batch' },
+    { points: run.epochs.map((e) => [run.stepOfEpoch(e[0]), e[1]]), colour: '#2ca02c', dots: true, label: 'train' },
+    { points: run.epochs.map((e) => [run.stepOfEpoch(e[0]), e[3]]), colour: '#d62728', dots: true, label: 'validation' },
+  ], { xLabel: 'step' });
+  lineChart(run.cv.acc, [
+    { points: run.logs.map((s) => [s.step, s.accuracy]), colour: '#1f6feb', label: 'batch' },
+    { points: run.epochs.map((e) => [run.stepOfEpoch(e[0]), e[2]]), colour: '#2ca02c', dots: true, label: 'train' },
+    { points: run.epochs.map((e) => [run.stepOfEpoch(e[0]), e[4]]), colour: '#d62728', dots: true, label: 'validation' },
+  ], { xLabel: 'step', yMin: 0, yMax: 1 });
+  const norms = (s) => (s ? s.layers.map((l, i) => [i + 1, l.weight_grad_norm]) : []);
+  lineChart(run.cv.grad, [
+    { points: norms(run.first), colour: '#aaa', label: run.first ? `step ${run.first.step}` : '' },
+    { points: norms(last), colour: '#1f6feb', label: last ? `step ${last.step}` : '' },
+  ], { logY: true, xLabel: 'layer (last = output)' });
+  fractionChart(run.cv.frac, hidden.map((l) => l.dead_fraction), hidden.map((l) => l.saturated_fraction));
+  histogramChart(run.cv.hist, hidden.map((l) => l.histogram));
+  if (run.planar) surfaceChart(run.cv.surface, run);
+}
+function el_text(el, t) { el.textContent = t; }
+
+async function trainRun(run, steps) {
+  if (run.divergence) return;
+  const p = JSON.parse(await run.session.train(steps));
+  run.seconds += p.seconds;
+  run.stepsTimed += steps;
+  for (const s of p.logs) { if (!run.first) run.first = s; run.logs.push(s); }
+  run.epochs.push(...p.epochs);
+  if (p.divergence) {
+    run.divergence = p.divergence;
+    say(`${run.label} diverged: ${p.divergence}. Lower the learning rate, clip the gradients or add a norm, then Reset.`, true);
+  }
+  if (run.planar && !run.divergence) {
+    const now = performance.now();
+    if (!run.surfaceAt || now - run.surfaceAt > 400) {
+      run.surfaceAt = now;
+      const res = 48;
+      run.surface = { res, cells: await run.session.surface(res, EXTENT) };
+    }
+  }
+  draw(run);
+}
+async function stepAll(steps) {
+  if (busy) return;
+  busy = true;
+  try {
+    for (const run of runs) await trainRun(run, steps);
+  } catch (e) {
+    running = false;
+    say(describeError(e), true);
+  } finally {
+    busy = false;
+  }
+}
+async function loop() {
+  while (running) {
+    await stepAll(LOG_EVERY);
+    await new Promise((r) => requestAnimationFrame(() => r()));
+    if (runs.length && runs.every((r) => r.divergence)) running = false;
+  }
+}
+function stepsPerEpoch(config) {
+  const rows = config.dataset === 'digits' ? 1797 : config.points;
+  return Math.max(1, Math.floor((rows - Math.round(rows * 0.2)) / config.batch));
+}
+async function reset(preset) {
+  running = false;
+  while (busy) await new Promise((r) => setTimeout(r, 20));
+  for (const r of runs) r.session.free();
+  runs = [];
+  $('runs').innerHTML = '';
+  say('');
+  const config = readForm();
+  saveUrl(config, preset);
+  try {
+    if (preset) {
+      for (const activation of ['relu', 'sigmoid']) {
+        runs.push(await newRun(`${activation}, 20 layers`, { ...config, ...PRESET, activation }));
+      }
+    } else {
+      runs.push(await newRun(config.activation, config));
+    }
+    for (const r of runs) {
+      const per = stepsPerEpoch(r.config);
+      r.stepOfEpoch = (e) => (e + 1) * per;
+    }
+  } catch (e) {
+    say(describeError(e), true);
+  }
+}
+
+async function runSelfTest() {
+  $('selftest-panel').hidden = false;
+  const body = $('selftest-rows');
+  body.innerHTML = '<tr><td colspan="7">running…</td></tr>';
+  const rows = JSON.parse(await selfTest());
+  const f = (v) => (v >= 1e29 ? 'mismatch' : v.toExponential(2));
+  body.innerHTML = rows.map((r) => `<tr><td>${r.activation}</td><td>${f(r.forward)}</td><td>${f(r.backward)}</td>
+    <td>${f(r.linear_forward)}</td><td>${f(r.linear_backward)}</td><td>${r.special_values ? 'ok' : 'wrong'}</td>
+    <td class="${r.passes ? 'pass' : 'fail'}">${r.passes ? 'pass' : 'FAIL'}</td></tr>`).join('');
+  return rows;
+}
+
+// ---- the browser test ------------------------------------------------------
+// With ?test=1 the page runs the checks the repository's web test needs and
+// posts the results to /report on the server that served it.
+async function runTest() {
+  const result = { ok: false };
+  try {
+    console.log('test: adapter');
+    result.adapter = JSON.parse(await gpuInfo());
+    console.log('test: self-test');
+    result.selftest = await runSelfTest();
+    result.steps = [];
+    for (const activation of ['relu', 'sigmoid']) {
+      result.steps.push({ activation, ...JSON.parse(await checkStep(JSON.stringify({ ...PRESET, activation, points: 1000, log_every: LOG_EVERY }))) });
+    }
+    console.log('test: preset');
+    writeForm({ ...readForm(), ...PRESET, activation: 'relu' });
+    await reset(true);
+    const total = 90;
+    for (let done = 0; done < total; done += LOG_EVERY) {
+      await stepAll(LOG_EVERY);
+      if ($('message').classList.contains('error') && !$('message').hidden) throw new Error($('message').textContent);
+    }
+    result.preset = runs.map((r) => {
+      const first = r.logs[0], last = r.logs[r.logs.length - 1];
+      const hidden = first.layers.slice(0, -1);
+      return {
+        activation: r.config.activation,
+        steps: r.session.steps(),
+        first_loss: first.loss,
+        last_loss: last.loss,
+        epochs: r.epochs,
+        first_to_last_hidden_grad_ratio: hidden[0].weight_grad_norm / hidden[hidden.length - 1].weight_grad_norm,
+        grad_norms_first_step: first.layers.map((l) => l.weight_grad_norm),
+        ms_per_step: 1000 * r.seconds / r.stepsTimed,
+        divergence: r.divergence,
+      };
+    });
+    result.ok = true;
+  } catch (e) {
+    result.error = describeError(e);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  window.fusedmlpTestResult = result;
+  console.log(`test: reporting (ok ${result.ok})`);
+  try {
+    await fetch('/report', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(result) });
+  } catch (_) { /* the page was opened without the test server */ }
+}
+
+// ---- start ---------------------------------------------------------------------
+async function main() {
+  $('activation').innerHTML = ACTIVATIONS.map((a) => `<option value="${a}">${a}</option>`).join('');
+  const { config, preset } = configFromUrl();
+  writeForm(config);
+  if (!navigator.gpu) {
+    const text = 'This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome, Edge or Safari, ' +
+      'or enable WebGPU in the browser settings (chrome://flags/#enable-unsafe-webgpu on Linux).';
+    $('adapter').textContent = 'no WebGPU';
+    say(text, true);
+    if (TEST) { window.fusedmlpTestResult = { ok: false, error: text }; fetch('/report', { method: 'POST', body: JSON.stringify(window.fusedmlpTestResult) }).catch(() => {}); }
+    return;
+  }
+  await init();
+  try {
+    const info = JSON.parse(await gpuInfo());
+    $('adapter').textContent = `GPU: ${info.description}`;
+  } catch (e) {
+    $('adapter').textContent = 'no usable GPU adapter';
+    say(describeError(e), true);
+    if (TEST) { window.fusedmlpTestResult = { ok: false, error: describeError(e) }; fetch('/report', { method: 'POST', body: JSON.stringify(window.fusedmlpTestResult) }).catch(() => {}); }
+    return;
+  }
+  for (const el of document.querySelectorAll('.controls input, .controls select')) {
+    el.addEventListener('change', () => saveUrl(readForm(), false));
+  }
+  $('start').onclick = async () => { if (!runs.length) await reset(false); if (!running) { running = true; loop(); } };
+  $('pause').onclick = () => { running = false; };
+  $('step').onclick = async () => { if (!runs.length) await reset(false); running = false; await stepAll(1); };
+  $('reset').onclick = () => reset(false);
+  $('preset').onclick = async () => { writeForm({ ...readForm(), ...PRESET }); await reset(true); running = true; loop(); };
+  $('selftest').onclick = () => runSelfTest().catch((e) => say(describeError(e), true));
+  if (TEST) { await runTest(); return; }
+  await reset(preset);
+}
+main();

@@ -1,0 +1,149 @@
+// The playground's browser test: serves web/dist on 127.0.0.1, opens the
+// page with ?test=1 in headless Chromium (WebGPU through SwiftShader where
+// there is no GPU), waits for the results the page posts to /report, takes a
+// full-page screenshot and checks the results and the screenshot's pixels.
+//
+//   node web/test/run.mjs [--out DIR] [--timeout SECONDS]
+//
+// CHROMIUM names the browser (default /usr/bin/chromium). Exits non-zero,
+// saying why, on any failure, including a machine with no browser.
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { PNG } from 'pngjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.resolve(here, '..', 'dist');
+const args = process.argv.slice(2);
+const opt = (name, d) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : d; };
+const outDir = path.resolve(opt('--out', path.join(here, 'out')));
+const timeoutSeconds = Number(opt('--timeout', '900'));
+const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function fail(message) {
+  console.error(`web test FAILED: ${message}`);
+  process.exit(1);
+}
+
+if (!fs.existsSync(path.join(dist, 'index.html'))) fail(`no built page at ${dist}: run scripts/web.sh --build-only first`);
+if (!fs.existsSync(browserPath)) {
+  fail(`no browser at ${browserPath}: install Chromium (apt-get install chromium) or set CHROMIUM to one; ` +
+    'the web test never passes without running the page');
+}
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.png': 'image/png' };
+let reportResolve;
+const reported = new Promise((r) => { reportResolve = r; });
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://127.0.0.1');
+  if (req.method === 'POST' && url.pathname === '/report') {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => { res.end('ok'); reportResolve(body); });
+    return;
+  }
+  const file = path.normalize(path.join(dist, decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname)));
+  if (!file.startsWith(dist) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    res.statusCode = 404; res.end('not found'); return;
+  }
+  res.setHeader('content-type', TYPES[path.extname(file)] || 'application/octet-stream');
+  fs.createReadStream(file).pipe(res);
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const port = server.address().port;
+
+const launchStart = Date.now();
+const browser = await chromium.launch({
+  timeout: 120000,
+  executablePath: browserPath,
+  headless: true,
+  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--disable-quic',
+    '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+}).catch((e) => fail(`could not start ${browserPath}: ${e.message}`));
+console.error(`web test: browser started in ${((Date.now() - launchStart) / 1000).toFixed(1)} s`);
+const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+page.on('console', (m) => { if (process.env.WEB_TEST_VERBOSE || m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text()}`); });
+page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+let gone;
+const died = new Promise((_, reject) => { gone = reject; });
+page.on('crash', () => gone(new Error('the page crashed (out of memory, or the GPU process died)')));
+browser.on('disconnected', () => gone(new Error('the browser exited before the page reported')));
+const started = Date.now();
+console.error(`web test: opening http://127.0.0.1:${port}/index.html?test=1 in ${browserPath}`);
+await page.goto(`http://127.0.0.1:${port}/index.html?test=1`);
+const timer = new Promise((_, reject) => setTimeout(() => reject(new Error(`the page reported nothing within ${timeoutSeconds} s`)), timeoutSeconds * 1000));
+let result;
+try {
+  // The page posts its results to /report and also leaves them in
+  // window.fusedmlpTestResult: whichever arrives first.
+  const inPage = page
+    .waitForFunction(() => window.fusedmlpTestResult !== undefined, null, { timeout: 0, polling: 250 })
+    .then(() => page.evaluate(() => JSON.stringify(window.fusedmlpTestResult)));
+  result = JSON.parse(await Promise.race([reported, inPage, timer, died]));
+} catch (e) {
+  await fs.promises.mkdir(outDir, { recursive: true });
+  await page.screenshot({ path: path.join(outDir, 'timeout.png'), fullPage: true }).catch(() => {});
+  await browser.close();
+  server.close();
+  fail(e.message);
+}
+const seconds = (Date.now() - started) / 1000;
+fs.mkdirSync(outDir, { recursive: true });
+const shot = path.join(outDir, 'playground.png');
+await page.screenshot({ path: shot, fullPage: true });
+await browser.close();
+server.close();
+fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(result, null, 2));
+
+// ---- checks ------------------------------------------------------------------
+const problems = [];
+if (!result.ok) fail(`the page reported an error: ${result.error}`);
+console.log(`adapter: ${result.adapter.description}`);
+const st = result.selftest || [];
+if (st.length !== 20) problems.push(`self-test has ${st.length} activations, expected 20`);
+for (const r of st) {
+  const worst = Math.max(r.forward, r.backward, r.linear_forward, r.linear_backward);
+  console.log(`self-test ${r.activation.padEnd(12)} worst error ${worst.toExponential(2)} of tolerance, NaN/inf ${r.special_values ? 'ok' : 'wrong'}: ${r.passes ? 'pass' : 'FAIL'}`);
+  if (!r.passes) problems.push(`self-test: ${r.activation} fails (forward ${r.forward}, backward ${r.backward}, linear ${r.linear_forward}/${r.linear_backward}, special values ${r.special_values})`);
+}
+for (const s of result.steps || []) {
+  console.log(`one step (${s.activation}, 20x64 digits, SGD): ${s.values} values, worst error ${s.worst.toExponential(2)} of the native tolerance: ${s.passes ? 'pass' : 'FAIL'}`);
+  if (!s.passes) problems.push(`step check: ${s.activation} differs from the CPU reference step (worst ${s.worst} of tolerance)`);
+}
+if ((result.steps || []).length !== 2) problems.push('the step check did not run for both nets');
+const relu = (result.preset || []).find((r) => r.activation === 'relu');
+const sigmoid = (result.preset || []).find((r) => r.activation === 'sigmoid');
+if (!relu || !sigmoid) {
+  problems.push('the ReLU-vs-sigmoid preset did not report both runs');
+} else {
+  for (const r of [relu, sigmoid]) {
+    console.log(`preset ${r.activation}: ${r.steps} steps, batch loss ${r.first_loss.toFixed(4)} -> ${r.last_loss.toFixed(4)}, ` +
+      `epochs ${JSON.stringify(r.epochs.map((e) => [e[0], Number(e[1].toFixed(4)), Number(e[4].toFixed(3))]))}, ` +
+      `first/last hidden gradient norm ${r.first_to_last_hidden_grad_ratio.toExponential(2)}, ${r.ms_per_step.toFixed(1)} ms/step`);
+    if (r.divergence) problems.push(`${r.activation} diverged: ${r.divergence}`);
+  }
+  const reluEpochLoss = relu.epochs.length ? relu.epochs[relu.epochs.length - 1][1] : relu.last_loss;
+  const firstEpochLoss = relu.epochs.length ? relu.epochs[0][1] : relu.first_loss;
+  if (!(reluEpochLoss < 0.9 * relu.first_loss && reluEpochLoss <= firstEpochLoss)) problems.push(`the ReLU net's loss did not fall (${relu.first_loss} at the first step, ${reluEpochLoss} at the last epoch's end)`);
+  if (!(sigmoid.first_to_last_hidden_grad_ratio < 1e-6)) problems.push(`the sigmoid net's first/last hidden gradient-norm ratio is ${sigmoid.first_to_last_hidden_grad_ratio}, not below 1e-6`);
+}
+
+// The screenshot: not blank (many colours, much of it not background).
+const png = PNG.sync.read(fs.readFileSync(shot));
+const colours = new Set();
+let ink = 0;
+for (let i = 0; i < png.data.length; i += 4) {
+  const [r, g, b] = [png.data[i], png.data[i + 1], png.data[i + 2]];
+  colours.add(((r >> 3) << 10) | ((g >> 3) << 5) | (b >> 3));
+  if (r < 235 || g < 235 || b < 235) ink++;
+}
+const inkFraction = ink / (png.width * png.height);
+console.log(`screenshot ${shot}: ${png.width}x${png.height}, ${colours.size} distinct colours, ${(100 * inkFraction).toFixed(1)}% not background`);
+if (colours.size < 50 || inkFraction < 0.03) problems.push(`the screenshot looks blank (${colours.size} colours, ${(100 * inkFraction).toFixed(1)}% ink)`);
+
+console.log(`page finished in ${seconds.toFixed(1)} s`);
+if (problems.length) fail(problems.join('; '));
+console.log('web test passed');
+process.exit(0);
