@@ -23,4 +23,13 @@ fi
 command -v node >/dev/null || { log "FAILED: the web test needs Node.js and npm (to drive Chromium)"; exit 1; }
 scripts/web.sh --build-only
 (cd web/test && npm ci --no-audit --no-fund --loglevel=error)
-CHROMIUM="$CHROMIUM" node web/test/run.mjs "$@"
+# A browser that fails to start, crashes or goes silent (exit 3) gets one
+# more try; a failed check does not.
+status=0
+CHROMIUM="$CHROMIUM" node web/test/run.mjs "$@" || status=$?
+if [ "$status" = 3 ]; then
+    log "the browser failed (above); trying once more"
+    status=0
+    CHROMIUM="$CHROMIUM" node web/test/run.mjs "$@" || status=$?
+fi
+exit "$status"

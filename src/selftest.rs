@@ -229,3 +229,38 @@ pub async fn run_async(gpu: &Gpu, n: usize) -> Result<Vec<SelfTestRow>, Error> {
     }
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter that flushes subnormals (SwiftShader) computes relu′ at
+    /// the smallest subnormal as relu′(0) = 0; the reference says 1. That
+    /// passes with `measure_flushed` and fails with `measure`; a plainly
+    /// wrong value fails both.
+    #[test]
+    fn flushed_subnormal_inputs_are_accepted_and_wrong_values_are_not() {
+        let act = Activation::Relu;
+        let z = [f32::from_bits(1), -f32::from_bits(1), 0.5, -0.5];
+        let dy = [1.0f32; 4];
+        let exact = reference::activation_backward(act, &z, &dy).unwrap();
+        let flushed_inputs: Vec<f32> = z
+            .iter()
+            .map(|&v| {
+                if v.is_subnormal() {
+                    0.0f32.copysign(v)
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let flushed = reference::activation_backward(act, &flushed_inputs, &dy).unwrap();
+        assert_ne!(exact[0], flushed[0], "the case must tell the two apart");
+        let gpu = flushed.clone();
+        assert!(!Agreement::measure(&gpu, &exact, &z).passes());
+        assert!(Agreement::measure_flushed(&gpu, &exact, &flushed, &z).passes());
+        let mut wrong = gpu;
+        wrong[2] = 0.0; // relu′(0.5) is 1 either way
+        assert!(!Agreement::measure_flushed(&wrong, &exact, &flushed, &z).passes());
+    }
+}

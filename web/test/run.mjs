@@ -19,12 +19,14 @@ const dist = path.resolve(here, '..', 'dist');
 const args = process.argv.slice(2);
 const opt = (name, d) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : d; };
 const outDir = path.resolve(opt('--out', path.join(here, 'out')));
-const timeoutSeconds = Number(opt('--timeout', '900'));
+const timeoutSeconds = Number(opt('--timeout', '300'));
 const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-function fail(message) {
+// Exit codes: 1 a check failed, 3 the browser failed to start, crashed or
+// went silent (scripts/web-test.sh retries those once).
+function fail(message, code = 1) {
   console.error(`web test FAILED: ${message}`);
-  process.exit(1);
+  process.exit(code);
 }
 
 if (!fs.existsSync(path.join(dist, 'index.html'))) fail(`no built page at ${dist}: run scripts/web.sh --build-only first`);
@@ -61,7 +63,7 @@ const browser = await chromium.launch({
   headless: true,
   args: ['--no-sandbox', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--disable-quic',
     '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-}).catch((e) => fail(`could not start ${browserPath}: ${e.message}`));
+}).catch((e) => fail(`could not start ${browserPath}: ${e.message}`, 3));
 console.error(`web test: browser started in ${((Date.now() - launchStart) / 1000).toFixed(1)} s`);
 const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
 page.on('console', (m) => { if (process.env.WEB_TEST_VERBOSE || m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text()}`); });
@@ -72,7 +74,7 @@ page.on('crash', () => gone(new Error('the page crashed (out of memory, or the G
 browser.on('disconnected', () => gone(new Error('the browser exited before the page reported')));
 const started = Date.now();
 console.error(`web test: opening http://127.0.0.1:${port}/index.html?test=1 in ${browserPath}`);
-await page.goto(`http://127.0.0.1:${port}/index.html?test=1`);
+await page.goto(`http://127.0.0.1:${port}/index.html?test=1`).catch((e) => fail(`the page did not load: ${e.message}`, 3));
 const timer = new Promise((_, reject) => setTimeout(() => reject(new Error(`the page reported nothing within ${timeoutSeconds} s`)), timeoutSeconds * 1000));
 let result;
 try {
@@ -85,9 +87,9 @@ try {
 } catch (e) {
   await fs.promises.mkdir(outDir, { recursive: true });
   await page.screenshot({ path: path.join(outDir, 'timeout.png'), fullPage: true }).catch(() => {});
-  await browser.close();
+  await browser.close().catch(() => {});
   server.close();
-  fail(e.message);
+  fail(e.message, 3);
 }
 const seconds = (Date.now() - started) / 1000;
 fs.mkdirSync(outDir, { recursive: true });
