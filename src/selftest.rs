@@ -62,6 +62,21 @@ fn next_down(x: f32) -> f32 {
     -next_up(-x)
 }
 
+/// `z` with every subnormal replaced by a zero of its sign: the inputs an
+/// adapter that flushes subnormals actually computes on (see
+/// [`Agreement::measure_flushed`]).
+pub fn flush_subnormals(z: &[f32]) -> Vec<f32> {
+    z.iter()
+        .map(|&v| {
+            if v.is_subnormal() {
+                0.0f32.copysign(v)
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
 /// The worst disagreement between GPU and reference values.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Agreement {
@@ -186,16 +201,7 @@ pub async fn run_async(gpu: &Gpu, n: usize) -> Result<Vec<SelfTestRow>, Error> {
         let z = activation_inputs(act, n, 0x5e1f_7e57);
         let mut rng = StdRng::seed_from_u64(7);
         let dy: Vec<f32> = z.iter().map(|_| rng.random_range(-2.0f32..2.0)).collect();
-        let flushed: Vec<f32> = z
-            .iter()
-            .map(|&v| {
-                if v.is_subnormal() {
-                    0.0f32.copysign(v)
-                } else {
-                    v
-                }
-            })
-            .collect();
+        let flushed = flush_subnormals(&z);
         let forward = Agreement::measure_flushed(
             &gpu.activation_forward_async(act, &z).await?,
             &reference::activation_forward(act, &z),
@@ -244,16 +250,7 @@ mod tests {
         let z = [f32::from_bits(1), -f32::from_bits(1), 0.5, -0.5];
         let dy = [1.0f32; 4];
         let exact = reference::activation_backward(act, &z, &dy).unwrap();
-        let flushed_inputs: Vec<f32> = z
-            .iter()
-            .map(|&v| {
-                if v.is_subnormal() {
-                    0.0f32.copysign(v)
-                } else {
-                    v
-                }
-            })
-            .collect();
+        let flushed_inputs = flush_subnormals(&z);
         let flushed = reference::activation_backward(act, &flushed_inputs, &dy).unwrap();
         assert_ne!(exact[0], flushed[0], "the case must tell the two apart");
         let gpu = flushed.clone();

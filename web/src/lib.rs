@@ -96,6 +96,16 @@ fn linear_ratio(gpu: &[f32], reference: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// JSON has no infinity or NaN: a non-finite error ratio (a non-finite
+/// mismatch) is reported as 1e30, which the page shows as "mismatch".
+fn json_number(ratio: f64) -> f64 {
+    if ratio.is_finite() {
+        ratio
+    } else {
+        1e30
+    }
+}
+
 /// Deterministic values in `[-scale, scale]` (a small LCG, so the page and
 /// a native run draw the same numbers).
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -153,17 +163,15 @@ pub async fn self_test() -> Result<String, JsValue> {
         let entry = SelfTestEntry {
             passes: row.passes() && linear_forward <= 1.0 && linear_backward <= 1.0,
             activation: row.activation,
-            forward: ratio(&row.forward),
-            backward: ratio(&row.backward),
-            linear_forward,
-            linear_backward,
+            forward: json_number(ratio(&row.forward)),
+            backward: json_number(ratio(&row.backward)),
+            linear_forward: json_number(linear_forward),
+            linear_backward: json_number(linear_backward),
             special_values: row.special_values_ok,
         };
         out.push(entry);
     }
-    // JSON has no infinity: a non-finite mismatch is reported as 1e30.
-    let text = to_json(&out)?;
-    Ok(text.replace("null", "1e30"))
+    to_json(&out)
 }
 
 /// A playground run's settings, as the page's URL holds them.
@@ -489,7 +497,7 @@ pub async fn check_step(config_json: String) -> Result<String, JsValue> {
     for ((gw, gb), (rw, rb)) in got.iter().zip(&reference.params) {
         for (g, r) in gw.iter().chain(gb.iter()).zip(rw.iter().chain(rb.iter())) {
             let ratio = (*g as f64 - *r as f64).abs() / (1e-4 * (*r as f64).abs() + 1e-6);
-            worst = worst.max(if ratio.is_finite() { ratio } else { 1e30 });
+            worst = worst.max(json_number(ratio));
             values += 1;
         }
     }
