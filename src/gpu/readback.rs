@@ -170,7 +170,9 @@ impl Gpu {
         let bytes = self
             .read_bytes_async(buffer, offset * 4, (len * 4) as u64)
             .await?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
+        // Not `cast_slice`: a byte vector's storage need not be aligned for
+        // f32 (an empty one never is), and that cast panics.
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Copies `size` bytes from `offset` of `buffer` back to the host.

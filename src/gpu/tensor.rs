@@ -28,7 +28,7 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST);
 
 impl Gpu {
-    fn check_tensor_size(&self, what: &str, floats: usize) -> Result<u64, Error> {
+    pub(crate) fn check_tensor_size(&self, what: &str, floats: usize) -> Result<u64, Error> {
         let bytes = (floats.max(1) as u64) * 4;
         let limits = self.limits();
         if bytes > limits.max_buffer_size {

@@ -115,7 +115,7 @@ impl Gpu {
             let wall = start.elapsed().as_secs_f64();
             let gpu_seconds = if query.is_some() {
                 let bytes = self.read_bytes(&resolve_buf, 0, 16)?;
-                let t: &[u64] = bytemuck::cast_slice(&bytes);
+                let t: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
                 let period = self.inner.queue.get_timestamp_period() as f64;
                 Some(t[1].saturating_sub(t[0]) as f64 * period * 1e-9)
             } else {

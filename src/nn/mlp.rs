@@ -309,6 +309,19 @@ impl MlpConfig {
                 "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
             )));
         }
+        // A weight's element count must be countable in a u32 (the kernels'
+        // index type) and on this platform (usize is 32 bits in the browser).
+        for (l, (fan_in, fan_out)) in self.layer_shapes().into_iter().enumerate() {
+            let count = fan_in
+                .checked_mul(fan_out)
+                .filter(|&n| n <= u32::MAX as usize);
+            if count.is_none() {
+                return Err(Error::Config(format!(
+                    "layer {l}'s weight [{fan_out}, {fan_in}] has more than 2^32 values; \
+                     make the layers narrower"
+                )));
+            }
+        }
         if self.scale_residual_init && !self.residual {
             return Err(Error::Config(
                 "scaling the residual initialisation needs residual connections; add --residual"
@@ -346,6 +359,22 @@ impl MlpConfig {
             ));
         }
         self.activation.validate()
+    }
+
+    /// Checks that every layer's weight fits one buffer of `gpu` (its
+    /// `max_buffer_size` and `max_storage_buffer_binding_size`), without
+    /// allocating anything.
+    pub fn check_fits(&self, gpu: &Gpu) -> Result<(), Error> {
+        for (l, (fan_in, fan_out)) in self.layer_shapes().into_iter().enumerate() {
+            let what = format!("layer {l}'s weight [{fan_out}, {fan_in}]");
+            let floats = fan_in.checked_mul(fan_out).ok_or_else(|| {
+                Error::Config(format!(
+                    "{what} has more values than this platform can count"
+                ))
+            })?;
+            gpu.check_tensor_size(&what, floats)?;
+        }
+        Ok(())
     }
 
     /// The initial (weight `[out, in]`, bias `[out]`) of every layer, drawn
@@ -433,6 +462,9 @@ impl Mlp {
     /// Builds the net with its seeded initial parameters.
     pub fn new(gpu: &Gpu, config: MlpConfig) -> Result<Mlp, Error> {
         config.validate()?;
+        // Before a single host value is drawn: a net too large for the
+        // device is an error, not a multi-terabyte allocation that aborts.
+        config.check_fits(gpu)?;
         let params = config.initial_parameters();
         let slopes = config.initial_slopes();
         Self::from_parameters_and_slopes(gpu, config, &params, &slopes)
@@ -736,6 +768,9 @@ impl Mlp {
 
     /// The logits for `rows` examples `x` `[rows, input]` (evaluation mode).
     pub fn predict_logits(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        if rows == 0 && x.is_empty() {
+            return Ok(Vec::new());
+        }
         let logits = self.submit_predict(x, rows)?;
         self.gpu.download(&logits)
     }
@@ -743,6 +778,9 @@ impl Mlp {
     /// [`Mlp::predict_logits`] without blocking (the playground's decision
     /// surface: the model evaluated on a grid).
     pub async fn predict_logits_async(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        if rows == 0 && x.is_empty() {
+            return Ok(Vec::new());
+        }
         let logits = self.submit_predict(x, rows)?;
         self.gpu.download_async(&logits).await
     }
@@ -750,12 +788,12 @@ impl Mlp {
     /// Records and submits the evaluation-mode forward pass; returns the
     /// logits tensor it writes.
     fn submit_predict(&self, x: &[f32], rows: usize) -> Result<GpuTensor, Error> {
-        if x.len() != rows * self.config.input {
+        if rows.checked_mul(self.config.input) != Some(x.len()) {
             return Err(Error::shape(
                 "predict: x",
                 format!(
                     "{} values ({rows} rows of {})",
-                    rows * self.config.input,
+                    rows.saturating_mul(self.config.input),
                     self.config.input
                 ),
                 format!("{} values", x.len()),

@@ -70,9 +70,10 @@ impl Trainer {
             buffer.unmap();
             self.readbacks += 1;
             self.gpu.count_readback();
-            let floats: &[f32] =
-                bytemuck::cast_slice(&bytes[..(2 + self.slots.count() + 4 * n) * 4]);
-            let hist: &[u32] = bytemuck::cast_slice(&bytes[(2 + self.slots.count() + 4 * n) * 4..]);
+            let floats: Vec<f32> =
+                bytemuck::pod_collect_to_vec(&bytes[..(2 + self.slots.count() + 4 * n) * 4]);
+            let hist: Vec<u32> =
+                bytemuck::pod_collect_to_vec(&bytes[(2 + self.slots.count() + 4 * n) * 4..]);
             let norms = &floats[2..2 + self.slots.count()];
             let summary = &floats[2 + self.slots.count()..];
             let layers = (0..n)
@@ -123,7 +124,7 @@ impl Trainer {
             .read_bytes_async(&self.first_bad, 0, ((3 * n + 1) * 4) as u64)
             .await?;
         self.readbacks += 1;
-        let flags: &[u32] = bytemuck::cast_slice(&bytes);
+        let flags: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
         // Within one step, order the slots as the step computes them:
         // activations first to last layer, the loss, gradients last to
         // first layer, then the updated weights.
