@@ -3,9 +3,5 @@
 # Vulkan driver when none is present, then runs the job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-vulkan.sh
-if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
-    XDG_RUNTIME_DIR="$(mktemp -d)"
-    export XDG_RUNTIME_DIR
-fi
+. scripts/gpu-env.sh
 cargo run --release --example relu_vs_sigmoid -- "$@"

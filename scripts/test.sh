@@ -3,13 +3,8 @@
 # every test with the GPU tests required (a missing adapter fails them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-vulkan.sh
+. scripts/gpu-env.sh
 export FUSEDMLP_REQUIRE_GPU=1
-# The Vulkan loader warns on stderr without this; a private folder silences it.
-if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
-    XDG_RUNTIME_DIR="$(mktemp -d)"
-    export XDG_RUNTIME_DIR
-fi
 # Release mode: the numerics tests run millions of elements through lavapipe.
 cargo test --release "$@"
 # The core alone (no command line, plots or gzip), so a feature gate cannot rot.

@@ -38,6 +38,15 @@ fn usage_errors_exit_2_with_the_reason() {
         (vec!["train", "--kernels", "fastest"], "unknown kernels"),
         (vec!["bench", "--width", "8"], "--train"),
         (vec!["frobnicate"], "unrecognized subcommand"),
+        (
+            vec!["compare", "--seeds", "5..2"],
+            "the range 5..2 is empty",
+        ),
+        (vec!["compare", "--seeds", "x"], "'x' is not a whole number"),
+        (
+            vec!["compare", "--seeds", "0..3", "--seed", "4"],
+            "cannot be used with",
+        ),
     ] {
         let (code, _, err) = fusedmlp(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -189,6 +198,43 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
 
 /// `fusedmlp soak`: a short real soak holds (the process stays flat with
 /// every step logged), and nonsense bounds are refused.
+#[test]
+fn compare_over_seeds_gives_medians_and_ranges() {
+    let dir = std::env::temp_dir().join(format!("fusedmlp-cli-seeds-{}", std::process::id()));
+    let (code, out, err) = fusedmlp(&[
+        "compare",
+        "--data",
+        "moons:200",
+        "--depth",
+        "2",
+        "--width",
+        "8",
+        "--epochs",
+        "2",
+        "--activations",
+        "relu,tanh",
+        "--seeds",
+        "3,7",
+        "--quiet",
+        "--plots",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    no_panic(&err);
+    assert!(
+        out.contains("median [lowest, highest] over 2 seeds (3, 7)"),
+        "{out}"
+    );
+    assert!(out.contains("seed 7, run 2/2: tanh"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["seeds"], serde_json::json!([3, 7]));
+    assert_eq!(json["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(json["summary"][1]["label"], "tanh");
+    assert!(dir.join("curves.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn soak_runs_and_holds() {
     let (code, out, err) = fusedmlp(&[

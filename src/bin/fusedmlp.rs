@@ -83,6 +83,11 @@ enum Command {
         /// Comma-separated hidden activations.
         #[arg(long, value_delimiter = ',', default_value = "relu,sigmoid,tanh")]
         activations: Vec<Activation>,
+        /// Run every activation on each of these seeds (0..5 for 0 to 4,
+        /// 0..=4, or 1,4,9) and print the median and range of each figure
+        /// over them; replaces --seed.
+        #[arg(long, conflicts_with_all = ["seed", "checkpoint", "resume"])]
+        seeds: Option<fusedmlp::train::Seeds>,
     },
     /// Benchmark the fused linear kernels: forward and backward GFLOP/s, the
     /// unfused path for contrast, each as a fraction of the adapter's peak
@@ -711,13 +716,7 @@ fn run_compare(args: RunArgs, activations: Vec<Activation>) -> Result<bool, Erro
         ));
     }
     let (train, val, model, tc, _) = args.setup()?;
-    let contenders: Vec<Contender> = activations
-        .iter()
-        .map(|&activation| Contender {
-            activation,
-            init: args.init,
-        })
-        .collect();
+    let contenders = contenders_of(&activations, args.init);
     let bar = args.progress();
     let runs = compare::compare(
         &gpu,
@@ -727,25 +726,106 @@ fn run_compare(args: RunArgs, activations: Vec<Activation>) -> Result<bool, Erro
         &val,
         &contenders,
         |i, label, config| {
-            bar.suspend(|| {
-                println!(
+            run_started(
+                &bar,
+                format!(
                     "run {}/{}: {label}, init {}",
                     i + 1,
                     contenders.len(),
                     config.init()
-                )
-            });
-            bar.set_prefix(label.to_string());
-            bar.set_position(0);
+                ),
+                label.to_string(),
+            )
         },
-        |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
+        step_progress(&bar),
     )?;
     bar.finish_and_clear();
     print!("{}", compare::table(&runs));
     args.write(&runs)?;
+    Ok(true)
+}
+
+/// Prints `line` above the progress bar and restarts the bar for a run.
+fn run_started(bar: &indicatif::ProgressBar, line: String, prefix: String) {
+    bar.suspend(|| println!("{line}"));
+    bar.set_prefix(prefix);
+    bar.set_position(0);
+}
+
+/// The `on_step` callback that moves the progress bar.
+fn step_progress(bar: &indicatif::ProgressBar) -> impl FnMut(u64, u64) + '_ {
+    move |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+}
+
+fn contenders_of(activations: &[Activation], init: Option<Init>) -> Vec<Contender> {
+    activations
+        .iter()
+        .map(|&activation| Contender {
+            init,
+            ..Contender::new(activation)
+        })
+        .collect()
+}
+
+/// `compare --seeds`: every activation on every seed, then the median and
+/// range of each figure.
+fn run_compare_seeds(
+    mut args: RunArgs,
+    activations: Vec<Activation>,
+    seeds: fusedmlp::train::Seeds,
+) -> Result<bool, Error> {
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.describe());
+    let first = seeds.as_slice()[0];
+    args.seed = first;
+    let (_, _, model, tc, _) = args.setup()?;
+    let contenders = contenders_of(&activations, args.init);
+    let bar = args.progress();
+    let count = contenders.len();
+    let runs = compare::compare_seeds(
+        &gpu,
+        &model,
+        &tc,
+        &seeds,
+        |seed| {
+            args.seed = seed;
+            args.setup().map(|(train, val, ..)| (train, val))
+        },
+        &contenders,
+        |seed, i, label, config| {
+            run_started(
+                &bar,
+                format!(
+                    "seed {seed}, run {}/{count}: {label}, init {}",
+                    i + 1,
+                    config.init()
+                ),
+                format!("{label} seed {seed}"),
+            )
+        },
+        step_progress(&bar),
+    )?;
+    bar.finish_and_clear();
+    print!("{}", compare::seed_table(&runs));
+    if let Some(path) = &args.json {
+        write_json(
+            path,
+            &serde_json::json!({
+                "seeds": runs.seeds,
+                "summary": compare::seed_summaries(&runs),
+                "runs": runs.runs,
+            }),
+        )?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(dir) = &args.plots {
+        for f in compare::write_seed_outputs(&runs, dir)? {
+            println!("wrote {}", f.display());
+        }
+    }
     Ok(true)
 }
 
@@ -1111,7 +1191,14 @@ fn main() -> ExitCode {
         } => run_bench(large, repeats, activations, shapes, json),
         Command::Train { run, activation } => run_train(run, activation),
         Command::Soak(args) => run_soak(args),
-        Command::Compare { run, activations } => run_compare(run, activations),
+        Command::Compare {
+            run,
+            activations,
+            seeds,
+        } => match seeds {
+            Some(seeds) => run_compare_seeds(run, activations, seeds),
+            None => run_compare(run, activations),
+        },
         Command::Eval {
             checkpoint,
             data,

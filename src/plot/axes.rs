@@ -76,6 +76,8 @@ pub(super) struct Line {
     pub(super) points: Vec<(f64, Option<f64>)>,
     pub(super) color: RGBColor,
     pub(super) dashed: bool,
+    /// Stroke width in pixels (2 unless set).
+    pub(super) width: u32,
     pub(super) marker: Marker,
     /// Points drawn with an extra × marker (clamped to a floor).
     pub(super) flagged: Vec<(f64, f64)>,
@@ -96,9 +98,15 @@ impl Line {
             points,
             color,
             dashed,
+            width: 2,
             marker: Marker::Small,
             flagged: Vec::new(),
         }
+    }
+
+    pub(super) fn width(mut self, width: u32) -> Self {
+        self.width = width;
+        self
     }
 
     pub(super) fn marker(mut self, marker: Marker) -> Self {

@@ -85,7 +85,7 @@ where
         .or_msg("drawing the axes")?;
 
     for line in lines {
-        let style = line.color.stroke_width(2);
+        let style = line.color.stroke_width(line.width);
         for seg in segments(&line.points) {
             if seg.len() < 2 {
                 continue;

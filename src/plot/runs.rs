@@ -1,7 +1,13 @@
 use super::*;
 
 /// Draws `curves.png`: loss (left) and accuracy (right) per epoch, one colour
-/// per run, training solid and validation dashed.
+/// per run, training solid and validation dashed. Training is the whole
+/// training split evaluated after each epoch (the running average of the
+/// epoch's batches where a report has no such figure); a single run also
+/// gets its batches' running average as a thin light line.
+///
+/// Runs that share a label are one contender's seeds: each seed is drawn
+/// thin and light, and the median over the seeds, epoch by epoch, thick.
 ///
 /// The loss axis is logarithmic when the finite losses span more than 100×.
 /// Non-finite values are skipped and counted in a footnote.
@@ -14,28 +20,51 @@ pub fn plot_curves(runs: &[RunReport], path: &Path) -> Result<(), Error> {
     if runs.is_empty() {
         return Err(Error::Config("no runs to plot".into()));
     }
+    // Runs sharing a label are one contender's seeds.
+    let mut groups: Vec<(&str, Vec<&RunReport>)> = Vec::new();
+    for run in runs {
+        match groups.iter_mut().find(|g| g.0 == run.label) {
+            Some(g) => g.1.push(run),
+            None => groups.push((&run.label, vec![run])),
+        }
+    }
+    let seeded = groups.iter().any(|g| g.1.len() > 1);
+    create_parent(path)?;
     render(path, (1300, 560), |root| {
         let root = root
             .titled("Training curves", (FONT, TITLE_SIZE))
             .or_msg("drawing the title")?;
         let mut legend = Vec::new();
-        for (i, run) in runs.iter().enumerate() {
-            if run.epochs.is_empty() {
+        for (i, (label, group)) in groups.iter().enumerate() {
+            let color = run_color(i);
+            if group.iter().all(|r| r.epochs.is_empty()) {
                 legend.push(LegendEntry::new(
-                    format!("{} (no epochs)", run.label),
-                    run_color(i),
+                    format!("{label} (no epochs)"),
+                    color,
                     Sample::Solid,
                 ));
                 continue;
             }
+            let median = if group.len() > 1 {
+                format!(", median of {}", group.len())
+            } else {
+                String::new()
+            };
+            if group.len() == 1 {
+                legend.push(LegendEntry::new(
+                    format!("{label} train, batches"),
+                    lighten(color, 0.55),
+                    Sample::Solid,
+                ));
+            }
             legend.push(LegendEntry::new(
-                format!("{} train", run.label),
-                run_color(i),
+                format!("{label} train{median}"),
+                color,
                 Sample::Solid,
             ));
             legend.push(LegendEntry::new(
-                format!("{} val", run.label),
-                run_color(i),
+                format!("{label} val{median}"),
+                color,
                 Sample::Dashed,
             ));
         }
@@ -44,39 +73,106 @@ pub fn plot_curves(runs: &[RunReport], path: &Path) -> Result<(), Error> {
         let mut skipped = Vec::new();
         let mut loss_lines = Vec::new();
         let mut acc_lines = Vec::new();
-        for (i, run) in runs.iter().enumerate() {
+        type Metric = fn(&EpochLog) -> f32;
+        // (train loss, val loss, train accuracy, val accuracy); "train" is
+        // the whole split evaluated after the epoch, where the report has it.
+        let train_loss: Metric = |e| {
+            if e.train_eval_loss.is_nan() {
+                e.train_loss
+            } else {
+                e.train_eval_loss
+            }
+        };
+        let train_acc: Metric = |e| {
+            if e.train_eval_accuracy.is_nan() {
+                e.train_accuracy
+            } else {
+                e.train_eval_accuracy
+            }
+        };
+        let val_loss: Metric = |e| e.val_loss;
+        let val_acc: Metric = |e| e.val_accuracy;
+        // (metric, dashed, a loss rather than an accuracy)
+        let metrics = [
+            (train_loss, false, true),
+            (val_loss, true, true),
+            (train_acc, false, false),
+            (val_acc, true, false),
+        ];
+        for (i, (label, group)) in groups.iter().enumerate() {
             let color = run_color(i);
             let x = |e: &EpochLog| e.epoch as f64 + 1.0;
-            let pts = |f: fn(&EpochLog) -> f32| -> Vec<(f64, Option<f64>)> {
+            let pts = |run: &RunReport, f: Metric| -> Vec<(f64, Option<f64>)> {
                 run.epochs.iter().map(|e| (x(e), finite(f(e)))).collect()
             };
-            let train_loss = pts(|e| e.train_loss);
-            let val_loss = pts(|e| e.val_loss);
-            let train_acc = pts(|e| e.train_accuracy);
-            let val_acc = pts(|e| e.val_accuracy);
-            let bad = [&train_loss, &val_loss, &train_acc, &val_acc]
-                .iter()
-                .map(|s| s.iter().filter(|p| p.1.is_none()).count())
-                .sum::<usize>();
-            if bad > 0 {
-                skipped.push(format!("{} ({bad})", run.label));
+            let mut bad = 0;
+            let mut count = |series: &Vec<(f64, Option<f64>)>| {
+                bad += series.iter().filter(|p| p.1.is_none()).count();
+            };
+            if let [run] = group.as_slice() {
+                let batches_loss = pts(run, |e| e.train_loss);
+                let batches_acc = pts(run, |e| e.train_accuracy);
+                let faint = lighten(color, 0.55);
+                loss_lines.push(Line::new(batches_loss, faint, false).width(1));
+                acc_lines.push(Line::new(batches_acc, faint, false).width(1));
+                for (f, dashed, is_loss) in metrics {
+                    let series = pts(run, f);
+                    count(&series);
+                    let lines = if is_loss {
+                        &mut loss_lines
+                    } else {
+                        &mut acc_lines
+                    };
+                    lines.push(Line::new(series, color, dashed));
+                }
+            } else {
+                for (f, dashed, is_loss) in metrics {
+                    let lines = if is_loss {
+                        &mut loss_lines
+                    } else {
+                        &mut acc_lines
+                    };
+                    for run in group {
+                        let series = pts(run, f);
+                        count(&series);
+                        lines.push(
+                            Line::new(series, lighten(color, 0.5), dashed)
+                                .width(1)
+                                .marker(Marker::None),
+                        );
+                    }
+                    lines.push(Line::new(median_curve(group, f), color, dashed).width(3));
+                }
             }
-            loss_lines.push(Line::new(train_loss, color, false));
-            loss_lines.push(Line::new(val_loss, color, true));
-            acc_lines.push(Line::new(train_acc, color, false));
-            acc_lines.push(Line::new(val_acc, color, true));
+            if bad > 0 {
+                skipped.push(format!("{label} ({bad})"));
+            }
         }
-
-        let root = if skipped.is_empty() {
-            root
-        } else {
-            footnote(
-                &root,
-                &[format!(
+        let notes_needed = seeded || !skipped.is_empty();
+        let root = if notes_needed {
+            let mut notes = Vec::new();
+            if seeded {
+                notes.push(
+                    "Thin lines: each seed; thick: the median over seeds, epoch by epoch. \
+                     train: the whole training split evaluated after each epoch."
+                        .to_string(),
+                );
+            } else {
+                notes.push(
+                    "train: the whole training split evaluated after each epoch; \
+                     train, batches: the running average over the epoch's batches."
+                        .to_string(),
+                );
+            }
+            if !skipped.is_empty() {
+                notes.push(format!(
                     "Non-finite values skipped (lines broken there): {}",
                     skipped.join(", ")
-                )],
-            )?
+                ));
+            }
+            footnote(&root, &notes)?
+        } else {
+            root
         };
         let panels = root.split_evenly((1, 2));
         let x_range = x_range_of(loss_lines.iter().chain(acc_lines.iter()));
@@ -550,4 +646,26 @@ pub(super) fn histogram_panel(
             .or_msg("drawing a histogram outline")?;
     }
     Ok(())
+}
+
+/// The median over `runs` of `f` at each epoch (over the runs that reached
+/// it and have a finite value there).
+pub(super) fn median_curve(
+    runs: &[&RunReport],
+    f: fn(&EpochLog) -> f32,
+) -> Vec<(f64, Option<f64>)> {
+    let epochs = runs.iter().map(|r| r.epochs.len()).max().unwrap_or(0);
+    (0..epochs)
+        .map(|e| {
+            let values: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.epochs.get(e))
+                .map(|log| f64::from(f(log)))
+                .collect();
+            (
+                e as f64 + 1.0,
+                crate::train::seeds::median_range(&values).map(|m| m.0),
+            )
+        })
+        .collect()
 }

@@ -80,6 +80,12 @@ fn report(label: &str, sigmoid: bool) -> RunReport {
                     2.0 * 0.4f32.powf(t)
                 },
                 train_accuracy: if sigmoid { 0.11 } else { 0.5 + 0.1 * t },
+                train_eval_loss: if sigmoid {
+                    2.30 - 0.001 * t
+                } else {
+                    1.8 * 0.4f32.powf(t)
+                },
+                train_eval_accuracy: if sigmoid { 0.1 } else { 0.55 + 0.1 * t },
                 val_loss: if sigmoid {
                     2.301
                 } else {
@@ -174,6 +180,39 @@ fn writes_every_plot_for_relu_and_sigmoid() {
     );
     for p in &paths {
         assert_png(p);
+    }
+    clean_up(&dir);
+}
+
+#[test]
+fn seeds_are_drawn_thin_with_a_thick_median() {
+    // Three seeds of two contenders: runs sharing a label are one contender.
+    let mut runs = Vec::new();
+    for seed in 0..3 {
+        for (label, sigmoid) in [("relu", false), ("sigmoid", true)] {
+            let mut r = report(label, sigmoid);
+            r.seed = seed;
+            for e in &mut r.epochs {
+                e.val_accuracy += 0.02 * seed as f32;
+            }
+            runs.push(r);
+        }
+    }
+    let dir = unique_dir("seeds");
+    let path = dir.join("curves.png");
+    plot_curves(&runs, &path).expect("the seeds' curves are drawn");
+    assert_png(&path);
+    // The median curve is the middle seed's value at each epoch.
+    let relu: Vec<&RunReport> = runs.iter().filter(|r| r.label == "relu").collect();
+    let median = super::runs::median_curve(&relu, |e| e.val_accuracy);
+    assert_eq!(median.len(), 5);
+    for (e, (x, y)) in median.iter().enumerate() {
+        assert_eq!(*x, e as f64 + 1.0);
+        let want = f64::from(relu[1].epochs[e].val_accuracy);
+        assert!(
+            (y.unwrap() - want).abs() < 1e-9,
+            "epoch {e}: {y:?} vs {want}"
+        );
     }
     clean_up(&dir);
 }

@@ -4,10 +4,12 @@ pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod report;
+pub mod seeds;
 pub mod trainer;
 
 pub use config::Kernels;
 pub use report::{
     thin_logged_steps, EpochLog, LayerDiagnostics, RunReport, StepLog, DEFAULT_MAX_LOGGED_STEPS,
 };
+pub use seeds::Seeds;
 pub use trainer::{shuffle_order, TrainConfig, Trainer};

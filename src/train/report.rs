@@ -111,10 +111,20 @@ pub fn thin_logged_steps(logs: &mut Vec<StepLog>, cap: usize) -> usize {
 pub struct EpochLog {
     /// Epoch (0-based).
     pub epoch: usize,
-    /// Mean training loss over the epoch's batches.
+    /// Mean training loss over the epoch's batches (a running average: the
+    /// early batches saw other weights than the last).
     pub train_loss: f32,
-    /// Training accuracy over the epoch's batches.
+    /// Training accuracy over the epoch's batches (a running average).
     pub train_accuracy: f32,
+    /// Loss of the whole training split evaluated after the epoch
+    /// (evaluation mode, as the validation split): a collapse at the
+    /// epoch's end shows here, where the running average hides it. NaN in
+    /// reports written before this field existed.
+    #[serde(default = "not_measured")]
+    pub train_eval_loss: f32,
+    /// Accuracy of the whole training split evaluated after the epoch.
+    #[serde(default = "not_measured")]
+    pub train_eval_accuracy: f32,
     /// Validation loss (evaluation mode) at the end of the epoch.
     pub val_loss: f32,
     /// Validation accuracy at the end of the epoch.
@@ -245,6 +255,11 @@ impl RunReport {
             out.total_steps as f64 * batch_size as f64 / out.wall_seconds.max(1e-9);
         out
     }
+}
+
+/// The value of a figure an older report did not record.
+fn not_measured() -> f32 {
+    f32::NAN
 }
 
 #[cfg(test)]

@@ -208,6 +208,9 @@ pub struct Trainer {
     step_stats: GpuTensor,
     train_totals: GpuTensor,
     val_totals: GpuTensor,
+    /// Loss, correct count and rows of the whole training split evaluated
+    /// after an epoch (not the running totals of its batches).
+    train_eval_totals: GpuTensor,
     norms: GpuTensor,
     summary: GpuTensor,
     hist: wgpu::Buffer,
@@ -338,7 +341,9 @@ impl Trainer {
         let perm = gpu.scoped("uploading the order", || {
             make_u32(&shuffle_order(config.seed, 0, train.len()))
         })?;
-        let identity: Vec<u32> = (0..val_rows.max(b) as u32).collect();
+        // One identity order serves both evaluations (validation, and the
+        // training split after each epoch).
+        let identity: Vec<u32> = (0..val_rows.max(train.len()).max(b) as u32).collect();
         let identity_perm = gpu.scoped("uploading the order", || make_u32(&identity))?;
         // Evaluation reuses the batch buffers, so they hold max(batch, chunk) rows.
         let rows = b;
@@ -470,6 +475,7 @@ impl Trainer {
             step_stats: gpu.zeros(1, 2)?,
             train_totals: gpu.zeros(1, 3)?,
             val_totals: gpu.zeros(1, 3)?,
+            train_eval_totals: gpu.zeros(1, 3)?,
             norms: gpu.zeros(1, slots.count())?,
             summary: gpu.zeros(n_layers, 4)?,
             gpu,

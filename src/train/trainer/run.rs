@@ -3,34 +3,57 @@
 use super::*;
 
 impl Trainer {
-    /// Loss and accuracy on the validation split (evaluation mode), as
-    /// (loss, accuracy); one readback, together with the training totals.
-    pub(super) async fn evaluate_and_read_totals(&mut self) -> Result<([f32; 3], [f32; 3]), Error> {
-        let gpu = self.gpu.clone();
-        let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        gpu.scoped("clearing totals", || {
-            encoder.clear_buffer(self.val_totals.buffer(), 0, None)
+    /// Records the evaluation-mode forward and loss over `rows` rows of a
+    /// resident split, in batch-sized chunks, into `totals` (cleared first).
+    fn record_evaluation(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        split: (&GpuTensor, &GpuTensor),
+        rows: usize,
+        totals: &GpuTensor,
+    ) -> Result<(), Error> {
+        self.gpu.scoped("clearing totals", || {
+            encoder.clear_buffer(totals.buffer(), 0, None)
         })?;
         let chunk = self.config.batch_size;
         let mut start = 0;
-        while start < self.val_rows {
-            let rows = chunk.min(self.val_rows - start);
-            self.record_gather(
-                &mut encoder,
-                (&self.val_x, &self.val_y),
-                &self.identity_perm,
-                start,
-                rows,
-            )?;
-            self.record_forward(&mut encoder, rows, false, false)?;
-            self.record_loss(&mut encoder, rows, &self.val_totals)?;
-            start += rows;
+        while start < rows {
+            let n = chunk.min(rows - start);
+            self.record_gather(encoder, split, &self.identity_perm, start, n)?;
+            self.record_forward(encoder, n, false, false)?;
+            self.record_loss(encoder, n, totals)?;
+            start += n;
         }
+        Ok(())
+    }
+
+    /// The epoch's end: the running totals of its batches, the validation
+    /// split and the whole training split evaluated (evaluation mode), as
+    /// (loss sum, correct, rows) each; one submission, three small readbacks.
+    pub(super) async fn evaluate_and_read_totals(
+        &mut self,
+    ) -> Result<([f32; 3], [f32; 3], [f32; 3]), Error> {
+        let gpu = self.gpu.clone();
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        self.record_evaluation(
+            &mut encoder,
+            (&self.val_x, &self.val_y),
+            self.val_rows,
+            &self.val_totals,
+        )?;
+        self.record_evaluation(
+            &mut encoder,
+            (&self.train_x, &self.train_y),
+            self.train_rows,
+            &self.train_eval_totals,
+        )?;
         gpu.submit("evaluation", vec![encoder.finish()])?;
         let t = gpu.download_async(&self.train_totals).await?;
         let v = gpu.download_async(&self.val_totals).await?;
-        self.readbacks += 2;
-        Ok(([t[0], t[1], t[2]], [v[0], v[1], v[2]]))
+        let e = gpu.download_async(&self.train_eval_totals).await?;
+        self.readbacks += 3;
+        let three = |x: Vec<f32>| [x[0], x[1], x[2]];
+        Ok((three(t), three(v), three(e)))
     }
 
     /// Trains for the configured epochs. `on_step` is called after every
@@ -107,12 +130,14 @@ impl Trainer {
                     }
                 }
             }
-            let (t, v) = self.evaluate_and_read_totals().await?;
+            let (t, v, e) = self.evaluate_and_read_totals().await?;
             self.collect_logs(true).await?;
             let log = EpochLog {
                 epoch,
                 train_loss: t[0] / t[2].max(1.0),
                 train_accuracy: t[1] / t[2].max(1.0),
+                train_eval_loss: e[0] / e[2].max(1.0),
+                train_eval_accuracy: e[1] / e[2].max(1.0),
                 val_loss: v[0] / v[2].max(1.0),
                 val_accuracy: v[1] / v[2].max(1.0),
                 elapsed_seconds: start.elapsed().as_secs_f64(),
