@@ -203,10 +203,10 @@ impl LinearFixture {
                 save_z: false,
             },
             GemmDims::dense(batch, o, i),
-            self.x.buffer(),
-            self.w.buffer(),
-            Some(self.b.buffer()),
-            self.z.buffer(),
+            &self.x,
+            &self.w,
+            Some(&self.b),
+            &self.z,
             None,
         )?;
         gpu.record_activation_forward(e, act, &self.z, &self.y)

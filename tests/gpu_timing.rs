@@ -34,17 +34,7 @@ fn timings_after_a_texture_kernel_still_measure_the_work() {
         let start = std::time::Instant::now();
         let t = gpu
             .time_recorded(1, 3, |e| {
-                gpu.record_gemm_with(
-                    e,
-                    *buf,
-                    Epilogue::Plain,
-                    dims,
-                    a.buffer(),
-                    a.buffer(),
-                    None,
-                    y.buffer(),
-                    None,
-                )
+                gpu.record_gemm_with(e, *buf, Epilogue::Plain, dims, &a, &a, None, &y, None)
             })
             .unwrap();
         // One warm-up and three timed submissions.

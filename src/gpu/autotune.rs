@@ -311,10 +311,10 @@ impl Gpu {
                         v,
                         Epilogue::Plain,
                         probe,
-                        a.buffer(),
-                        b.buffer(),
+                        &a,
+                        &b,
                         None,
-                        y.buffer(),
+                        &y,
                         None,
                     )
                 })?;

@@ -495,7 +495,7 @@ pub(crate) mod tests {
                 &mut encoder,
                 "over-limit",
                 &pipeline,
-                &[(0, &params), (1, &z.buffer), (3, &y.buffer)],
+                &[(0, &params), (1, &z), (3, &y)],
                 (too_many, 1, 1),
             );
             gpu.queue().submit([encoder.finish()]);

@@ -5,7 +5,7 @@ use web_time::Instant;
 
 use super::context::Gpu;
 use super::shader;
-use super::tensor::GpuTensor;
+use super::tensor::{Bind, GpuTensor};
 use crate::activation::Activation;
 use crate::error::Error;
 
@@ -57,12 +57,12 @@ pub(crate) fn record_pass(
     encoder: &mut wgpu::CommandEncoder,
     label: &str,
     pipeline: &wgpu::ComputePipeline,
-    bindings: &[(u32, &wgpu::Buffer)],
+    bindings: &[(u32, &dyn Bind)],
     groups: (u32, u32, u32),
 ) {
     let entries: Vec<wgpu::BindGroupEntry> = bindings
         .iter()
-        .map(|(binding, buffer)| super::linear::buffer_entry(*binding, buffer))
+        .map(|(binding, buffer)| super::linear::buffer_entry(*binding, *buffer))
         .collect();
     record_pass_entries(gpu, encoder, label, pipeline, &entries, groups);
 }
@@ -156,12 +156,7 @@ impl Gpu {
                 encoder,
                 "prelu_forward",
                 &pipeline,
-                &[
-                    (8, &params),
-                    (9, &slopes.buffer),
-                    (10, &z.buffer),
-                    (11, &y.buffer),
-                ],
+                &[(8, &params), (9, &slopes), (10, &z), (11, &y)],
                 (x, gy, 1),
             )
         })
@@ -193,11 +188,11 @@ impl Gpu {
                 &backward,
                 &[
                     (8, &params),
-                    (9, &slopes.buffer),
-                    (10, &z.buffer),
-                    (12, &dy.buffer),
-                    (13, &dz.buffer),
-                    (14, &da_units.buffer),
+                    (9, &slopes),
+                    (10, &z),
+                    (12, &dy),
+                    (13, &dz),
+                    (14, &da_units),
                 ],
                 (groups, 1, 1),
             );
@@ -206,7 +201,7 @@ impl Gpu {
                 encoder,
                 "prelu_slope_grad",
                 &reduce,
-                &[(8, &params), (15, &da_units.buffer), (16, &da.buffer)],
+                &[(8, &params), (15, &da_units), (16, &da)],
                 (1, 1, 1),
             );
         })
@@ -239,12 +234,7 @@ impl Gpu {
                 encoder,
                 "regularize_forward",
                 &pipeline,
-                &[
-                    (0, &params),
-                    (1, &y.buffer),
-                    (2, &skip.buffer),
-                    (3, &out.buffer),
-                ],
+                &[(0, &params), (1, &y), (2, &skip), (3, &out)],
                 (x, gy, 1),
             )
         })
@@ -283,7 +273,7 @@ impl Gpu {
             encoder,
             act,
             "activation_forward",
-            &[(1, &z.buffer), (3, &out.buffer)],
+            &[(1, &z), (3, &out)],
             z.len(),
         )
     }
@@ -293,7 +283,7 @@ impl Gpu {
         encoder: &mut wgpu::CommandEncoder,
         act: Activation,
         entry: &str,
-        tensors: &[(u32, &wgpu::Buffer)],
+        tensors: &[(u32, &dyn crate::gpu::tensor::Bind)],
         len: usize,
     ) -> Result<(), Error> {
         let pipeline = self.elementwise_pipeline(act, entry)?;
@@ -303,7 +293,7 @@ impl Gpu {
             row_stride,
             _pad: [0; 2],
         })?;
-        let mut bindings = vec![(0, &params)];
+        let mut bindings: Vec<(u32, &dyn Bind)> = vec![(0, &params)];
         bindings.extend_from_slice(tensors);
         self.scoped(&format!("recording {entry}"), || {
             record_pass(self, encoder, entry, &pipeline, &bindings, (x, y, 1))
@@ -330,7 +320,7 @@ impl Gpu {
             encoder,
             act,
             "activation_backward",
-            &[(1, &z.buffer), (2, &dy.buffer), (3, &dz.buffer)],
+            &[(1, &z), (2, &dy), (3, &dz)],
             z.len(),
         )
     }

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 
 use super::elementwise::{grid_1d, record_pass};
+use super::tensor::Bind;
 use super::{shader, Gpu, GpuTensor};
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
@@ -369,24 +370,19 @@ impl Gpu {
                 encoder,
                 "fused mlp weight layout",
                 &bufs.pack,
-                &[
-                    (0, &bufs.params),
-                    (2, &bufs.wt.buffer),
-                    (7, &bufs.wp.buffer),
-                    (8, &w.buffer),
-                ],
+                &[(0, &bufs.params), (2, &bufs.wt), (7, &bufs.wp), (8, &w)],
                 (gx, gy, 1),
             );
-            let mut bindings = vec![
+            let mut bindings: Vec<(u32, &dyn Bind)> = vec![
                 (0, &bufs.params),
-                (1, &*x.buffer),
-                (2, &*bufs.wt.buffer),
-                (3, &*b.buffer),
-                (4, &*bufs.ys.buffer),
-                (5, &*bufs.y_last.buffer),
+                (1, &x),
+                (2, &bufs.wt),
+                (3, &b),
+                (4, &bufs.ys),
+                (5, &bufs.y_last),
             ];
             if keep_z {
-                bindings.push((9, &*bufs.zs.buffer));
+                bindings.push((9, &bufs.zs));
             }
             record_pass(
                 self,
@@ -422,17 +418,13 @@ impl Gpu {
         let keep_z = act.saved() == Saved::PreActivation;
         self.scoped("recording the fused backward", || {
             // f' reads z where it is kept, else y.
-            let saved = if keep_z {
-                (9, &*bufs.zs.buffer)
-            } else {
-                (4, &*bufs.ys.buffer)
-            };
-            let bindings = [
+            let saved: (u32, &dyn Bind) = if keep_z { (9, &bufs.zs) } else { (4, &bufs.ys) };
+            let bindings: [(u32, &dyn Bind); 5] = [
                 (0, &bufs.params),
                 saved,
-                (5, &*dy_last.buffer),
-                (6, &*bufs.dz.buffer),
-                (7, &*bufs.wp.buffer),
+                (5, &dy_last),
+                (6, &bufs.dz),
+                (7, &bufs.wp),
             ];
             record_pass(
                 self,
@@ -449,10 +441,10 @@ impl Gpu {
                 &bufs.weight_grads,
                 &[
                     (0, &bufs.grad_params),
-                    (1, &x.buffer),
-                    (2, &bufs.ys.buffer),
-                    (3, &bufs.dz.buffer),
-                    (4, &bufs.grads.buffer),
+                    (1, &x),
+                    (2, &bufs.ys),
+                    (3, &bufs.dz),
+                    (4, &bufs.grads),
                 ],
                 (gx, gy, 1),
             );

@@ -8,7 +8,7 @@ use super::context::Gpu;
 use super::elementwise::{record_pass, record_pass_entries, split_rows};
 use super::gemm::{self, Epilogue, GemmParams, GemmVariant};
 use super::shader;
-use super::tensor::GpuTensor;
+use super::tensor::{Bind, GpuTensor};
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
 
@@ -120,11 +120,11 @@ struct PackParams {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Operand<'a> {
     /// Row `r`, element `kk` at `buffer[r * ld + kk]`.
-    Rows(&'a wgpu::Buffer, usize),
+    Rows(&'a GpuTensor, usize),
     /// Row `r`, element `kk` at `buffer[kk * ld + r]`: the transpose of a
     /// row-major matrix, which only the texture kinds read (their packing
     /// pass transposes on the way).
-    Columns(&'a wgpu::Buffer, usize),
+    Columns(&'a GpuTensor, usize),
     /// Already packed in the texture layout of the texture kinds.
     Packed(&'a wgpu::TextureView),
 }
@@ -313,11 +313,12 @@ impl Gpu {
             // copy (on lavapipe a memcpy; at 256³ the forward ran 10.9 GFLOP/s
             // with the packing pass, 18.6 with the copy).
             self.scoped("recording a GEMM operand copy", || {
+                let (raw, offset) = buffer.raw();
                 encoder.copy_buffer_to_texture(
                     wgpu::TexelCopyBufferInfo {
-                        buffer,
+                        buffer: raw,
                         layout: wgpu::TexelCopyBufferLayout {
-                            offset: 0,
+                            offset,
                             bytes_per_row: Some((ld * 4) as u32),
                             rows_per_image: None,
                         },
@@ -384,11 +385,11 @@ impl Gpu {
         variant: GemmVariant,
         epilogue: Epilogue,
         dims: GemmDims,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        bias: Option<&wgpu::Buffer>,
-        y: &wgpu::Buffer,
-        z: Option<&wgpu::Buffer>,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        y: &GpuTensor,
+        z: Option<&GpuTensor>,
     ) -> Result<(), Error> {
         self.record_gemm_operands(
             encoder,
@@ -414,9 +415,9 @@ impl Gpu {
         dims: GemmDims,
         a_src: Operand,
         b_src: Operand,
-        bias: Option<&wgpu::Buffer>,
-        y: &wgpu::Buffer,
-        z: Option<&wgpu::Buffer>,
+        bias: Option<&GpuTensor>,
+        y: &GpuTensor,
+        z: Option<&GpuTensor>,
     ) -> Result<(), Error> {
         let GemmDims {
             m,
@@ -490,9 +491,10 @@ impl Gpu {
         while first < row_groups_total {
             let groups = (row_groups_total - first).min(max_dim);
             let params = self.params(&params_of(first * variant.tile_rows())?)?;
-            let mut buffers: Vec<(u32, &wgpu::Buffer)> = vec![(0, &params), (4, y)];
+            let mut buffers: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![(0, &params), (4, y)];
             if let (Some(a), Some(b)) = (a, b) {
-                buffers.extend([(1, a), (2, b)]);
+                buffers.push((1, a));
+                buffers.push((2, b));
             }
             if let Epilogue::BiasActivation { save_z, .. } = epilogue {
                 let bias =
@@ -532,11 +534,11 @@ impl Gpu {
         encoder: &mut wgpu::CommandEncoder,
         epilogue: Epilogue,
         dims: GemmDims,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        bias: Option<&wgpu::Buffer>,
-        y: &wgpu::Buffer,
-        z: Option<&wgpu::Buffer>,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        y: &GpuTensor,
+        z: Option<&GpuTensor>,
     ) -> Result<(), Error> {
         let variant = self.gemm_variant(dims)?;
         self.record_gemm_with(encoder, variant, epilogue, dims, a, b, bias, y, z)
@@ -546,9 +548,9 @@ impl Gpu {
     pub(crate) fn record_transpose(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        src: &wgpu::Buffer,
+        src: &GpuTensor,
         (rows, cols, src_stride): (usize, usize, usize),
-        dst: &wgpu::Buffer,
+        dst: &GpuTensor,
         dst_stride: usize,
     ) -> Result<(), Error> {
         if rows == 0 || cols == 0 {
@@ -616,11 +618,11 @@ impl Gpu {
                 save_z: z.is_some(),
             },
             GemmDims::dense(shape.batch, shape.out_features, shape.in_features),
-            &x.buffer,
-            &w.buffer,
-            Some(&b.buffer),
-            &y.buffer,
-            z.map(|t| &*t.buffer),
+            x,
+            w,
+            Some(b),
+            y,
+            z,
         )
     }
 
@@ -746,8 +748,8 @@ impl Gpu {
                         &blocks,
                         &[
                             buffer_entry(0, &params),
-                            buffer_entry(1, &dy.buffer),
-                            buffer_entry(2, &saved.buffer),
+                            buffer_entry(1, &dy),
+                            buffer_entry(2, &saved),
                             texture_entry(6, &dz),
                             texture_entry(7, &dzt),
                         ],
@@ -760,7 +762,7 @@ impl Gpu {
                         &bias,
                         &[
                             buffer_entry(0, &params),
-                            buffer_entry(4, &db.buffer),
+                            buffer_entry(4, &db),
                             texture_entry(8, &dzt),
                         ],
                         bias_groups,
@@ -779,40 +781,26 @@ impl Gpu {
                         &pipeline,
                         &[
                             (0, &params),
-                            (1, &dy.buffer),
-                            (2, &saved.buffer),
-                            (3, &scratch.dz.buffer),
-                            (4, &db.buffer),
-                            (5, &scratch.dzt.buffer),
+                            (1, &dy),
+                            (2, &saved),
+                            (3, &scratch.dz),
+                            (4, &db),
+                            (5, &scratch.dzt),
                         ],
                         (groups, 1, 1),
                     )
                 })?;
                 (
-                    Operand::Rows(&scratch.dz.buffer, pad4(o)),
-                    Operand::Rows(&scratch.dzt.buffer, pad4(bt)),
+                    Operand::Rows(&scratch.dz, pad4(o)),
+                    Operand::Rows(&scratch.dzt, pad4(bt)),
                 )
             };
         // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i].
         if let (Some(dx), Some(v)) = (dx, v_dx) {
-            self.record_gemm_times_rows(
-                encoder,
-                v,
-                dx_dims,
-                a_dx,
-                (&w.buffer, &scratch.wt.buffer),
-                &dx.buffer,
-            )?;
+            self.record_gemm_times_rows(encoder, v, dx_dims, a_dx, (w, &scratch.wt), dx)?;
         }
         // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i].
-        self.record_gemm_times_rows(
-            encoder,
-            v_dw,
-            dw_dims,
-            a_dw,
-            (&x.buffer, &scratch.xt.buffer),
-            &dw.buffer,
-        )
+        self.record_gemm_times_rows(encoder, v_dw, dw_dims, a_dw, (x, &scratch.xt), dw)
     }
 
     /// Records `C[m, n] = Σ_k A[m, k]·S[k, n]` (`dims`, whose B strides are
@@ -825,8 +813,8 @@ impl Gpu {
         v: GemmVariant,
         dims: GemmDims,
         a: Operand,
-        (s, s_t): (&wgpu::Buffer, &wgpu::Buffer),
-        c: &wgpu::Buffer,
+        (s, s_t): (&GpuTensor, &GpuTensor),
+        c: &GpuTensor,
     ) -> Result<(), Error> {
         let GemmDims { n, k, ldb, .. } = dims;
         let b = if v.kind.uses_textures() {
@@ -844,9 +832,7 @@ impl Gpu {
         encoder: &mut wgpu::CommandEncoder,
         t: &GpuTensor,
     ) -> Result<(), Error> {
-        self.scoped("clearing a tensor", || {
-            encoder.clear_buffer(&t.buffer, 0, None)
-        })
+        self.scoped("clearing a tensor", || t.record_clear(encoder))
     }
 
     /// `act(x·wᵀ + b)` on the GPU from host slices (one upload, one readback).
@@ -1009,11 +995,11 @@ fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry
     }
 }
 
-/// A bind group entry for a whole buffer.
-pub(crate) fn buffer_entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+/// A bind group entry for a whole buffer or a tensor's range.
+pub(crate) fn buffer_entry(binding: u32, buffer: &dyn Bind) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry {
         binding,
-        resource: buffer.as_entire_binding(),
+        resource: buffer.resource(),
     }
 }
 

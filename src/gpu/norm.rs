@@ -4,7 +4,7 @@
 use super::context::Gpu;
 use super::elementwise::{record_pass, split_rows};
 use super::shader;
-use super::tensor::GpuTensor;
+use super::tensor::{Bind, GpuTensor};
 use crate::activation::Activation;
 use crate::error::Error;
 use crate::nn::NormKind;
@@ -144,17 +144,17 @@ impl Gpu {
         // After the activation `y` is not written; bind scratch so the input
         // is never also bound writable.
         let y = if before { y } else { &buffers.d_in };
-        let mut bindings = vec![
+        let mut bindings: Vec<(u32, &dyn Bind)> = vec![
             (0, &params),
-            (1, gamma.buffer()),
-            (2, beta.buffer()),
-            (3, a.buffer()),
-            (4, buffers.xhat.buffer()),
-            (6, buffers.n.buffer()),
-            (7, y.buffer()),
+            (1, &gamma),
+            (2, &beta),
+            (3, &a),
+            (4, &buffers.xhat),
+            (6, &buffers.n),
+            (7, &y),
         ];
         let NormMode::Batch { running, .. } = mode else {
-            bindings.push((5, buffers.rstd.buffer()));
+            bindings.push((5, &buffers.rstd));
             let pipeline = self.norm_pipeline(act, "layernorm_forward")?;
             return self.scoped("recording layernorm_forward", || {
                 record_pass(
@@ -169,8 +169,8 @@ impl Gpu {
         };
         let stats = self.norm_pipeline(act, "batchnorm_stats")?;
         let apply = self.norm_pipeline(act, "batchnorm_apply")?;
-        bindings.push((13, buffers.rstd.buffer()));
-        bindings.push((20, buffers.mean.buffer()));
+        bindings.push((13, &buffers.rstd));
+        bindings.push((20, &buffers.mean));
         let rows = a.rows() as u32;
         self.scoped("recording batchnorm_forward", || {
             record_pass(
@@ -180,11 +180,11 @@ impl Gpu {
                 &stats,
                 &[
                     (0, &params),
-                    (3, a.buffer()),
-                    (5, buffers.rstd.buffer()),
-                    (17, running.0.buffer()),
-                    (18, running.1.buffer()),
-                    (19, buffers.mean.buffer()),
+                    (3, &a),
+                    (5, &buffers.rstd),
+                    (17, &running.0),
+                    (18, &running.1),
+                    (19, &buffers.mean),
                 ],
                 ((a.cols() as u32).div_ceil(64), 1, 1),
             );
@@ -212,19 +212,20 @@ impl Gpu {
         let rows = g_out.rows();
         let cols = g_out.cols();
         let params = self.norm_params(rows, cols, before, NormMode::Layer)?;
-        let mut bindings = vec![
+        let mut bindings: Vec<(u32, &dyn Bind)> = vec![
             (0, &params),
-            (1, gamma.buffer()),
-            (8, g_out.buffer()),
-            (9, buffers.dn.buffer()),
-            (10, buffers.d_in.buffer()),
-            (11, buffers.n.buffer()),
-            (12, buffers.xhat.buffer()),
-            (13, buffers.rstd.buffer()),
+            (1, &gamma),
+            (8, &g_out),
+            (9, &buffers.dn),
+            (10, &buffers.d_in),
+            (11, &buffers.n),
+            (12, &buffers.xhat),
+            (13, &buffers.rstd),
         ];
         if buffers.kind == NormKind::Batch {
             let pipeline = self.norm_pipeline(act, "batchnorm_backward")?;
-            bindings.extend([(15, dgamma.buffer()), (16, dbeta.buffer())]);
+            bindings.push((15, &dgamma));
+            bindings.push((16, &dbeta));
             return self.scoped("recording batchnorm_backward", || {
                 record_pass(
                     self,
@@ -254,10 +255,10 @@ impl Gpu {
                 &grads,
                 &[
                     (0, &params),
-                    (14, buffers.dn.buffer()),
-                    (12, buffers.xhat.buffer()),
-                    (15, dgamma.buffer()),
-                    (16, dbeta.buffer()),
+                    (14, &buffers.dn),
+                    (12, &buffers.xhat),
+                    (15, &dgamma),
+                    (16, &dbeta),
                 ],
                 ((cols as u32).div_ceil(64), 1, 1),
             );

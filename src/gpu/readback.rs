@@ -226,20 +226,10 @@ impl Gpu {
         pollster::block_on(self.read_bytes_async(buffer, offset, size))
     }
 
-    /// Copies `len` floats starting at float `offset` of `buffer` back to
-    /// the host, blocking.
-    pub(crate) fn read_f32(
-        &self,
-        buffer: &wgpu::Buffer,
-        offset: u64,
-        len: usize,
-    ) -> Result<Vec<f32>, Error> {
-        pollster::block_on(self.read_f32_async(buffer, offset, len))
-    }
-
     /// Copies a tensor back to the host (one readback), without blocking.
     pub async fn download_async(&self, tensor: &super::GpuTensor) -> Result<Vec<f32>, Error> {
-        self.read_f32_async(&tensor.buffer, 0, tensor.len()).await
+        let (buffer, offset) = super::tensor::Bind::raw(tensor);
+        self.read_f32_async(buffer, offset / 4, tensor.len()).await
     }
 }
 

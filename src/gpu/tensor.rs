@@ -10,11 +10,68 @@ use crate::error::Error;
 /// A row-major `[rows, cols]` f32 matrix in a GPU storage buffer. Clones
 /// share the buffer. Kernels take and return these so layers chain without
 /// copying data back to the host.
+///
+/// A tensor may be a view of part of a larger buffer (an arena: a model's
+/// parameters, a trainer's gradients, each tensor at its own aligned
+/// offset): [`GpuTensor::offset`] says where it starts, and every kernel
+/// binds only its range.
 #[derive(Clone)]
 pub struct GpuTensor {
-    pub(crate) buffer: Arc<wgpu::Buffer>,
+    storage: Arc<wgpu::Buffer>,
+    /// Where the tensor starts in `storage`, in bytes (a multiple of
+    /// [`VIEW_ALIGN`] floats' bytes).
+    offset: u64,
     rows: usize,
     cols: usize,
+}
+
+/// Views start at multiples of this many floats (256 bytes: the largest
+/// `min_storage_buffer_offset_alignment` WebGPU allows, so a view binds on
+/// every adapter).
+pub const VIEW_ALIGN: usize = 64;
+
+/// `floats` rounded up to a whole number of [`VIEW_ALIGN`] blocks.
+pub fn align_floats(floats: usize) -> usize {
+    floats.div_ceil(VIEW_ALIGN) * VIEW_ALIGN
+}
+
+/// What a kernel binds: a whole buffer, or a tensor's range of its buffer.
+pub(crate) trait Bind {
+    /// The binding resource.
+    fn resource(&self) -> wgpu::BindingResource<'_>;
+    /// The buffer and the byte offset where the bound range starts.
+    fn raw(&self) -> (&wgpu::Buffer, u64);
+}
+
+impl<T: Bind + ?Sized> Bind for &T {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        (**self).resource()
+    }
+    fn raw(&self) -> (&wgpu::Buffer, u64) {
+        (**self).raw()
+    }
+}
+
+impl Bind for wgpu::Buffer {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        self.as_entire_binding()
+    }
+    fn raw(&self) -> (&wgpu::Buffer, u64) {
+        (self, 0)
+    }
+}
+
+impl Bind for GpuTensor {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.storage,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.bytes()),
+        })
+    }
+    fn raw(&self) -> (&wgpu::Buffer, u64) {
+        (&self.storage, self.offset)
+    }
 }
 
 impl std::fmt::Debug for GpuTensor {
@@ -78,7 +135,8 @@ impl Gpu {
                 })
         })?;
         Ok(GpuTensor {
-            buffer: Arc::new(buffer),
+            storage: Arc::new(buffer),
+            offset: 0,
             rows,
             cols,
         })
@@ -100,7 +158,8 @@ impl Gpu {
             })
         })?;
         Ok(GpuTensor {
-            buffer: Arc::new(buffer),
+            storage: Arc::new(buffer),
+            offset: 0,
             rows,
             cols,
         })
@@ -119,15 +178,17 @@ impl Gpu {
             return Ok(());
         }
         self.scoped("writing a tensor", || {
-            self.inner
-                .queue
-                .write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data))
+            self.inner.queue.write_buffer(
+                &tensor.storage,
+                tensor.offset,
+                bytemuck::cast_slice(data),
+            )
         })
     }
 
     /// Copies a tensor back to the host (one readback).
     pub fn download(&self, tensor: &GpuTensor) -> Result<Vec<f32>, Error> {
-        self.read_f32(&tensor.buffer, 0, tensor.len())
+        pollster::block_on(self.download_async(tensor))
     }
 
     /// A kernel's parameter block holding `data`, bound as a read-only
@@ -195,9 +256,82 @@ impl GpuTensor {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The underlying buffer, for users who record their own kernels.
+    /// The underlying buffer, for users who record their own kernels. The
+    /// tensor occupies [`GpuTensor::byte_range`] of it (the whole buffer
+    /// unless the tensor is a view into an arena): bind that range, for
+    /// example with [`GpuTensor::binding`].
     pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.buffer
+        &self.storage
+    }
+
+    /// Where the tensor starts in [`GpuTensor::buffer`], in bytes.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The bytes of [`GpuTensor::buffer`] the tensor occupies.
+    pub fn byte_range(&self) -> std::ops::Range<u64> {
+        self.offset..self.offset + self.len() as u64 * 4
+    }
+
+    /// The binding of exactly this tensor's range, for a bind group entry.
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        Bind::resource(self)
+    }
+
+    /// Bytes bound for this tensor: its elements, at least one float (an
+    /// empty tensor still binds a valid range).
+    fn bytes(&self) -> u64 {
+        self.len().max(1) as u64 * 4
+    }
+
+    /// A `[rows, cols]` view of this tensor's storage starting `at` floats
+    /// into it (a multiple of [`VIEW_ALIGN`]).
+    pub(crate) fn view(&self, at: usize, rows: usize, cols: usize) -> Result<GpuTensor, Error> {
+        let len = rows
+            .checked_mul(cols)
+            .and_then(|n| n.checked_add(at))
+            .ok_or_else(|| Error::Config(format!("a view [{rows}, {cols}] overflows usize")))?;
+        if !at.is_multiple_of(VIEW_ALIGN) || len > self.len() {
+            return Err(Error::shape(
+                "view",
+                format!(
+                    "a view inside {} floats at a multiple of {VIEW_ALIGN}",
+                    self.len()
+                ),
+                format!("[{rows}, {cols}] at {at}"),
+            ));
+        }
+        Ok(GpuTensor {
+            storage: self.storage.clone(),
+            offset: self.offset + at as u64 * 4,
+            rows,
+            cols,
+        })
+    }
+
+    /// Records a copy of `floats` elements from `self` (starting `from`
+    /// elements in) to `to` (starting `at` elements in).
+    pub(crate) fn record_copy_to(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        from: usize,
+        to: &GpuTensor,
+        at: usize,
+        floats: usize,
+    ) {
+        encoder.copy_buffer_to_buffer(
+            &self.storage,
+            self.offset + from as u64 * 4,
+            &to.storage,
+            to.offset + at as u64 * 4,
+            floats as u64 * 4,
+        );
+    }
+
+    /// Records zeroing this tensor's range.
+    pub(crate) fn record_clear(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.clear_buffer(&self.storage, self.offset, Some(self.len() as u64 * 4));
     }
     /// The first `rows` rows, sharing this tensor's storage.
     pub fn prefix_rows(&self, rows: usize) -> Result<GpuTensor, Error> {
@@ -209,7 +343,8 @@ impl GpuTensor {
             ));
         }
         Ok(GpuTensor {
-            buffer: self.buffer.clone(),
+            storage: self.storage.clone(),
+            offset: self.offset,
             rows,
             cols: self.cols,
         })
@@ -225,7 +360,8 @@ impl GpuTensor {
             ));
         }
         Ok(GpuTensor {
-            buffer: self.buffer.clone(),
+            storage: self.storage.clone(),
+            offset: self.offset,
             rows,
             cols,
         })

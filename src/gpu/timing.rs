@@ -170,7 +170,7 @@ impl Gpu {
                         encoder,
                         name,
                         &pipeline,
-                        &[(0, &params), (1, &sink.buffer)],
+                        &[(0, &params), (1, &sink)],
                         (invocations / 64, 1, 1),
                     )
                 })

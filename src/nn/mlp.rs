@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::arena::{ParamKind, ParamLayout};
 use super::init::{layer_rng, Init};
 use super::loss::Head;
 use crate::activation::Activation;
@@ -447,7 +448,7 @@ pub struct Mlp {
     pub gpu: Gpu,
     /// The architecture.
     pub config: MlpConfig,
-    /// Linear layers, output layer last.
+    /// Linear layers, output layer last (views into [`Mlp::arena`]).
     pub layers: Vec<LayerParams>,
     /// Learned PReLU slopes per layer (`None` where the layer has none).
     pub slopes: Vec<Option<GpuTensor>>,
@@ -456,6 +457,9 @@ pub struct Mlp {
     /// BatchNorm1d's running (mean `[1, width]`, variance `[1, width]`) per
     /// layer (`None` where none).
     pub running: Vec<Option<(GpuTensor, GpuTensor)>>,
+    /// Every trained tensor in one buffer (the fields above are views).
+    arena: GpuTensor,
+    layout: ParamLayout,
 }
 
 impl Mlp {
@@ -478,7 +482,7 @@ impl Mlp {
         params: &[LayerValues],
         slopes: &[Vec<f32>],
     ) -> Result<Mlp, Error> {
-        let mut mlp = Self::from_parameters(gpu, config, params)?;
+        let mlp = Self::from_parameters(gpu, config, params)?;
         if slopes.len() != mlp.layers.len() {
             return Err(Error::shape("PReLU slopes", mlp.layers.len(), slopes.len()));
         }
@@ -491,11 +495,9 @@ impl Mlp {
                     s.len(),
                 ));
             }
-            mlp.slopes[l] = if want > 0 {
-                Some(gpu.upload(s, 1, want)?)
-            } else {
-                None
-            };
+            if let Some(view) = &mlp.slopes[l] {
+                gpu.write(view, s)?;
+            }
         }
         Ok(mlp)
     }
@@ -577,7 +579,6 @@ impl Mlp {
                 format!("{} layers", params.len()),
             ));
         }
-        let mut layers = Vec::with_capacity(shapes.len());
         for (l, ((w, b), &(fan_in, fan_out))) in params.iter().zip(&shapes).enumerate() {
             if w.len() != fan_in * fan_out || b.len() != fan_out {
                 return Err(Error::shape(
@@ -586,42 +587,63 @@ impl Mlp {
                     format!("{} weight values and {} bias values", w.len(), b.len()),
                 ));
             }
-            layers.push(LayerParams {
-                weight: gpu.upload(w, fan_out, fan_in)?,
-                bias: gpu.upload(b, 1, fan_out)?,
-            });
         }
-        // Learned slopes start at the prelu weight; from_parameters_and_slopes overrides.
-        let slopes = config
-            .initial_slopes()
+        config.check_fits(gpu)?;
+        // Every trained tensor in one buffer: weights and biases as given,
+        // learned slopes at the prelu weight (from_parameters_and_slopes
+        // overrides), normalisation scale 1 and shift 0 (as PyTorch).
+        let layout = ParamLayout::of(&config)?;
+        gpu.check_tensor_size("the net's parameters", layout.len())?;
+        let initial_slopes = config.initial_slopes();
+        let mut host = vec![0.0f32; layout.len()];
+        for e in layout.entries() {
+            let (w, b) = &params[e.layer];
+            let slot = &mut host[e.offset..e.offset + e.len()];
+            match e.kind {
+                ParamKind::Weight => slot.copy_from_slice(w),
+                ParamKind::Bias => slot.copy_from_slice(b),
+                ParamKind::Slopes => slot.copy_from_slice(&initial_slopes[e.layer]),
+                ParamKind::NormScale => slot.fill(1.0),
+                ParamKind::NormShift => slot.fill(0.0),
+            }
+        }
+        let arena = gpu.upload(&host, 1, layout.len())?;
+        drop(host);
+        let mut layers = Vec::with_capacity(shapes.len());
+        let mut slopes = Vec::with_capacity(shapes.len());
+        let mut norms = Vec::with_capacity(shapes.len());
+        for l in 0..shapes.len() {
+            layers.push(LayerParams {
+                weight: layout.view_of(&arena, l, ParamKind::Weight)?,
+                bias: layout.view_of(&arena, l, ParamKind::Bias)?,
+            });
+            slopes.push(layout.maybe_view(&arena, l, ParamKind::Slopes)?);
+            norms.push(
+                match (
+                    layout.maybe_view(&arena, l, ParamKind::NormScale)?,
+                    layout.maybe_view(&arena, l, ParamKind::NormShift)?,
+                ) {
+                    (Some(g), Some(b)) => Some((g, b)),
+                    _ => None,
+                },
+            );
+        }
+        // BatchNorm's running mean 0 and variance 1 (as PyTorch): not
+        // trained, so outside the arena.
+        let running = layers
             .iter()
-            .map(|s| {
-                if s.is_empty() {
-                    Ok(None)
-                } else {
-                    gpu.upload(s, 1, s.len()).map(Some)
+            .enumerate()
+            .map(|(l, layer)| {
+                let w = layer.weight.rows();
+                if !config.has_batch_norm(l) {
+                    return Ok(None);
                 }
+                Ok(Some((
+                    gpu.upload(&vec![0.0; w], 1, w)?,
+                    gpu.upload(&vec![1.0; w], 1, w)?,
+                )))
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        // Scale 1 and shift 0; running mean 0 and variance 1 (as PyTorch).
-        let constant_pairs = |has: &dyn Fn(usize) -> bool, (a, b): (f32, f32)| {
-            layers
-                .iter()
-                .enumerate()
-                .map(|(l, layer)| {
-                    let w = layer.weight.rows();
-                    if !has(l) {
-                        return Ok(None);
-                    }
-                    Ok(Some((
-                        gpu.upload(&vec![a; w], 1, w)?,
-                        gpu.upload(&vec![b; w], 1, w)?,
-                    )))
-                })
-                .collect::<Result<Vec<_>, Error>>()
-        };
-        let norms = constant_pairs(&|l| config.has_norm(l), (1.0, 0.0))?;
-        let running = constant_pairs(&|l| config.has_batch_norm(l), (0.0, 1.0))?;
         Ok(Mlp {
             gpu: gpu.clone(),
             config,
@@ -629,7 +651,20 @@ impl Mlp {
             slopes,
             norms,
             running,
+            arena,
+            layout,
         })
+    }
+
+    /// The arena holding every trained tensor (`[1, len]`): the views in
+    /// [`Mlp::layers`], [`Mlp::slopes`] and [`Mlp::norms`] are ranges of it.
+    pub fn arena(&self) -> &GpuTensor {
+        &self.arena
+    }
+
+    /// Where each trained tensor lives in [`Mlp::arena`].
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
     }
 
     /// Every parameter, named as PyTorch names a stack of Linear layers

@@ -58,10 +58,10 @@ pub fn run_gemm(
         v,
         fusedmlp::gpu::gemm::Epilogue::Plain,
         dims,
-        a.buffer(),
-        b.buffer(),
+        a,
+        b,
         None,
-        y.buffer(),
+        y,
         None,
     )
     .unwrap();

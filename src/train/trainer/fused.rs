@@ -89,13 +89,7 @@ fn copy(
     to: (&GpuTensor, usize),
     floats: usize,
 ) {
-    encoder.copy_buffer_to_buffer(
-        from.0.buffer(),
-        (from.1 * 4) as u64,
-        to.0.buffer(),
-        (to.1 * 4) as u64,
-        (floats * 4) as u64,
-    );
+    from.0.record_copy_to(encoder, from.1, to.0, to.1, floats);
 }
 
 impl Trainer {

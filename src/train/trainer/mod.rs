@@ -25,8 +25,9 @@ use crate::data::Dataset;
 use crate::error::Error;
 use crate::gpu::elementwise::{grid_1d, record_pass, RegParams};
 use crate::gpu::linear::LinearScratch;
+use crate::gpu::tensor::Bind;
 use crate::gpu::{shader, Gpu, GpuTensor};
-use crate::nn::{Mlp, Optimizer};
+use crate::nn::{Mlp, Optimizer, ParamKind};
 
 mod fused;
 mod logs;
@@ -147,9 +148,6 @@ impl Slots {
     fn grad_norm(&self, l: usize) -> (u32, u32) {
         ((3 * self.layers + l) as u32, (4 * self.layers + l) as u32)
     }
-    fn gradients(&self) -> u32 {
-        (5 * self.layers) as u32
-    }
     fn weight(&self, l: usize) -> u32 {
         (5 * self.layers + l) as u32
     }
@@ -159,8 +157,12 @@ impl Slots {
     fn global(&self) -> u32 {
         (7 * self.layers) as u32
     }
+    /// Σ g² over the whole gradient arena (what clipping scales by).
+    fn arena_grad(&self) -> u32 {
+        (7 * self.layers + 1) as u32
+    }
     fn count(&self) -> usize {
-        7 * self.layers + 1
+        7 * self.layers + 2
     }
 }
 
@@ -204,6 +206,11 @@ pub struct Trainer {
     x_batch: GpuTensor,
     y_batch: GpuTensor,
     layers: Vec<LayerState>,
+    /// Every gradient, laid out as the model's parameter arena
+    /// ([`Mlp::layout`]); the layers' `dw`, `db`, ... are views of it.
+    grads: GpuTensor,
+    /// The optimizer's two state arenas, laid out likewise.
+    state: (GpuTensor, GpuTensor),
     row_stats: GpuTensor,
     step_stats: GpuTensor,
     train_totals: GpuTensor,
@@ -350,6 +357,18 @@ impl Trainer {
         let x_batch = gpu.zeros(rows, mc.input)?;
         let y_batch = gpu.zeros(rows, 1)?;
         let shapes = mc.layer_shapes();
+        // Gradients and each optimizer state in arenas laid out as the
+        // parameters: one optimizer dispatch, one norm, one finite check.
+        let layout = model.layout().clone();
+        let grads = gpu.zeros(1, layout.len())?;
+        let state = (gpu.zeros(1, layout.len())?, gpu.zeros(1, layout.len())?);
+        let grad_of = |l, kind| layout.view_of(&grads, l, kind);
+        let state_of = |l, kind| -> Result<(GpuTensor, GpuTensor), Error> {
+            Ok((
+                layout.view_of(&state.0, l, kind)?,
+                layout.view_of(&state.1, l, kind)?,
+            ))
+        };
         let mut layers = Vec::new();
         for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
             let act = mc.layer_activation(l);
@@ -359,18 +378,15 @@ impl Trainer {
             } else {
                 0.0
             };
-            let pair = |r, c| -> Result<(GpuTensor, GpuTensor), Error> {
-                Ok((gpu.zeros(r, c)?, gpu.zeros(r, c)?))
-            };
             layers.push(LayerState {
                 act,
                 y: gpu.zeros(rows, fan_out)?,
                 z: gpu.zeros(rows, fan_out)?,
                 dy: gpu.zeros(rows, fan_out)?,
-                dw: gpu.zeros(fan_out, fan_in)?,
-                db: gpu.zeros(1, fan_out)?,
-                w_state: pair(fan_out, fan_in)?,
-                b_state: pair(1, fan_out)?,
+                dw: grad_of(l, ParamKind::Weight)?,
+                db: grad_of(l, ParamKind::Bias)?,
+                w_state: state_of(l, ParamKind::Weight)?,
+                b_state: state_of(l, ParamKind::Bias)?,
                 w_prev: gpu.zeros(fan_out, fan_in)?,
                 columns: gpu.zeros(fan_out, 5)?,
                 diag_params: gpu.params(&ColumnParams {
@@ -401,19 +417,19 @@ impl Trainer {
                     Some((kind, _)) if mc.has_norm(l) => Some(NormState {
                         before: mc.norm_before(),
                         buffers: gpu.norm_buffers(kind, rows, fan_out)?,
-                        dgamma: gpu.zeros(1, fan_out)?,
-                        dbeta: gpu.zeros(1, fan_out)?,
-                        gamma_state: pair(1, fan_out)?,
-                        beta_state: pair(1, fan_out)?,
+                        dgamma: grad_of(l, ParamKind::NormScale)?,
+                        dbeta: grad_of(l, ParamKind::NormShift)?,
+                        gamma_state: state_of(l, ParamKind::NormScale)?,
+                        beta_state: state_of(l, ParamKind::NormShift)?,
                     }),
                     _ => None,
                 },
                 slopes: match mc.slope_count(l) {
                     0 => None,
-                    k => Some(SlopeState {
-                        grad: gpu.zeros(1, k)?,
+                    _ => Some(SlopeState {
+                        grad: grad_of(l, ParamKind::Slopes)?,
                         units: gpu.zeros(1, fan_out)?,
-                        state: pair(1, k)?,
+                        state: state_of(l, ParamKind::Slopes)?,
                         dz: gpu.zeros(rows, fan_out)?,
                     }),
                 },
@@ -471,6 +487,8 @@ impl Trainer {
             None => None,
         };
         Ok(Trainer {
+            grads,
+            state,
             row_stats: gpu.zeros(rows, 2)?,
             step_stats: gpu.zeros(1, 2)?,
             train_totals: gpu.zeros(1, 3)?,

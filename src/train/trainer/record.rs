@@ -33,11 +33,11 @@ impl Trainer {
                 &pipeline,
                 &[
                     (0, &params),
-                    (1, x.buffer()),
-                    (2, y.buffer()),
+                    (1, &x),
+                    (2, &y),
                     (3, perm),
-                    (4, self.x_batch.buffer()),
-                    (5, self.y_batch.buffer()),
+                    (4, &self.x_batch),
+                    (5, &self.y_batch),
                 ],
                 ((cols as u32).div_ceil(64), rows as u32, 1),
             )
@@ -95,7 +95,7 @@ impl Trainer {
                         "regularize_forward",
                         layer,
                         dropout,
-                        &[(1, y.buffer()), (2, input.buffer()), (3, out.buffer())],
+                        &[(1, &y), (2, &input), (3, &out)],
                         y.len(),
                     )?;
                     out
@@ -113,7 +113,7 @@ impl Trainer {
         entry: &str,
         layer: &LayerState,
         dropout: bool,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, &dyn crate::gpu::tensor::Bind)],
         len: usize,
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
@@ -144,7 +144,7 @@ impl Trainer {
             affine_a: a as f32,
             affine_b: b as f32,
         })?;
-        let mut bindings = vec![(0, &params)];
+        let mut bindings: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![(0, &params)];
         bindings.extend_from_slice(buffers);
         gpu.scoped("recording dropout or a residual", || {
             record_pass(gpu, encoder, entry, &pipeline, &bindings, (x, y, 1))
@@ -184,10 +184,10 @@ impl Trainer {
                 &fwd,
                 &[
                     (0, &params),
-                    (1, last.y.buffer()),
-                    (2, self.y_batch.buffer()),
-                    (3, last.dy.buffer()),
-                    (4, self.row_stats.buffer()),
+                    (1, &last.y),
+                    (2, &self.y_batch),
+                    (3, &last.dy),
+                    (4, &self.row_stats),
                 ],
                 ((rows as u32).div_ceil(64), 1, 1),
             );
@@ -198,9 +198,9 @@ impl Trainer {
                 &reduce,
                 &[
                     (8, &rparams),
-                    (5, self.row_stats.buffer()),
-                    (6, self.step_stats.buffer()),
-                    (7, totals.buffer()),
+                    (5, &self.row_stats),
+                    (6, &self.step_stats),
+                    (7, &totals),
                 ],
                 (1, 1, 1),
             );
@@ -229,12 +229,7 @@ impl Trainer {
                 encoder,
                 "sumsq",
                 &pipeline,
-                &[
-                    (0, &params),
-                    (1, a.buffer()),
-                    (2, other.buffer()),
-                    (3, self.norms.buffer()),
-                ],
+                &[(0, &params), (1, &a), (2, &other), (3, &self.norms)],
                 (1, 1, 1),
             )
         })
@@ -267,7 +262,7 @@ impl Trainer {
                 encoder,
                 "check_finite",
                 &pipeline,
-                &[(7, &params), (8, values.buffer()), (9, &self.first_bad)],
+                &[(7, &params), (8, &values), (9, &self.first_bad)],
                 (groups, 1, 1),
             )
         })
@@ -343,21 +338,17 @@ impl Trainer {
             false,
         )?;
         let params = gpu.params(&p)?;
-        let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![
-            (0, &params),
-            (1, &self.step_state),
-            (2, param.buffer()),
-            (3, grad.buffer()),
-        ];
+        let mut bindings: Vec<(u32, &dyn crate::gpu::tensor::Bind)> =
+            vec![(0, &params), (1, &self.step_state), (2, &param), (3, &grad)];
         match entry {
-            "sgd" => bindings.push((4, state.0.buffer())),
+            "sgd" => bindings.push((4, &state.0)),
             "adam" => {
-                bindings.push((4, state.0.buffer()));
-                bindings.push((5, state.1.buffer()));
+                bindings.push((4, &state.0));
+                bindings.push((5, &state.1));
             }
             _ => {
-                bindings.push((4, state.0.buffer()));
-                bindings.push((5, state.1.buffer()));
+                bindings.push((4, &state.0));
+                bindings.push((5, &state.1));
             }
         }
         gpu.scoped("recording an optimizer step", || {
@@ -388,9 +379,9 @@ impl Trainer {
                     &columns,
                     &[
                         (0, params),
-                        (1, layer.z.buffer()),
-                        (2, layer.y.buffer()),
-                        (3, layer.columns.buffer()),
+                        (1, &layer.z),
+                        (2, &layer.y),
+                        (3, &layer.columns),
                         (4, &self.hist),
                     ],
                     ((cols as u32).div_ceil(64), 1, 1),
@@ -400,11 +391,7 @@ impl Trainer {
                     encoder,
                     "summarize",
                     &summarize,
-                    &[
-                        (0, params),
-                        (5, layer.columns.buffer()),
-                        (6, self.summary.buffer()),
-                    ],
+                    &[(0, params), (5, &layer.columns), (6, &self.summary)],
                     (1, 1, 1),
                 );
             })?;

@@ -12,9 +12,8 @@ impl Trainer {
         rows: usize,
         totals: &GpuTensor,
     ) -> Result<(), Error> {
-        self.gpu.scoped("clearing totals", || {
-            encoder.clear_buffer(totals.buffer(), 0, None)
-        })?;
+        self.gpu
+            .scoped("clearing totals", || totals.record_clear(encoder))?;
         let chunk = self.config.batch_size;
         let mut start = 0;
         while start < rows {
@@ -98,7 +97,7 @@ impl Trainer {
                 let gpu = self.gpu.clone();
                 let mut clear = gpu.device().create_command_encoder(&Default::default());
                 gpu.scoped("clearing totals", || {
-                    clear.clear_buffer(self.train_totals.buffer(), 0, None)
+                    self.train_totals.record_clear(&mut clear)
                 })?;
                 gpu.submit("clearing totals", vec![clear.finish()])?;
             }

@@ -74,7 +74,7 @@ impl Trainer {
                         "dropout_backward",
                         layer,
                         true,
-                        &[(4, layer.dy.buffer()), (5, dd.buffer())],
+                        &[(4, &layer.dy), (5, &dd)],
                         layer.dy.len(),
                     )?;
                     dd
@@ -146,7 +146,7 @@ impl Trainer {
                     "residual_backward",
                     layer,
                     false,
-                    &[(6, layer.dy.buffer()), (7, prev.dy.buffer())],
+                    &[(6, &layer.dy), (7, &prev.dy)],
                     layer.dy.len(),
                 )?;
             }
@@ -155,7 +155,8 @@ impl Trainer {
             self.record_fused_backward(&mut encoder, f)?;
         }
         let n = self.layers.len();
-        if log || self.config.clip_norm.is_some() {
+        if log {
+            // Per-tensor norms for the diagnostics.
             for (l, layer) in self.layers.iter().enumerate() {
                 self.record_sumsq(&mut encoder, &layer.dw, None, self.slots.grad_w(l))?;
                 self.record_sumsq(&mut encoder, &layer.db, None, self.slots.grad_b(l))?;
@@ -168,6 +169,11 @@ impl Trainer {
                     self.record_sumsq(&mut encoder, &st.dbeta, None, sb)?;
                 }
             }
+        }
+        if log || self.config.clip_norm.is_some() {
+            // The global norm: one reduction over the whole gradient arena
+            // (its gaps are zeros), which clipping reads.
+            self.record_sumsq(&mut encoder, &self.grads, None, self.slots.arena_grad())?;
             let pipeline = gpu.pipeline(
                 "stats",
                 "clip_scale",
@@ -175,8 +181,8 @@ impl Trainer {
                 false,
             )?;
             let params = gpu.params(&ClipParams {
-                first: 0,
-                count: self.slots.gradients(),
+                first: self.slots.arena_grad(),
+                count: 1,
                 out_slot: self.slots.global(),
                 max_norm: self.config.clip_norm.unwrap_or(0.0),
             })?;
@@ -186,11 +192,7 @@ impl Trainer {
                     &mut encoder,
                     "clip_scale",
                     &pipeline,
-                    &[
-                        (4, &params),
-                        (5, self.norms.buffer()),
-                        (6, &self.step_state),
-                    ],
+                    &[(4, &params), (5, &self.norms), (6, &self.step_state)],
                     (1, 1, 1),
                 )
             })?;
@@ -200,27 +202,14 @@ impl Trainer {
                 self.record_sumsq(&mut encoder, &params.weight, None, self.slots.weight(l))?;
                 let prev = &self.layers[l].w_prev;
                 gpu.scoped("saving weights", || {
-                    encoder.copy_buffer_to_buffer(
-                        params.weight.buffer(),
-                        0,
-                        prev.buffer(),
-                        0,
-                        (params.weight.len() * 4) as u64,
-                    )
+                    params
+                        .weight
+                        .record_copy_to(&mut encoder, 0, prev, 0, params.weight.len())
                 })?;
             }
         }
-        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
-            self.record_optimizer(&mut encoder, &params.weight, &layer.dw, &layer.w_state)?;
-            self.record_optimizer(&mut encoder, &params.bias, &layer.db, &layer.b_state)?;
-            if let (Some(st), Some(slopes)) = (&layer.slopes, &self.model.slopes[l]) {
-                self.record_optimizer(&mut encoder, slopes, &st.grad, &st.state)?;
-            }
-            if let (Some(st), Some((g, b))) = (&layer.norm, &self.model.norms[l]) {
-                self.record_optimizer(&mut encoder, g, &st.dgamma, &st.gamma_state)?;
-                self.record_optimizer(&mut encoder, b, &st.dbeta, &st.beta_state)?;
-            }
-        }
+        // Every tensor updated in one dispatch over the arenas.
+        self.record_optimizer(&mut encoder, self.model.arena(), &self.grads, &self.state)?;
         // Divergence detection: where a NaN or infinity first appears.
         for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
             self.record_check_finite(&mut encoder, &layer.y, 3 * l)?;
@@ -268,10 +257,10 @@ impl Trainer {
     ) -> Result<(), Error> {
         let n = self.layers.len();
         let sizes = [
-            (self.step_stats.buffer(), 8u64),
-            (self.norms.buffer(), (self.slots.count() * 4) as u64),
-            (self.summary.buffer(), (n * 16) as u64),
-            (&self.hist, (n * (HIST_BINS + 2) * 4) as u64),
+            (self.step_stats.raw(), 8u64),
+            (self.norms.raw(), (self.slots.count() * 4) as u64),
+            (self.summary.raw(), (n * 16) as u64),
+            ((&self.hist, 0), (n * (HIST_BINS + 2) * 4) as u64),
         ];
         debug_assert_eq!(
             sizes.iter().map(|s| s.1).sum::<u64>(),
@@ -279,8 +268,8 @@ impl Trainer {
         );
         let mut offset = 0;
         self.gpu.scoped("copying diagnostics", || {
-            for (buf, size) in sizes {
-                encoder.copy_buffer_to_buffer(buf, 0, staging, offset, size);
+            for ((buf, from), size) in sizes {
+                encoder.copy_buffer_to_buffer(buf, from, staging, offset, size);
                 offset += size;
             }
         })
