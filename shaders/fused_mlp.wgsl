@@ -8,15 +8,17 @@
 //         32, 64 or 128, over 4
 //   RG    row groups: 128 / CG invocations share a column group
 //   ROWS  batch rows per workgroup, RPER = ROWS / RG of them per invocation
-// and saved_at(i), which reads what the backward needs: z (from zs) where
-// the activation's derivative needs it, else y (from ys).
+// and saved_at(l, i), which reads what the backward needs: z (from zs,
+// layer l at l * act_stride) where the activation's derivative needs it,
+// else y (from ys0 or ys1).
 //
 // An invocation owns 4 adjacent columns (a vec4) of RPER rows: rows rg,
 // rg + RG, ... of the block. Every sum over k runs in order, one vec4 FMA
 // per 4 inputs, so results do not depend on the dispatch.
 //
-// Weights arrive packed per layer, [width, in_l] row-major (in_0 = the
-// net's input width, in_l = width after); `pack` lays them out for the
+// Weights arrive per layer, [width, in_l] row-major (in_0 = the net's
+// input width, in_l = width after), each where the offset table says (a
+// packed stack, or a parameter arena); `pack` lays them out for the
 // kernels: wt (forward) holds each layer transposed, [pad4(in_l), CG] vec4
 // rows, and wp (backward, layers 1..) holds each as [pad4(width), CG] vec4
 // rows, with zeros past the real sizes, so no loop needs a bound check.
@@ -32,28 +34,55 @@ struct FusedParams {
     // vec4s in wt and in wp (for `pack`).
     wt_len: u32,
     wp_len: u32,
+    // Floats per layer in zs and dz (layer l at l * act_stride), and in
+    // ys0 and ys1 (layer l at (l / 2) * act_stride).
+    act_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: FusedParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ys: array<f32>;
+// Every layer's output: even layers in ys0, odd layers in ys1, layer l at
+// (l / 2) * act_stride. Two buffers, so that the layered kernels, which
+// read one layer's output and write the next, never bind one buffer twice.
+@group(0) @binding(4) var<storage, read_write> ys0: array<f32>;
+@group(0) @binding(11) var<storage, read_write> ys1: array<f32>;
 // forward: y_last (written, [batch, width]); backward: dy_last (read).
 @group(0) @binding(5) var<storage, read_write> io: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dz: array<f32>;
 @group(0) @binding(7) var<storage, read_write> wp: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> w: array<f32>;
+// Per layer: where its weight (x) and bias (y) start in w and bias
+// (z, w: where the gradient kernel writes dW and db).
+@group(0) @binding(10) var<storage, read> table: array<vec4<u32>>;
 
 // The rows of the block: the current layer's input (forward) or
 // activation gradient (backward), [ROWS, CG] vec4.
 var<workgroup> h: array<vec4<f32>, ROWS * CG>;
 
 fn w_off(l: u32) -> u32 {
-    if (l == 0u) {
-        return 0u;
+    return table[l].x;
+}
+
+fn store_y(l: u32, i: u32, v: f32) {
+    let at = (l / 2u) * p.act_stride + i;
+    if (l % 2u == 0u) {
+        ys0[at] = v;
+    } else {
+        ys1[at] = v;
     }
-    return p.width * p.input + (l - 1u) * p.width * p.width;
+}
+
+fn load_y(l: u32, i: u32) -> f32 {
+    let at = (l / 2u) * p.act_stride + i;
+    if (l % 2u == 0u) {
+        return ys0[at];
+    }
+    return ys1[at];
 }
 
 fn wt_off(l: u32) -> u32 {
@@ -173,7 +202,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         var bv = vec4<f32>(0.0);
         for (var c = 0u; c < 4u; c++) {
             if (o + c < width) {
-                bv[c] = bias[l * width + o + c];
+                bv[c] = bias[table[l].y + o + c];
             }
         }
         for (var j = 0u; j < RPER; j++) {
@@ -183,9 +212,9 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
             var y = act4(zz);
             for (var c = 0u; c < 4u; c++) {
                 if (o + c < width && row < p.batch) {
-                    let at = (l * p.batch + row) * width + o + c;
-                    ys[at] = y[c];
-                    store_z(at, zz[c]);
+                    let i = row * width + o + c;
+                    store_y(l, i, y[c]);
+                    store_z(l, i, zz[c]);
                     if (l + 1u == p.layers) {
                         io[row * width + o + c] = y[c];
                     }
@@ -234,9 +263,9 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             var d = vec4<f32>(0.0);
             for (var c = 0u; c < 4u; c++) {
                 if (k + c < width && row < p.batch) {
-                    let at = (l * p.batch + row) * width + k + c;
-                    d[c] = flush_subnormal(acc[j][c] * derivative_from_saved(saved_at(at)));
-                    dz[at] = d[c];
+                    let i = row * width + k + c;
+                    d[c] = flush_subnormal(acc[j][c] * derivative_from_saved(saved_at(l, i)));
+                    dz[l * p.act_stride + i] = d[c];
                 }
             }
             h[r * CG + cg] = d;

@@ -70,28 +70,3 @@ fn clip_scale() {
         step_state[3] = min(1.0, cp.max_norm / (norm + 1.0e-6));
     }
 }
-
-struct FiniteParams {
-    len: u32,
-    slot: u32,
-    step: u32,
-    // Invocations in the whole dispatch (the stride of the loop).
-    stride: u32,
-}
-
-@group(0) @binding(7) var<storage, read> fp: FiniteParams;
-@group(0) @binding(8) var<storage, read> values: array<f32>;
-// Per slot: the first step at which a non-finite value was seen (u32 max: none).
-@group(0) @binding(9) var<storage, read_write> first_bad: array<atomic<u32>>;
-
-// Divergence detection: an all-ones exponent means infinity or NaN. The
-// minimum over steps is order-independent, so the flag is deterministic.
-@compute @workgroup_size(256)
-fn check_finite(@builtin(global_invocation_id) gid: vec3<u32>) {
-    for (var i = gid.x; i < fp.len; i = i + fp.stride) {
-        if ((bitcast<u32>(values[i]) & 0x7f800000u) == 0x7f800000u) {
-            atomicMin(&first_bad[fp.slot], fp.step);
-            break;
-        }
-    }
-}

@@ -1019,3 +1019,45 @@ fn fused_kernels_refuse_nets_they_cannot_run() {
     train.kernels = Kernels::Auto;
     Trainer::new(Mlp::new(&gpu, config).unwrap(), train, &data, &data).unwrap();
 }
+
+/// The step's one finite check names where a NaN first appears: poisoning
+/// one layer's bias makes that layer's output the first non-finite value,
+/// on both kernel paths, for even and odd hidden layers (their outputs live
+/// in two buffers) and for the output layer (the logits).
+#[test]
+fn the_one_finite_check_names_the_first_non_finite_layer() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(64, 8, 3, 5);
+    for kernels in [Kernels::Fused, Kernels::Layered] {
+        for poisoned in [1usize, 2, 4] {
+            let model = Mlp::new(&gpu, MlpConfig::deep(8, 4, 16, 3, Activation::Identity)).unwrap();
+            let width = model.layers[poisoned].bias.len();
+            gpu.write(&model.layers[poisoned].bias, &vec![f32::NAN; width])
+                .unwrap();
+            let tc = TrainConfig {
+                batch_size: 16,
+                log_every: u64::MAX,
+                kernels,
+                ..Default::default()
+            };
+            let mut t = Trainer::new(model, tc, &data, &data).unwrap();
+            t.run_steps(3).unwrap();
+            let d = t.divergence().unwrap().expect("a NaN bias must be caught");
+            assert_eq!(
+                (d.step, d.layer, d.tensor.as_str()),
+                (0, Some(poisoned), "activation"),
+                "kernels {kernels}, NaN in layer {poisoned}'s bias: {d}"
+            );
+        }
+        // A clean run raises no flag.
+        let model = Mlp::new(&gpu, MlpConfig::deep(8, 4, 16, 3, Activation::Identity)).unwrap();
+        let tc = TrainConfig {
+            batch_size: 16,
+            kernels,
+            ..Default::default()
+        };
+        let mut t = Trainer::new(model, tc, &data, &data).unwrap();
+        t.run_steps(3).unwrap();
+        assert!(t.divergence().unwrap().is_none());
+    }
+}

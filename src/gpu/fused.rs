@@ -20,7 +20,9 @@
 use std::sync::Arc;
 
 use super::elementwise::{grid_1d, record_pass};
-use super::tensor::Bind;
+use wgpu::util::DeviceExt;
+
+use super::tensor::{align_floats, Bind};
 use super::{shader, Gpu, GpuTensor};
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
@@ -78,10 +80,19 @@ impl FusedShape {
         self.layers * self.width
     }
 
-    /// Floats in the per-layer activations, `[layers, batch, width]` (the
-    /// saved values and the activation gradients).
+    /// Floats from one layer's activations to the next layer's in the
+    /// per-layer activation buffers: `batch × width` rounded up to a whole
+    /// [`VIEW_ALIGN`](crate::gpu::tensor::VIEW_ALIGN) block, so each
+    /// layer's activations can be viewed as a tensor of their own.
+    pub fn act_stride(&self) -> usize {
+        align_floats(self.batch * self.width)
+    }
+
+    /// Floats in the per-layer activations, `layers` blocks of
+    /// [`FusedShape::act_stride`] (the saved values and the activation
+    /// gradients; layer `l`'s `[batch, width]` start at `l * act_stride`).
     pub fn activations_len(&self) -> usize {
-        self.layers * self.batch * self.width
+        self.layers * self.act_stride()
     }
 
     /// Floats in the packed gradients: per layer, dW (`[width, in_l]`) then
@@ -148,6 +159,8 @@ struct FusedParams {
     w4: u32,
     wt_len: u32,
     wp_len: u32,
+    act_stride: u32,
+    pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -160,7 +173,7 @@ struct GradParams {
     row_tiles: u32,
     col_tiles0: u32,
     col_tiles: u32,
-    pad: u32,
+    act_stride: u32,
 }
 
 /// The WGSL that sizes a fused kernel for `lanes` and binds where the
@@ -178,13 +191,13 @@ fn prelude(act: Activation, lanes: u32) -> String {
     if act.saved() == Saved::PreActivation {
         s.push_str(
             "@group(0) @binding(9) var<storage, read_write> zs: array<f32>;\n\
-             fn store_z(i: u32, v: f32) { zs[i] = v; }\n\
-             fn saved_at(i: u32) -> f32 { return zs[i]; }\n",
+             fn store_z(l: u32, i: u32, v: f32) { zs[l * p.act_stride + i] = v; }\n\
+             fn saved_at(l: u32, i: u32) -> f32 { return zs[l * p.act_stride + i]; }\n",
         );
     } else {
         s.push_str(
-            "fn store_z(i: u32, v: f32) {}\n\
-             fn saved_at(i: u32) -> f32 { return ys[i]; }\n",
+            "fn store_z(l: u32, i: u32, v: f32) {}\n\
+             fn saved_at(l: u32, i: u32) -> f32 { return load_y(l, i); }\n",
         );
     }
     s
@@ -240,10 +253,19 @@ pub struct FusedBuffers {
     params: wgpu::Buffer,
     grad_params: wgpu::Buffer,
     grad_items: u64,
+    /// Per layer, where its weight and bias are read and its weight and
+    /// bias gradients written: `[w, b, dw, db]` offsets in floats.
+    table: wgpu::Buffer,
+    /// The floats the weights, biases and gradients the table points into
+    /// must hold at least.
+    needs: (usize, usize, usize),
     wt: GpuTensor,
     wp: GpuTensor,
-    /// Every layer's output, `[layers, batch, width]`.
-    pub ys: GpuTensor,
+    /// Every layer's output, `[batch, width]` each: even layers in
+    /// `ys[0]`, odd layers in `ys[1]`, layer `l` at `(l / 2) *`
+    /// [`FusedShape::act_stride`] (two buffers, so a layered kernel that
+    /// reads one layer's output and writes the next binds two).
+    pub ys: [GpuTensor; 2],
     /// Every layer's pre-activation where the backward needs it (else a
     /// placeholder of one float).
     zs: GpuTensor,
@@ -256,14 +278,41 @@ pub struct FusedBuffers {
 }
 
 impl FusedBuffers {
-    /// What the backward reads for f': every layer's z or y.
-    pub fn saved(&self) -> &GpuTensor {
-        if self.act.saved() == Saved::PreActivation {
-            &self.zs
-        } else {
-            &self.ys
-        }
+    /// Layer `l`'s output, `[batch, width]`, inside [`FusedBuffers::ys`].
+    pub(crate) fn layer_output(&self, l: usize) -> Result<GpuTensor, Error> {
+        let s = self.shape;
+        self.ys[l % 2].view((l / 2) * s.act_stride(), s.batch, s.width)
     }
+
+    /// What the backward read for f', per layer, `[batch, width]`: z where
+    /// the activation's derivative needs it, else y.
+    async fn saved_values(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>, Error> {
+        let s = self.shape;
+        let per_layer = s.batch * s.width;
+        if self.act.saved() == Saved::PreActivation {
+            let all = gpu.download_async(&self.zs).await?;
+            return Ok(all
+                .chunks(s.act_stride())
+                .map(|c| c[..per_layer].to_vec())
+                .collect());
+        }
+        let mut out = Vec::with_capacity(s.layers);
+        for l in 0..s.layers {
+            out.push(gpu.download_async(&self.layer_output(l)?).await?);
+        }
+        Ok(out)
+    }
+}
+
+fn check_at_least(op: &str, name: &str, t: &GpuTensor, len: usize) -> Result<(), Error> {
+    if t.len() < len {
+        return Err(Error::shape(
+            format!("{op}: {name}"),
+            format!("at least {len} floats"),
+            format!("{} floats", t.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn check_len(op: &str, name: &str, t: &GpuTensor, len: usize) -> Result<(), Error> {
@@ -277,10 +326,83 @@ fn check_len(op: &str, name: &str, t: &GpuTensor, len: usize) -> Result<(), Erro
     Ok(())
 }
 
+/// The offset table of weights, biases and gradients packed as
+/// [`FusedShape::weight_len`], [`FusedShape::bias_len`] and
+/// [`FusedShape::grads_len`] say.
+fn packed_table(shape: FusedShape) -> Vec<[u32; 4]> {
+    (0..shape.layers)
+        .map(|l| {
+            let g = shape.grads_offset(l);
+            [
+                shape.weight_offset(l),
+                l * shape.width,
+                g,
+                g + shape.width * shape.fan_in(l),
+            ]
+            .map(|v| v as u32)
+        })
+        .collect()
+}
+
+/// Where one hidden layer's weight and bias start in an arena, in floats:
+/// the fused kernels read them from the parameter arena and write the
+/// gradients at the same offsets of a gradient arena with the same layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ArenaOffsets {
+    pub weight: usize,
+    pub bias: usize,
+}
+
 impl Gpu {
     /// Allocates the buffers of a fused stack of `shape` with activation
-    /// `act` (and compiles its kernels).
+    /// `act` (and compiles its kernels), for weights, biases and gradients
+    /// packed as [`FusedShape::weight_len`], [`FusedShape::bias_len`] and
+    /// [`FusedShape::grads_len`] describe.
     pub fn fused_buffers(&self, act: Activation, shape: FusedShape) -> Result<FusedBuffers, Error> {
+        shape.check()?;
+        self.fused_buffers_with(act, shape, packed_table(shape))
+    }
+
+    /// [`Gpu::fused_buffers`] for a stack whose weights and biases are read
+    /// from a parameter arena at `offsets` (one entry per hidden layer) and
+    /// whose gradients are written into a gradient arena at the same
+    /// offsets: nothing is packed or unpacked.
+    pub(crate) fn fused_buffers_in_arena(
+        &self,
+        act: Activation,
+        shape: FusedShape,
+        offsets: &[ArenaOffsets],
+    ) -> Result<FusedBuffers, Error> {
+        shape.check()?;
+        if offsets.len() != shape.layers {
+            return Err(Error::shape(
+                "fused stack: arena offsets",
+                shape.layers,
+                offsets.len(),
+            ));
+        }
+        let table = offsets
+            .iter()
+            .map(|o| {
+                let (w, b) = (u32::try_from(o.weight), u32::try_from(o.bias));
+                match (w, b) {
+                    (Ok(w), Ok(b)) => Ok([w, b, w, b]),
+                    _ => Err(Error::Config(
+                        "the parameter arena is too large for the fused kernels' u32 offsets"
+                            .into(),
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.fused_buffers_with(act, shape, table)
+    }
+
+    fn fused_buffers_with(
+        &self,
+        act: Activation,
+        shape: FusedShape,
+        table: Vec<[u32; 4]>,
+    ) -> Result<FusedBuffers, Error> {
         act.validate()?;
         shape.check()?;
         let lanes = shape.lanes();
@@ -294,6 +416,8 @@ impl Gpu {
             w4: (pad4(shape.width) / 4) as u32,
             wt_len: wt_len as u32,
             wp_len: wp_len as u32,
+            act_stride: shape.act_stride() as u32,
+            pad: [0; 3],
         })?;
         // 4 x 4 tiles of each layer's [width, in_l + 1] gradient matrix.
         let tiles = |n: usize| n.div_ceil(4) as u32;
@@ -309,7 +433,7 @@ impl Gpu {
             row_tiles,
             col_tiles0,
             col_tiles,
-            pad: 0,
+            act_stride: shape.act_stride() as u32,
         })?;
         let key = format!("fused_mlp:{act}:{lanes}");
         let stack = |entry| self.pipeline(&key, entry, || fused_source(act, lanes), true);
@@ -321,9 +445,32 @@ impl Gpu {
             true,
         )?;
         let keep_z = act.saved() == Saved::PreActivation;
+        let end = |col: usize, len: &dyn Fn(usize) -> usize| {
+            table
+                .iter()
+                .enumerate()
+                .map(|(l, t)| t[col] as usize + len(l))
+                .max()
+                .unwrap_or(0)
+        };
+        let needs = (
+            end(0, &|l| shape.width * shape.fan_in(l)),
+            end(1, &|_| shape.width),
+            end(2, &|l| shape.width * shape.fan_in(l)).max(end(3, &|_| shape.width)),
+        );
+        let table = self.scoped("uploading the fused offset table", || {
+            self.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fusedmlp fused offsets"),
+                    contents: bytemuck::cast_slice(&table),
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+        })?;
         Ok(FusedBuffers {
             act,
             shape,
+            table,
+            needs,
             pack,
             forward,
             backward,
@@ -333,7 +480,10 @@ impl Gpu {
             grad_items,
             wt: self.zeros(1, 4 * wt_len.max(1))?,
             wp: self.zeros(1, 4 * wp_len.max(1))?,
-            ys: self.zeros(1, shape.activations_len())?,
+            ys: [
+                self.zeros(1, shape.layers.div_ceil(2) * shape.act_stride())?,
+                self.zeros(1, (shape.layers / 2).max(1) * shape.act_stride())?,
+            ],
             zs: self.zeros(1, if keep_z { shape.activations_len() } else { 1 })?,
             y_last: self.zeros(shape.batch, shape.width)?,
             dz: self.zeros(1, shape.activations_len())?,
@@ -358,8 +508,8 @@ impl Gpu {
         let (act, shape) = (bufs.act, bufs.shape);
         let op = "fused_mlp_forward";
         check_len(op, "x", x, shape.batch * shape.input)?;
-        check_len(op, "w", w, shape.weight_len())?;
-        check_len(op, "b", b, shape.bias_len())?;
+        check_at_least(op, "w", w, bufs.needs.0)?;
+        check_at_least(op, "b", b, bufs.needs.1)?;
         let vec4s = (shape.wt_len() + shape.wp_len()) as u64;
         let (gx, gy, _) = grid_1d(self, vec4s, 64)?;
         let blocks = self.row_blocks(shape)?;
@@ -370,7 +520,13 @@ impl Gpu {
                 encoder,
                 "fused mlp weight layout",
                 &bufs.pack,
-                &[(0, &bufs.params), (2, &bufs.wt), (7, &bufs.wp), (8, &w)],
+                &[
+                    (0, &bufs.params),
+                    (2, &bufs.wt),
+                    (7, &bufs.wp),
+                    (8, &w),
+                    (10, &bufs.table),
+                ],
                 (gx, gy, 1),
             );
             let mut bindings: Vec<(u32, &dyn Bind)> = vec![
@@ -378,8 +534,10 @@ impl Gpu {
                 (1, &x),
                 (2, &bufs.wt),
                 (3, &b),
-                (4, &bufs.ys),
+                (4, &bufs.ys[0]),
+                (11, &bufs.ys[1]),
                 (5, &bufs.y_last),
+                (10, &bufs.table),
             ];
             if keep_z {
                 bindings.push((9, &bufs.zs));
@@ -409,23 +567,42 @@ impl Gpu {
         dy_last: &GpuTensor,
         bufs: &FusedBuffers,
     ) -> Result<(), Error> {
+        self.record_fused_mlp_backward_into(encoder, x, dy_last, bufs, &bufs.grads)
+    }
+
+    /// [`Gpu::record_fused_mlp_backward`] writing the weight and bias
+    /// gradients into `grads` (where the offset table of `bufs` points:
+    /// a gradient arena) instead of `bufs.grads`.
+    pub(crate) fn record_fused_mlp_backward_into(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        dy_last: &GpuTensor,
+        bufs: &FusedBuffers,
+        grads: &GpuTensor,
+    ) -> Result<(), Error> {
         let (act, shape) = (bufs.act, bufs.shape);
         let op = "fused_mlp_backward";
         check_len(op, "x", x, shape.batch * shape.input)?;
         check_len(op, "dy_last", dy_last, shape.batch * shape.width)?;
+        check_at_least(op, "grads", grads, bufs.needs.2)?;
         let (gx, gy, _) = grid_1d(self, bufs.grad_items, 64)?;
         let blocks = self.row_blocks(shape)?;
         let keep_z = act.saved() == Saved::PreActivation;
         self.scoped("recording the fused backward", || {
             // f' reads z where it is kept, else y.
-            let saved: (u32, &dyn Bind) = if keep_z { (9, &bufs.zs) } else { (4, &bufs.ys) };
-            let bindings: [(u32, &dyn Bind); 5] = [
+            let mut bindings: Vec<(u32, &dyn Bind)> = vec![
                 (0, &bufs.params),
-                saved,
                 (5, &dy_last),
                 (6, &bufs.dz),
                 (7, &bufs.wp),
             ];
+            if keep_z {
+                bindings.push((9, &bufs.zs));
+            } else {
+                bindings.push((4, &bufs.ys[0]));
+                bindings.push((11, &bufs.ys[1]));
+            }
             record_pass(
                 self,
                 encoder,
@@ -442,9 +619,11 @@ impl Gpu {
                 &[
                     (0, &bufs.grad_params),
                     (1, &x),
-                    (2, &bufs.ys),
+                    (2, &bufs.ys[0]),
+                    (6, &bufs.ys[1]),
                     (3, &bufs.dz),
-                    (4, &bufs.grads),
+                    (4, &grads),
+                    (5, &bufs.table),
                 ],
                 (gx, gy, 1),
             );
@@ -525,13 +704,8 @@ impl Gpu {
         let mut encoder = self.device().create_command_encoder(&Default::default());
         self.record_fused_mlp_forward(&mut encoder, &xt, &w, &b, &bufs)?;
         self.submit(op, vec![encoder.finish()])?;
-        let per_layer = shape.batch * shape.width;
         Ok(FusedForward {
-            saved: self
-                .download(bufs.saved())?
-                .chunks(per_layer)
-                .map(<[f32]>::to_vec)
-                .collect(),
+            saved: pollster::block_on(bufs.saved_values(self))?,
             y_last: self.download(&bufs.y_last)?,
         })
     }
@@ -569,8 +743,8 @@ impl Gpu {
         Ok(FusedGrads {
             dz: self
                 .download(&bufs.dz)?
-                .chunks(per_layer)
-                .map(<[f32]>::to_vec)
+                .chunks(shape.act_stride())
+                .map(|c| c[..per_layer].to_vec())
                 .collect(),
             grads: out,
         })

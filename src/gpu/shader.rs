@@ -32,6 +32,8 @@ pub const STATS_WGSL: &str = include_str!("../../shaders/stats.wgsl");
 pub const DIAGNOSTICS_WGSL: &str = include_str!("../../shaders/diagnostics.wgsl");
 /// The activation step of the linear backward pass, with the bias gradient.
 pub const LINEAR_BACKWARD_WGSL: &str = include_str!("../../shaders/linear_backward.wgsl");
+/// The one-dispatch finite check of a training step.
+pub const FINITE_WGSL: &str = include_str!("../../shaders/finite.wgsl");
 /// The fully fused MLP: every hidden layer forward, and every layer's
 /// activation gradient backward, in one dispatch each.
 pub const FUSED_MLP_WGSL: &str = include_str!("../../shaders/fused_mlp.wgsl");
@@ -220,6 +222,7 @@ pub fn activation_free_sources() -> Vec<(String, String)> {
         ),
         ("optimizer".to_string(), OPTIMIZER_WGSL.to_string()),
         ("stats".to_string(), STATS_WGSL.to_string()),
+        ("finite".to_string(), FINITE_WGSL.to_string()),
     ];
     for v in super::gemm::GemmVariant::CANDIDATES {
         out.push((

@@ -2,20 +2,23 @@
 //! recording of the hidden stack's forward and backward through it (the
 //! output layer, the loss, clipping, the optimizer and the checks stay as
 //! on the layered path; logged steps run layered, for the diagnostics'
-//! per-layer pre-activations).
+//! per-layer pre-activations). Its kernels work in the arenas: nothing is
+//! copied in or out.
 
 use super::*;
-use crate::gpu::fused::{FusedBuffers, FusedShape};
+use crate::gpu::fused::{ArenaOffsets, FusedBuffers, FusedShape};
 use crate::nn::MlpConfig;
+use crate::nn::ParamLayout;
 use crate::train::config::Kernels;
 
-/// The fused stack of a training run and the packed copies of its
-/// parameters the fused kernels read.
+/// The fused stack of a training run. Its kernels read the weights and
+/// biases straight from the model's parameter arena and write the
+/// gradients straight into the trainer's gradient arena; the hidden
+/// layers' outputs (`bufs.ys`) are the trainer's own (each layer's `y` is
+/// a view of it): a step packs and unpacks nothing.
 pub(super) struct FusedState {
     pub(super) shape: FusedShape,
     pub(super) bufs: FusedBuffers,
-    weights: GpuTensor,
-    biases: GpuTensor,
 }
 
 /// The fused shape of `mc`'s hidden stack at `batch` rows, or why the fused
@@ -73,101 +76,61 @@ pub(super) fn choose(
 }
 
 impl FusedState {
-    pub(super) fn new(gpu: &Gpu, act: Activation, shape: FusedShape) -> Result<Self, Error> {
+    pub(super) fn new(
+        gpu: &Gpu,
+        act: Activation,
+        shape: FusedShape,
+        layout: &ParamLayout,
+    ) -> Result<Self, Error> {
+        let offsets = (0..shape.layers)
+            .map(|l| {
+                let at = |kind| layout.find(l, kind).map(|e| e.offset);
+                match (at(ParamKind::Weight), at(ParamKind::Bias)) {
+                    (Some(weight), Some(bias)) => Ok(ArenaOffsets { weight, bias }),
+                    _ => Err(Error::Config(format!(
+                        "hidden layer {l} has no weight or bias in the parameter arena"
+                    ))),
+                }
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(FusedState {
             shape,
-            bufs: gpu.fused_buffers(act, shape)?,
-            weights: gpu.zeros(1, shape.weight_len())?,
-            biases: gpu.zeros(1, shape.bias_len())?,
+            bufs: gpu.fused_buffers_in_arena(act, shape, &offsets)?,
         })
     }
 }
 
-fn copy(
-    encoder: &mut wgpu::CommandEncoder,
-    from: (&GpuTensor, usize),
-    to: (&GpuTensor, usize),
-    floats: usize,
-) {
-    from.0.record_copy_to(encoder, from.1, to.0, to.1, floats);
-}
-
 impl Trainer {
     /// Records the hidden stack's forward through the fused kernels on the
-    /// gathered batch: the parameters copied into the packed layout, one
-    /// dispatch for the layout and one for the stack, then each layer's
-    /// output copied to its layer state (the output layer's input, and what
-    /// the finite checks read).
+    /// gathered batch (two dispatches: the weights laid out from the
+    /// parameter arena, then the whole stack); every hidden layer's output
+    /// lands in its `y` (a view of the stack's outputs).
     pub(super) fn record_fused_forward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         fused: &FusedState,
     ) -> Result<(), Error> {
-        let s = fused.shape;
+        let arena = self.model.arena();
         self.gpu
-            .scoped("packing the fused stack's parameters", || {
-                for l in 0..s.layers {
-                    let p = &self.model.layers[l];
-                    copy(
-                        encoder,
-                        (&p.weight, 0),
-                        (&fused.weights, s.weight_offset(l)),
-                        p.weight.len(),
-                    );
-                    copy(encoder, (&p.bias, 0), (&fused.biases, l * s.width), s.width);
-                }
-            })?;
-        self.gpu.record_fused_mlp_forward(
-            encoder,
-            &self.x_batch,
-            &fused.weights,
-            &fused.biases,
-            &fused.bufs,
-        )?;
-        let per_layer = s.batch * s.width;
-        self.gpu.scoped("unpacking the fused stack's outputs", || {
-            for l in 0..s.layers {
-                copy(
-                    encoder,
-                    (&fused.bufs.ys, l * per_layer),
-                    (&self.layers[l].y, 0),
-                    per_layer,
-                );
-            }
-        })
+            .record_fused_mlp_forward(encoder, &self.x_batch, arena, arena, &fused.bufs)
     }
 
     /// Records the hidden stack's backward through the fused kernels, from
     /// dL/dy of the last hidden layer (which the output layer's backward
-    /// wrote), then copies each layer's (dW, db) to its layer state, where
-    /// clipping, the optimizer and the checks read them.
+    /// wrote), every layer's (dW, db) written into the gradient arena,
+    /// where clipping, the optimizer and the checks read them.
     pub(super) fn record_fused_backward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         fused: &FusedState,
     ) -> Result<(), Error> {
-        let s = fused.shape;
-        let dy_last = &self.layers[s.layers - 1].dy;
-        self.gpu
-            .record_fused_mlp_backward(encoder, &self.x_batch, dy_last, &fused.bufs)?;
-        self.gpu
-            .scoped("unpacking the fused stack's gradients", || {
-                for l in 0..s.layers {
-                    let layer = &self.layers[l];
-                    let at = s.grads_offset(l);
-                    copy(
-                        encoder,
-                        (&fused.bufs.grads, at),
-                        (&layer.dw, 0),
-                        layer.dw.len(),
-                    );
-                    copy(
-                        encoder,
-                        (&fused.bufs.grads, at + layer.dw.len()),
-                        (&layer.db, 0),
-                        s.width,
-                    );
-                }
-            })
+        let dy_last = &self.layers[fused.shape.layers - 1].dy;
+        self.gpu.record_fused_mlp_backward_into(
+            encoder,
+            &self.x_batch,
+            dy_last,
+            &fused.bufs,
+            &self.grads,
+        )
     }
 }

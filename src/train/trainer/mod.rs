@@ -83,6 +83,56 @@ struct ClipParams {
     max_norm: f32,
 }
 
+/// What the host writes before each step (one small write): the
+/// optimizer's learning rate and bias corrections, the clipping scale (1
+/// until the clipping kernel sets it), and the step number (for the
+/// finite check's flags).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StepState {
+    lr: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+    clip_scale: f32,
+    step: u32,
+    pad: [u32; 3],
+}
+
+impl StepState {
+    fn new(lr: f32, bias_correction1: f32, bias_correction2: f32, step: u64) -> [StepState; 1] {
+        [StepState {
+            lr,
+            bias_correction1,
+            bias_correction2,
+            clip_scale: 1.0,
+            step: step.min(u32::MAX as u64 - 1) as u32,
+            pad: [0; 3],
+        }]
+    }
+}
+
+/// `shaders/finite.wgsl`'s parameters.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FiniteParams {
+    layers: u32,
+    len_acts0: u32,
+    len_acts1: u32,
+    len_logits: u32,
+    len_arena: u32,
+    len_loss: u32,
+    stride: u32,
+    pad: u32,
+}
+
+/// The finite check's parameters and offset table, made once.
+struct FiniteCheck {
+    params: wgpu::Buffer,
+    starts: wgpu::Buffer,
+    /// Workgroups along x.
+    groups: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ColumnParams {
@@ -206,6 +256,12 @@ pub struct Trainer {
     x_batch: GpuTensor,
     y_batch: GpuTensor,
     layers: Vec<LayerState>,
+    /// The hidden layers' outputs, `[batch, width]` each at an aligned
+    /// offset, even layers in the first buffer and odd in the second
+    /// (their `y` are views of them).
+    acts: [GpuTensor; 2],
+    /// The one-dispatch check for NaN and infinity.
+    finite: FiniteCheck,
     /// Every gradient, laid out as the model's parameter arena
     /// ([`Mlp::layout`]); the layers' `dw`, `db`, ... are views of it.
     grads: GpuTensor,
@@ -369,6 +425,35 @@ impl Trainer {
                 layout.view_of(&state.1, l, kind)?,
             ))
         };
+        let fused = match fused_shape {
+            Some(shape) => Some(fused::FusedState::new(
+                &gpu,
+                model.config.activation,
+                shape,
+                &layout,
+            )?),
+            None => None,
+        };
+        // The hidden layers' outputs in two buffers (even layers, odd
+        // layers; a layer's kernel reads the one and writes the other),
+        // each at an aligned offset: on the fused path the stack's own
+        // outputs, so what its kernels write is what the output layer and
+        // the checks read.
+        let hidden = shapes.len() - 1;
+        let mut ends = [0usize; 2];
+        let act_starts: Vec<(usize, usize)> = shapes[..hidden]
+            .iter()
+            .enumerate()
+            .map(|(l, &(_, fan_out))| {
+                let start = ends[l % 2];
+                ends[l % 2] += crate::gpu::tensor::align_floats(rows * fan_out);
+                (l % 2, start)
+            })
+            .collect();
+        let acts = match &fused {
+            Some(f) => f.bufs.ys.clone(),
+            None => [gpu.zeros(1, ends[0].max(1))?, gpu.zeros(1, ends[1].max(1))?],
+        };
         let mut layers = Vec::new();
         for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
             let act = mc.layer_activation(l);
@@ -380,7 +465,10 @@ impl Trainer {
             };
             layers.push(LayerState {
                 act,
-                y: gpu.zeros(rows, fan_out)?,
+                y: match act_starts.get(l) {
+                    Some(&(parity, at)) => acts[parity].view(at, rows, fan_out)?,
+                    None => gpu.zeros(rows, fan_out)?,
+                },
                 z: gpu.zeros(rows, fan_out)?,
                 dy: gpu.zeros(rows, fan_out)?,
                 dw: grad_of(l, ParamKind::Weight)?,
@@ -460,7 +548,7 @@ impl Trainer {
         let step_state = gpu.scoped("allocating the step state", || {
             gpu.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("fusedmlp step state"),
-                size: 16,
+                size: std::mem::size_of::<StepState>() as u64,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
@@ -478,18 +566,54 @@ impl Trainer {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let fused = match fused_shape {
-            Some(shape) => Some(fused::FusedState::new(
-                &gpu,
-                model.config.activation,
-                shape,
-            )?),
-            None => None,
+        let row_stats = gpu.zeros(rows, 2)?;
+        let finite = {
+            let logits = &layers[n_layers - 1].y;
+            let lens = [
+                acts[0].len(),
+                acts[1].len(),
+                logits.len(),
+                layout.len(),
+                row_stats.len(),
+            ];
+            let longest = *lens.iter().max().unwrap_or(&1) as u32;
+            // Enough workgroups to use every core; each invocation strides.
+            let groups = longest.div_ceil(256).clamp(1, 64);
+            let u32s = |v: usize| {
+                u32::try_from(v).map_err(|_| {
+                    Error::Config("a tensor is too large for the finite check's u32 indices".into())
+                })
+            };
+            let params = gpu.params(&FiniteParams {
+                layers: u32s(n_layers)?,
+                len_acts0: u32s(lens[0])?,
+                len_acts1: u32s(lens[1])?,
+                len_logits: u32s(lens[2])?,
+                len_arena: u32s(lens[3])?,
+                len_loss: u32s(lens[4])?,
+                stride: groups * 256,
+                pad: 0,
+            })?;
+            let starts = layout
+                .layer_starts()
+                .iter()
+                .copied()
+                .chain(act_starts.iter().map(|&(_, at)| at))
+                .map(u32s)
+                .collect::<Result<Vec<u32>, Error>>()?;
+            let starts = gpu.scoped("uploading the finite check's table", || make_u32(&starts))?;
+            FiniteCheck {
+                params,
+                starts,
+                groups,
+            }
         };
         Ok(Trainer {
+            acts,
+            finite,
+            row_stats,
             grads,
             state,
-            row_stats: gpu.zeros(rows, 2)?,
             step_stats: gpu.zeros(1, 2)?,
             train_totals: gpu.zeros(1, 3)?,
             val_totals: gpu.zeros(1, 3)?,

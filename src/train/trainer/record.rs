@@ -235,35 +235,40 @@ impl Trainer {
         })
     }
 
+    /// Records the step's one finite check: every hidden output, the
+    /// logits, both arenas and the losses (`shaders/finite.wgsl`), the step
+    /// number read from the step state.
     pub(super) fn record_check_finite(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        values: &GpuTensor,
-        slot: usize,
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
         let pipeline = gpu.pipeline(
-            "stats",
-            "check_finite",
-            || shader::STATS_WGSL.to_string(),
+            "finite",
+            "check_all_finite",
+            || shader::FINITE_WGSL.to_string(),
             false,
         )?;
-        // Enough workgroups to use every core; each invocation strides.
-        let groups = (values.len() as u32).div_ceil(256).clamp(1, 64);
-        let params = gpu.step_params(&U4 {
-            a: values.len() as u32,
-            b: slot as u32,
-            c: self.step.min(u32::MAX as u64 - 1) as u32,
-            d: groups * 256,
-        })?;
-        gpu.scoped("recording a finiteness check", || {
+        let logits = &self.layers[self.layers.len() - 1].y;
+        gpu.scoped("recording the finite check", || {
             record_pass(
                 gpu,
                 encoder,
-                "check_finite",
+                "check_all_finite",
                 &pipeline,
-                &[(7, &params), (8, &values), (9, &self.first_bad)],
-                (groups, 1, 1),
+                &[
+                    (0, &self.finite.params),
+                    (1, &self.acts[0]),
+                    (2, &self.acts[1]),
+                    (3, logits),
+                    (4, &self.grads),
+                    (5, self.model.arena()),
+                    (6, &self.row_stats),
+                    (7, &self.step_state),
+                    (8, &self.finite.starts),
+                    (9, &self.first_bad),
+                ],
+                (self.finite.groups, 6, 1),
             )
         })
     }

@@ -27,7 +27,7 @@ impl Trainer {
             gpu.queue().write_buffer(
                 &self.step_state,
                 0,
-                bytemuck::cast_slice(&[lr, bc1, bc2, 1.0f32]),
+                bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step)),
             )
         })?;
         let self_start = web_time::Instant::now();
@@ -154,7 +154,6 @@ impl Trainer {
         if let Some(f) = fused {
             self.record_fused_backward(&mut encoder, f)?;
         }
-        let n = self.layers.len();
         if log {
             // Per-tensor norms for the diagnostics.
             for (l, layer) in self.layers.iter().enumerate() {
@@ -211,12 +210,7 @@ impl Trainer {
         // Every tensor updated in one dispatch over the arenas.
         self.record_optimizer(&mut encoder, self.model.arena(), &self.grads, &self.state)?;
         // Divergence detection: where a NaN or infinity first appears.
-        for (l, (layer, params)) in self.layers.iter().zip(&self.model.layers).enumerate() {
-            self.record_check_finite(&mut encoder, &layer.y, 3 * l)?;
-            self.record_check_finite(&mut encoder, &layer.dw, 3 * l + 1)?;
-            self.record_check_finite(&mut encoder, &params.weight, 3 * l + 2)?;
-        }
-        self.record_check_finite(&mut encoder, &self.row_stats, 3 * n)?;
+        self.record_check_finite(&mut encoder)?;
         let mut pending = None;
         if log {
             for (l, params) in self.model.layers.iter().enumerate() {
