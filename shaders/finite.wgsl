@@ -66,21 +66,27 @@ fn segment_len(segment: u32) -> u32 {
     }
 }
 
-// The slot of element i of a segment.
-fn slot_of(segment: u32, i: u32) -> u32 {
+// The slot of element i of a segment, and where that slot's elements end
+// in the segment.
+fn slot_of(segment: u32, i: u32) -> vec2<u32> {
     let n = fp.layers;
     switch segment {
         case 0u, 1u: {
-            // The hidden layer of this parity whose output starts last at or before i.
+            // The hidden layer of this parity whose output starts last at
+            // or before i; it ends where the next layer of its parity starts.
             var layer = segment;
             for (var l = segment; l + 1u < n; l += 2u) {
                 if (starts[n + 1u + l] <= i) {
                     layer = l;
                 }
             }
-            return 3u * layer;
+            var end = segment_len(segment);
+            if (layer + 3u < n) {
+                end = starts[n + 1u + layer + 2u];
+            }
+            return vec2<u32>(3u * layer, end);
         }
-        case 2u: { return 3u * (n - 1u); }
+        case 2u: { return vec2<u32>(3u * (n - 1u), fp.len_logits); }
         case 3u, 4u: {
             var layer = 0u;
             for (var l = 0u; l < n; l++) {
@@ -88,26 +94,36 @@ fn slot_of(segment: u32, i: u32) -> u32 {
                     layer = l;
                 }
             }
-            return 3u * layer + segment - 2u;
+            return vec2<u32>(3u * layer + segment - 2u, starts[layer + 1u]);
         }
-        default: { return 3u * n; }
+        default: { return vec2<u32>(3u * n, fp.len_loss); }
     }
 }
 
-// x strides over a segment, y picks the segment.
+// x strides over a segment, y picks the segment. Once a slot is flagged,
+// an invocation skips the rest of that slot's elements: a diverged step
+// costs no more than a healthy one.
 @compute @workgroup_size(256)
 fn check_all_finite(@builtin(global_invocation_id) gid: vec3<u32>) {
     let segment = gid.y;
     let len = segment_len(segment);
     let step = step_words[4];
-    var last = 0xffffffffu;
-    for (var i = gid.x; i < len; i += fp.stride) {
+    var i = gid.x;
+    loop {
+        if (i >= len) {
+            break;
+        }
         if (is_bad(value(segment, i))) {
-            let slot = slot_of(segment, i);
-            if (slot != last) {
-                atomicMin(&first_bad[slot], step);
-                last = slot;
+            let found = slot_of(segment, i);
+            atomicMin(&first_bad[found.x], step);
+            if (found.y <= i) {
+                break;
             }
+            // The first index at or past the slot's end that is this
+            // invocation's.
+            i += (found.y - i + fp.stride - 1u) / fp.stride * fp.stride;
+        } else {
+            i += fp.stride;
         }
     }
 }

@@ -36,7 +36,10 @@ pub(crate) struct GpuInner {
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     pub(crate) features: wgpu::Features,
-    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// Compiled kernels by shader key, then entry point and trust: looked
+    /// up by `&str` without formatting a key (a step looks up a pipeline
+    /// for each of its passes).
+    pipelines: Mutex<PipelineCache>,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     readbacks: AtomicU64,
@@ -54,6 +57,8 @@ pub(crate) struct GpuInner {
     /// buffers in order).
     pub(crate) staging: Mutex<HashMap<(u8, u32, u32), wgpu::Texture>>,
 }
+
+type PipelineCache = HashMap<String, HashMap<(String, bool), Arc<wgpu::ComputePipeline>>>;
 
 static SHARED: Mutex<Option<Gpu>> = Mutex::new(None);
 
@@ -390,14 +395,12 @@ impl Gpu {
         source: impl FnOnce() -> String,
         trusted: bool,
     ) -> Result<Arc<wgpu::ComputePipeline>, Error> {
-        let full_key = format!("{key}::{entry}::{trusted}");
-        if let Some(p) = self
-            .inner
-            .pipelines
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&full_key).cloned())
-        {
+        if let Some(p) = self.inner.pipelines.lock().ok().and_then(|m| {
+            m.get(key)?
+                .iter()
+                .find(|((e, t), _)| e == entry && *t == trusted)
+                .map(|(_, p)| p.clone())
+        }) {
             return Ok(p);
         }
         let source = source();
@@ -430,7 +433,9 @@ impl Gpu {
         })?;
         let pipeline = Arc::new(pipeline);
         if let Ok(mut m) = self.inner.pipelines.lock() {
-            m.insert(full_key, pipeline.clone());
+            m.entry(key.to_string())
+                .or_default()
+                .insert((entry.to_string(), trusted), pipeline.clone());
         }
         Ok(pipeline)
     }

@@ -148,8 +148,7 @@ pub fn plot_curves(runs: &[RunReport], path: &Path) -> Result<(), Error> {
                 skipped.push(format!("{label} ({bad})"));
             }
         }
-        let notes_needed = seeded || !skipped.is_empty();
-        let root = if notes_needed {
+        let root = {
             let mut notes = Vec::new();
             if seeded {
                 notes.push(
@@ -171,8 +170,6 @@ pub fn plot_curves(runs: &[RunReport], path: &Path) -> Result<(), Error> {
                 ));
             }
             footnote(&root, &notes)?
-        } else {
-            root
         };
         let panels = root.split_evenly((1, 2));
         let x_range = x_range_of(loss_lines.iter().chain(acc_lines.iter()));
