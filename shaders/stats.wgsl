@@ -70,3 +70,56 @@ fn clip_scale() {
         step_state[3] = min(1.0, cp.max_norm / (norm + 1.0e-6));
     }
 }
+
+// Every per-tensor norm a logged step reports, in one dispatch: one
+// workgroup per segment (a tensor of the arenas), each summing in the
+// same order as `sumsq`, so the values are those of one `sumsq` per tensor.
+struct Segment {
+    // Where the tensor starts in its arena, and its length, in floats.
+    offset: u32,
+    len: u32,
+    // Where in `norms` the result goes.
+    slot: u32,
+    // 0: Σ g² over the gradients; 1: Σ w² over the saved (pre-update)
+    // parameters; 2: Σ (w - w_prev)² (the update).
+    source: u32,
+}
+
+@group(0) @binding(10) var<storage, read> segments: array<Segment>;
+@group(0) @binding(11) var<storage, read> seg_grads: array<f32>;
+@group(0) @binding(12) var<storage, read> seg_params: array<f32>;
+@group(0) @binding(13) var<storage, read> seg_prev: array<f32>;
+
+fn segment_value(source: u32, i: u32) -> f32 {
+    if (source == 0u) {
+        return seg_grads[i];
+    }
+    if (source == 1u) {
+        return seg_prev[i];
+    }
+    return seg_params[i] - seg_prev[i];
+}
+
+@compute @workgroup_size(256)
+fn sumsq_segments(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let s = segments[wg.x];
+    var acc = 0.0;
+    for (var i = lid; i < s.len; i = i + 256u) {
+        let v = segment_value(s.source, s.offset + i);
+        acc = acc + v * v;
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var width = 128u; width > 0u; width = width / 2u) {
+        if (lid < width) {
+            partial[lid] = partial[lid] + partial[lid + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        norms[s.slot] = partial[0];
+    }
+}

@@ -319,6 +319,75 @@ fn diagnostics_match_the_reference_forward() {
     }
 }
 
+/// A logged step's per-layer gradient and update norms (one segmented
+/// reduction over the arenas) equal the reference step's: with plain SGD
+/// the update of each weight is `-lr · g`, so the reference's weight change
+/// over one step gives both.
+#[test]
+fn logged_gradient_and_update_norms_match_the_reference_step() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(32, 5, 3, 4);
+    let lr = 0.1;
+    for kernels in [Kernels::Fused, Kernels::Layered] {
+        let config = MlpConfig::deep(5, 3, 12, 3, Activation::Tanh);
+        let tc = TrainConfig {
+            batch_size: 32,
+            learning_rate: lr,
+            log_every: 1,
+            kernels,
+            ..Default::default()
+        };
+        let mut t = Trainer::new(
+            Mlp::new(&gpu, config.clone()).unwrap(),
+            tc.clone(),
+            &data,
+            &data,
+        )
+        .unwrap();
+        t.run_steps(1).unwrap();
+        let log = &t.logs()[0];
+        let mut reference = ReferenceMlp::new(config.clone()).unwrap();
+        let before = reference.params.clone();
+        // The first batch is the whole set (in another order: sums differ
+        // only in rounding).
+        reference
+            .train_step(&data.features, &data.labels, &tc, 1)
+            .unwrap();
+        for (l, d) in log.layers.iter().enumerate() {
+            let change = |get: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
+                get(&before[l])
+                    .iter()
+                    .zip(get(&reference.params[l]))
+                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            };
+            let (dw, db) = (change(|p| &p.0), change(|p| &p.1));
+            let close = |got: f64, want: f64, what: &str| {
+                assert!(
+                    (got - want).abs() <= 1e-3 * want + 1e-7,
+                    "kernels {kernels}, layer {l}: {what} {got} vs {want}"
+                )
+            };
+            close(
+                d.weight_grad_norm as f64,
+                dw / lr as f64,
+                "weight gradient norm",
+            );
+            close(
+                d.bias_grad_norm as f64,
+                db / lr as f64,
+                "bias gradient norm",
+            );
+            close(
+                d.update_ratio as f64 * d.weight_norm as f64,
+                dw,
+                "update norm",
+            );
+        }
+    }
+}
+
 #[test]
 fn training_steps_make_no_readbacks() {
     let Some(gpu) = common::gpu() else { return };

@@ -111,6 +111,56 @@ impl StepState {
     }
 }
 
+/// One tensor whose norm a logged step reports (`sumsq_segments` in
+/// `shaders/stats.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormSegment {
+    offset: u32,
+    len: u32,
+    slot: u32,
+    /// 0: the gradient; 1: the weight before the update; 2: the update.
+    source: u32,
+}
+
+/// The norm segments of every tensor in `layout`, each to its slot.
+fn norm_segments(
+    layout: &crate::nn::ParamLayout,
+    slots: &Slots,
+) -> Result<Vec<NormSegment>, Error> {
+    let mut out = Vec::new();
+    for e in layout.entries() {
+        let l = e.layer;
+        let grad_slot = match e.kind {
+            ParamKind::Weight => slots.grad_w(l),
+            ParamKind::Bias => slots.grad_b(l),
+            ParamKind::Slopes => slots.grad_slope(l),
+            ParamKind::NormScale => slots.grad_norm(l).0,
+            ParamKind::NormShift => slots.grad_norm(l).1,
+        };
+        let (offset, len) = match (u32::try_from(e.offset), u32::try_from(e.len())) {
+            (Ok(o), Ok(n)) => (o, n),
+            _ => {
+                return Err(Error::Config(
+                    "the parameter arena is too large for u32 offsets".into(),
+                ))
+            }
+        };
+        let segment = |slot, source| NormSegment {
+            offset,
+            len,
+            slot,
+            source,
+        };
+        out.push(segment(grad_slot, 0));
+        if e.kind == ParamKind::Weight {
+            out.push(segment(slots.weight(l), 1));
+            out.push(segment(slots.update(l), 2));
+        }
+    }
+    Ok(out)
+}
+
 /// `shaders/finite.wgsl`'s parameters.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -159,7 +209,6 @@ struct LayerState {
     db: GpuTensor,
     w_state: (GpuTensor, GpuTensor),
     b_state: (GpuTensor, GpuTensor),
-    w_prev: GpuTensor,
     columns: GpuTensor,
     /// The diagnostics kernels' parameters for a training batch, made
     /// once: a logged step allocates nothing of its own.
@@ -262,6 +311,10 @@ pub struct Trainer {
     acts: [GpuTensor; 2],
     /// The one-dispatch check for NaN and infinity.
     finite: FiniteCheck,
+    /// The parameter arena as it was before a logged step's update.
+    prev_params: GpuTensor,
+    /// The tensors whose norms a logged step reports, and how many.
+    norm_segments: (wgpu::Buffer, u32),
     /// Every gradient, laid out as the model's parameter arena
     /// ([`Mlp::layout`]); the layers' `dw`, `db`, ... are views of it.
     grads: GpuTensor,
@@ -475,7 +528,6 @@ impl Trainer {
                 db: grad_of(l, ParamKind::Bias)?,
                 w_state: state_of(l, ParamKind::Weight)?,
                 b_state: state_of(l, ParamKind::Bias)?,
-                w_prev: gpu.zeros(fan_out, fan_in)?,
                 columns: gpu.zeros(fan_out, 5)?,
                 diag_params: gpu.params(&ColumnParams {
                     rows: rows as u32,
@@ -608,7 +660,22 @@ impl Trainer {
                 groups,
             }
         };
+        let norm_segments = {
+            let segments = norm_segments(&layout, &slots)?;
+            let count = segments.len() as u32;
+            let buffer = gpu.scoped("uploading the norm segments", || {
+                gpu.device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("fusedmlp norm segments"),
+                        contents: bytemuck::cast_slice(&segments),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    })
+            })?;
+            (buffer, count)
+        };
         Ok(Trainer {
+            prev_params: gpu.zeros(1, layout.len())?,
+            norm_segments,
             acts,
             finite,
             row_stats,

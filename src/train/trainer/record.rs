@@ -238,6 +238,38 @@ impl Trainer {
     /// Records the step's one finite check: every hidden output, the
     /// logits, both arenas and the losses (`shaders/finite.wgsl`), the step
     /// number read from the step state.
+    /// Records the norms a logged step reports (`sumsq_segments`): each
+    /// gradient tensor's, each weight's before the update (from the saved
+    /// parameters) and each weight update's, one workgroup per tensor.
+    pub(super) fn record_logged_norms(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let pipeline = gpu.pipeline(
+            "stats",
+            "sumsq_segments",
+            || shader::STATS_WGSL.to_string(),
+            false,
+        )?;
+        gpu.scoped("recording the logged norms", || {
+            record_pass(
+                gpu,
+                encoder,
+                "sumsq_segments",
+                &pipeline,
+                &[
+                    (3, &self.norms),
+                    (10, &self.norm_segments.0),
+                    (11, &self.grads),
+                    (12, self.model.arena()),
+                    (13, &self.prev_params),
+                ],
+                (self.norm_segments.1, 1, 1),
+            )
+        })
+    }
+
     pub(super) fn record_check_finite(
         &self,
         encoder: &mut wgpu::CommandEncoder,

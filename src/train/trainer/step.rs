@@ -154,21 +154,6 @@ impl Trainer {
         if let Some(f) = fused {
             self.record_fused_backward(&mut encoder, f)?;
         }
-        if log {
-            // Per-tensor norms for the diagnostics.
-            for (l, layer) in self.layers.iter().enumerate() {
-                self.record_sumsq(&mut encoder, &layer.dw, None, self.slots.grad_w(l))?;
-                self.record_sumsq(&mut encoder, &layer.db, None, self.slots.grad_b(l))?;
-                if let Some(st) = &layer.slopes {
-                    self.record_sumsq(&mut encoder, &st.grad, None, self.slots.grad_slope(l))?;
-                }
-                if let Some(st) = &layer.norm {
-                    let (sg, sb) = self.slots.grad_norm(l);
-                    self.record_sumsq(&mut encoder, &st.dgamma, None, sg)?;
-                    self.record_sumsq(&mut encoder, &st.dbeta, None, sb)?;
-                }
-            }
-        }
         if log || self.config.clip_norm.is_some() {
             // The global norm: one reduction over the whole gradient arena
             // (its gaps are zeros), which clipping reads.
@@ -197,15 +182,12 @@ impl Trainer {
             })?;
         }
         if log {
-            for (l, params) in self.model.layers.iter().enumerate() {
-                self.record_sumsq(&mut encoder, &params.weight, None, self.slots.weight(l))?;
-                let prev = &self.layers[l].w_prev;
-                gpu.scoped("saving weights", || {
-                    params
-                        .weight
-                        .record_copy_to(&mut encoder, 0, prev, 0, params.weight.len())
-                })?;
-            }
+            // The parameters before the update, for the weight and update
+            // norms: one copy of the arena.
+            let arena = self.model.arena();
+            gpu.scoped("saving the parameters", || {
+                arena.record_copy_to(&mut encoder, 0, &self.prev_params, 0, arena.len())
+            })?;
         }
         // Every tensor updated in one dispatch over the arenas.
         self.record_optimizer(&mut encoder, self.model.arena(), &self.grads, &self.state)?;
@@ -213,14 +195,9 @@ impl Trainer {
         self.record_check_finite(&mut encoder)?;
         let mut pending = None;
         if log {
-            for (l, params) in self.model.layers.iter().enumerate() {
-                self.record_sumsq(
-                    &mut encoder,
-                    &params.weight,
-                    Some(&self.layers[l].w_prev),
-                    self.slots.update(l),
-                )?;
-            }
+            // Every tensor's gradient norm, every weight's norm before the
+            // update and every update's norm: one dispatch.
+            self.record_logged_norms(&mut encoder)?;
             self.record_diagnostics(&mut encoder)?;
             let slot = self.free_log_slot().await?;
             self.record_log_copy(&mut encoder, &self.log_slots[slot])?;
