@@ -354,15 +354,15 @@ fn logged_gradient_and_update_norms_match_the_reference_step() {
             .train_step(&data.features, &data.labels, &tc, 1)
             .unwrap();
         for (l, d) in log.layers.iter().enumerate() {
-            let change = |get: fn(&(Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
-                get(&before[l])
-                    .iter()
-                    .zip(get(&reference.params[l]))
+            let change = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
                     .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
                     .sum::<f64>()
                     .sqrt()
             };
-            let (dw, db) = (change(|p| &p.0), change(|p| &p.1));
+            let dw = change(&before[l].0, &reference.params[l].0);
+            let db = change(&before[l].1, &reference.params[l].1);
             let close = |got: f64, want: f64, what: &str| {
                 assert!(
                     (got - want).abs() <= 1e-3 * want + 1e-7,
