@@ -19,6 +19,8 @@ const MAIN_JOB_STEP_DISPATCHES_FUSED: u64 = 15;
 const MAIN_JOB_STEP_DISPATCHES_LAYERED: u64 = 129;
 /// The same for a logged step (diagnostics of every layer), on either path.
 const MAIN_JOB_LOGGED_STEP_DISPATCHES: u64 = 174;
+/// A logged step on the fused path (the stack keeps its pre-activations).
+const MAIN_JOB_LOGGED_STEP_DISPATCHES_FUSED: u64 = 60;
 
 #[test]
 fn main_job_step_dispatches_do_not_grow() {
@@ -36,7 +38,7 @@ fn main_job_step_dispatches_do_not_grow() {
         (Kernels::Auto, MAIN_JOB_STEP_DISPATCHES_FUSED, u64::MAX),
         (Kernels::Fused, MAIN_JOB_STEP_DISPATCHES_FUSED, u64::MAX),
         (Kernels::Layered, MAIN_JOB_STEP_DISPATCHES_LAYERED, u64::MAX),
-        (Kernels::Fused, MAIN_JOB_LOGGED_STEP_DISPATCHES, 1),
+        (Kernels::Fused, MAIN_JOB_LOGGED_STEP_DISPATCHES_FUSED, 1),
         (Kernels::Layered, MAIN_JOB_LOGGED_STEP_DISPATCHES, 1),
     ] {
         let logged = if log_every == 1 { "logged" } else { "unlogged" };

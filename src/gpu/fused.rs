@@ -177,8 +177,10 @@ struct GradParams {
 }
 
 /// The WGSL that sizes a fused kernel for `lanes` and binds where the
-/// backward's saved values live for `act`.
-fn prelude(act: Activation, lanes: u32) -> String {
+/// backward's saved values live for `act`; with `keep_all_z` the forward
+/// stores every layer's pre-activation whatever the activation (for a
+/// logged step's diagnostics).
+fn prelude(act: Activation, lanes: u32, keep_all_z: bool) -> String {
     let cg = lanes / 4;
     let rg = THREADS / cg;
     // At least 16 rows a block, and at least one row per invocation.
@@ -188,17 +190,19 @@ fn prelude(act: Activation, lanes: u32) -> String {
          const RPER: u32 = {}u;\n",
         rows / rg
     );
-    if act.saved() == Saved::PreActivation {
+    let from_z = act.saved() == Saved::PreActivation;
+    if from_z || keep_all_z {
         s.push_str(
             "@group(0) @binding(9) var<storage, read_write> zs: array<f32>;\n\
-             fn store_z(l: u32, i: u32, v: f32) { zs[l * p.act_stride + i] = v; }\n\
-             fn saved_at(l: u32, i: u32) -> f32 { return zs[l * p.act_stride + i]; }\n",
+             fn store_z(l: u32, i: u32, v: f32) { zs[l * p.act_stride + i] = v; }\n",
         );
     } else {
-        s.push_str(
-            "fn store_z(l: u32, i: u32, v: f32) {}\n\
-             fn saved_at(l: u32, i: u32) -> f32 { return load_y(l, i); }\n",
-        );
+        s.push_str("fn store_z(l: u32, i: u32, v: f32) {}\n");
+    }
+    if from_z {
+        s.push_str("fn saved_at(l: u32, i: u32) -> f32 { return zs[l * p.act_stride + i]; }\n");
+    } else {
+        s.push_str("fn saved_at(l: u32, i: u32) -> f32 { return load_y(l, i); }\n");
     }
     s
 }
@@ -208,10 +212,15 @@ fn block_rows(lanes: u32) -> u32 {
     (THREADS / (lanes / 4)).max(16)
 }
 
-/// The source of the pack, forward and backward kernels for `act` at `lanes`.
-pub fn fused_source(act: Activation, lanes: u32) -> String {
+/// The source of the pack, forward and backward kernels for `act` at
+/// `lanes` (with `keep_all_z`, a forward that stores every pre-activation).
+pub fn fused_source(act: Activation, lanes: u32, keep_all_z: bool) -> String {
     shader::assemble(
-        &format!("{}{}", prelude(act, lanes), shader::FUSED_MLP_WGSL),
+        &format!(
+            "{}{}",
+            prelude(act, lanes, keep_all_z),
+            shader::FUSED_MLP_WGSL
+        ),
         Some(act),
     )
 }
@@ -248,6 +257,8 @@ pub struct FusedBuffers {
     shape: FusedShape,
     pack: Arc<wgpu::ComputePipeline>,
     forward: Arc<wgpu::ComputePipeline>,
+    /// The forward that stores every layer's pre-activation in `zs`.
+    forward_keeping_z: Arc<wgpu::ComputePipeline>,
     backward: Arc<wgpu::ComputePipeline>,
     weight_grads: Arc<wgpu::ComputePipeline>,
     params: wgpu::Buffer,
@@ -266,9 +277,11 @@ pub struct FusedBuffers {
     /// [`FusedShape::act_stride`] (two buffers, so a layered kernel that
     /// reads one layer's output and writes the next binds two).
     pub ys: [GpuTensor; 2],
-    /// Every layer's pre-activation where the backward needs it (else a
-    /// placeholder of one float).
-    zs: GpuTensor,
+    /// Every layer's pre-activation, layer `l` at `l *`
+    /// [`FusedShape::act_stride`]: written by every forward where the
+    /// backward needs it, by [`Gpu::record_fused_mlp_forward_keeping_z`]
+    /// for any activation.
+    pub zs: GpuTensor,
     /// The last layer's output, `[batch, width]`.
     pub y_last: GpuTensor,
     /// Every layer's activation gradient, `[layers, batch, width]`.
@@ -436,15 +449,20 @@ impl Gpu {
             act_stride: shape.act_stride() as u32,
         })?;
         let key = format!("fused_mlp:{act}:{lanes}");
-        let stack = |entry| self.pipeline(&key, entry, || fused_source(act, lanes), true);
+        let stack = |entry| self.pipeline(&key, entry, || fused_source(act, lanes, false), true);
         let (pack, forward, backward) = (stack("pack")?, stack("forward")?, stack("backward")?);
+        let forward_keeping_z = self.pipeline(
+            &format!("fused_mlp:{act}:{lanes}:z"),
+            "forward",
+            || fused_source(act, lanes, true),
+            true,
+        )?;
         let weight_grads = self.pipeline(
             &format!("fused_mlp_grads:{act}"),
             "weight_grads",
             || fused_grads_source(act),
             true,
         )?;
-        let keep_z = act.saved() == Saved::PreActivation;
         let end = |col: usize, len: &dyn Fn(usize) -> usize| {
             table
                 .iter()
@@ -473,6 +491,7 @@ impl Gpu {
             needs,
             pack,
             forward,
+            forward_keeping_z,
             backward,
             weight_grads,
             params,
@@ -484,7 +503,7 @@ impl Gpu {
                 self.zeros(1, shape.layers.div_ceil(2) * shape.act_stride())?,
                 self.zeros(1, (shape.layers / 2).max(1) * shape.act_stride())?,
             ],
-            zs: self.zeros(1, if keep_z { shape.activations_len() } else { 1 })?,
+            zs: self.zeros(1, shape.activations_len())?,
             y_last: self.zeros(shape.batch, shape.width)?,
             dz: self.zeros(1, shape.activations_len())?,
             grads: self.zeros(1, shape.grads_len())?,
@@ -505,6 +524,32 @@ impl Gpu {
         b: &GpuTensor,
         bufs: &FusedBuffers,
     ) -> Result<(), Error> {
+        self.record_fused_forward_with(encoder, x, w, b, bufs, false)
+    }
+
+    /// [`Gpu::record_fused_mlp_forward`] that also stores every layer's
+    /// pre-activation in `bufs.zs`, whatever the activation: what a logged
+    /// step's diagnostics read.
+    pub fn record_fused_mlp_forward_keeping_z(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        b: &GpuTensor,
+        bufs: &FusedBuffers,
+    ) -> Result<(), Error> {
+        self.record_fused_forward_with(encoder, x, w, b, bufs, true)
+    }
+
+    fn record_fused_forward_with(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        b: &GpuTensor,
+        bufs: &FusedBuffers,
+        keep_all_z: bool,
+    ) -> Result<(), Error> {
         let (act, shape) = (bufs.act, bufs.shape);
         let op = "fused_mlp_forward";
         check_len(op, "x", x, shape.batch * shape.input)?;
@@ -513,7 +558,12 @@ impl Gpu {
         let vec4s = (shape.wt_len() + shape.wp_len()) as u64;
         let (gx, gy, _) = grid_1d(self, vec4s, 64)?;
         let blocks = self.row_blocks(shape)?;
-        let keep_z = act.saved() == Saved::PreActivation;
+        let keep_z = keep_all_z || act.saved() == Saved::PreActivation;
+        let forward = if keep_all_z {
+            &bufs.forward_keeping_z
+        } else {
+            &bufs.forward
+        };
         self.scoped("recording the fused forward", || {
             record_pass(
                 self,
@@ -546,7 +596,7 @@ impl Gpu {
                 self,
                 encoder,
                 "fused mlp forward",
-                &bufs.forward,
+                forward,
                 &bindings,
                 (blocks, 1, 1),
             );

@@ -185,10 +185,12 @@ pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
         ),
     ];
     for lanes in [16, 32, 64, 128] {
-        out.push((
-            format!("fused_mlp[{act}, {lanes} lanes]"),
-            super::fused::fused_source(act, lanes),
-        ));
+        for keep_all_z in [false, true] {
+            out.push((
+                format!("fused_mlp[{act}, {lanes} lanes, keep_all_z={keep_all_z}]"),
+                super::fused::fused_source(act, lanes, keep_all_z),
+            ));
+        }
     }
     for v in GemmVariant::CANDIDATES {
         for save_z in [false, true] {

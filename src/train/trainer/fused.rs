@@ -1,9 +1,9 @@
 //! The fully fused path in a training step: which nets it takes, and the
 //! recording of the hidden stack's forward and backward through it (the
 //! output layer, the loss, clipping, the optimizer and the checks stay as
-//! on the layered path; logged steps run layered, for the diagnostics'
-//! per-layer pre-activations). Its kernels work in the arenas: nothing is
-//! copied in or out.
+//! on the layered path; on logged steps the stack also keeps every
+//! pre-activation, for the diagnostics). Its kernels work in the arenas:
+//! nothing is copied in or out.
 
 use super::*;
 use crate::gpu::fused::{ArenaOffsets, FusedBuffers, FusedShape};
@@ -104,15 +104,23 @@ impl Trainer {
     /// Records the hidden stack's forward through the fused kernels on the
     /// gathered batch (two dispatches: the weights laid out from the
     /// parameter arena, then the whole stack); every hidden layer's output
-    /// lands in its `y` (a view of the stack's outputs).
+    /// lands in its `y` (a view of the stack's outputs), and with
+    /// `keep_all_z` every pre-activation in its `z`.
     pub(super) fn record_fused_forward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         fused: &FusedState,
+        keep_all_z: bool,
     ) -> Result<(), Error> {
         let arena = self.model.arena();
-        self.gpu
-            .record_fused_mlp_forward(encoder, &self.x_batch, arena, arena, &fused.bufs)
+        let (x, bufs) = (&self.x_batch, &fused.bufs);
+        if keep_all_z {
+            self.gpu
+                .record_fused_mlp_forward_keeping_z(encoder, x, arena, arena, bufs)
+        } else {
+            self.gpu
+                .record_fused_mlp_forward(encoder, x, arena, arena, bufs)
+        }
     }
 
     /// Records the hidden stack's backward through the fused kernels, from

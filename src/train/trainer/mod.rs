@@ -522,7 +522,14 @@ impl Trainer {
                     Some(&(parity, at)) => acts[parity].view(at, rows, fan_out)?,
                     None => gpu.zeros(rows, fan_out)?,
                 },
-                z: gpu.zeros(rows, fan_out)?,
+                // On the fused path the stack's own pre-activations (what a
+                // logged step's diagnostics read).
+                z: match &fused {
+                    Some(f) if l < f.shape.layers => {
+                        f.bufs.zs.view(l * f.shape.act_stride(), rows, fan_out)?
+                    }
+                    _ => gpu.zeros(rows, fan_out)?,
+                },
                 dy: gpu.zeros(rows, fan_out)?,
                 dw: grad_of(l, ParamKind::Weight)?,
                 db: grad_of(l, ParamKind::Bias)?,

@@ -39,13 +39,13 @@ impl Trainer {
             offset,
             b,
         )?;
-        // The fused stack runs the hidden layers of unlogged steps; logged
-        // steps run layered, for the per-layer pre-activations their
-        // diagnostics read.
-        let fused = self.fused.as_ref().filter(|_| !log);
+        // The fused stack runs the hidden layers where the net allows it;
+        // on logged steps it also keeps every pre-activation for the
+        // diagnostics.
+        let fused = self.fused.as_ref();
         let first_layered = match fused {
             Some(f) => {
-                self.record_fused_forward(&mut encoder, f)?;
+                self.record_fused_forward(&mut encoder, f, log)?;
                 f.shape.layers
             }
             None => 0,
