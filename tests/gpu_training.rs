@@ -263,13 +263,28 @@ fn the_same_seed_gives_the_same_run() {
 fn diagnostics_match_the_reference_forward() {
     let Some(gpu) = common::gpu() else { return };
     let data = small_data(32, 5, 3, 9);
-    for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
-        let config = MlpConfig::deep(5, 4, 12, 3, act);
+    // Both paths; the layered one also with hidden widths that differ (the
+    // diagnostics read every hidden layer from the arenas at its offset).
+    let cases = [Activation::Relu, Activation::Sigmoid, Activation::Tanh]
+        .into_iter()
+        .flat_map(|act| {
+            [
+                (MlpConfig::deep(5, 4, 12, 3, act), Kernels::Fused),
+                (MlpConfig::deep(5, 4, 12, 3, act), Kernels::Layered),
+                (
+                    MlpConfig::new(5, vec![12, 7, 9, 12], 3, act),
+                    Kernels::Layered,
+                ),
+            ]
+        });
+    for (config, kernels) in cases {
+        let act = config.activation;
         let tc = TrainConfig {
             epochs: 1,
             batch_size: 32,
             learning_rate: 0.1,
             log_every: 1,
+            kernels,
             ..Default::default()
         };
         let mut t =

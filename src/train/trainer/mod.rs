@@ -111,6 +111,96 @@ impl StepState {
     }
 }
 
+/// The diagnostics launches of `layers`: the hidden layers that share an
+/// activation in one (their z and y in the arenas `zs` and `acts`, at
+/// `z_starts` and `act_starts`), any other layer in one of its own; and
+/// the per-column scratch they share.
+fn diag_groups(
+    gpu: &Gpu,
+    layers: &[LayerState],
+    (zs, z_starts): (&GpuTensor, &[usize]),
+    (acts, act_starts): (&[GpuTensor; 2], &[(usize, usize)]),
+    rows: usize,
+) -> Result<(Vec<DiagGroup>, GpuTensor), Error> {
+    let u32s = |v: usize| {
+        u32::try_from(v).map_err(|_| {
+            Error::Config("a layer is too large for the diagnostics' u32 offsets".into())
+        })
+    };
+    let mut columns_at = 0usize;
+    let mut groups: Vec<(Activation, Vec<LayerDiag>, DiagBuffers)> = Vec::new();
+    for (l, layer) in layers.iter().enumerate() {
+        let cols = layer.y.cols();
+        let (z_offset, y_offset, y_parity, buffers) = match (z_starts.get(l), act_starts.get(l)) {
+            (Some(&z), Some(&(parity, y))) => (z, y, parity, DiagBuffers::Arenas),
+            _ => (0, 0, 0, DiagBuffers::Own(l)),
+        };
+        let entry = LayerDiag {
+            rows: u32s(rows)?,
+            cols: u32s(cols)?,
+            saturation_threshold: if layer.act.saturates() {
+                (0.01 * max_abs_derivative(layer.act)) as f32
+            } else {
+                0.0
+            },
+            hist_offset: u32s(l * (HIST_BINS + 2))?,
+            hist_min: HIST_MIN,
+            hist_max: HIST_MAX,
+            hist_bins: HIST_BINS as u32,
+            summary_offset: u32s(4 * l)?,
+            z_offset: u32s(z_offset)?,
+            y_offset: u32s(y_offset)?,
+            y_parity: y_parity as u32,
+            columns_offset: u32s(columns_at)?,
+        };
+        columns_at += 5 * cols;
+        match groups.iter_mut().find(|g| {
+            g.0 == layer.act && g.2 == DiagBuffers::Arenas && buffers == DiagBuffers::Arenas
+        }) {
+            Some(g) => g.1.push(entry),
+            None => groups.push((layer.act, vec![entry], buffers)),
+        }
+    }
+    let groups = groups
+        .into_iter()
+        .map(|(act, entries, buffers)| {
+            let (z, y) = match buffers {
+                DiagBuffers::Arenas => (zs.clone(), acts.clone()),
+                DiagBuffers::Own(l) => {
+                    let layer = &layers[l];
+                    (layer.z.clone(), [layer.y.clone(), layer.y.clone()])
+                }
+            };
+            let table = gpu.scoped("uploading the diagnostics table", || {
+                gpu.device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("fusedmlp diagnostics table"),
+                        contents: bytemuck::cast_slice(&entries),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    })
+            })?;
+            Ok(DiagGroup {
+                act,
+                table,
+                layers: entries.len() as u32,
+                widest: entries.iter().map(|e| e.cols).max().unwrap_or(1),
+                z,
+                y,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok((groups, gpu.zeros(1, columns_at.max(1))?))
+}
+
+/// Where a diagnostics group's layers keep z and y.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DiagBuffers {
+    /// In the hidden layers' arenas.
+    Arenas,
+    /// In layer `l`'s own buffers.
+    Own(usize),
+}
+
 /// One tensor whose norm a logged step reports (`sumsq_segments` in
 /// `shaders/stats.wgsl`).
 #[repr(C)]
@@ -183,9 +273,10 @@ struct FiniteCheck {
     groups: u32,
 }
 
+/// One layer's entry in a diagnostics launch (`shaders/diagnostics.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ColumnParams {
+struct LayerDiag {
     rows: u32,
     cols: u32,
     saturation_threshold: f32,
@@ -194,6 +285,24 @@ struct ColumnParams {
     hist_max: f32,
     hist_bins: u32,
     summary_offset: u32,
+    z_offset: u32,
+    y_offset: u32,
+    y_parity: u32,
+    columns_offset: u32,
+}
+
+/// Layers whose diagnostics one launch computes (the hidden layers, which
+/// share an activation and whose outputs and pre-activations lie in the
+/// arenas; the output layer), made once.
+struct DiagGroup {
+    act: Activation,
+    /// One [`LayerDiag`] per layer.
+    table: wgpu::Buffer,
+    layers: u32,
+    widest: u32,
+    /// What `z` and `y0`/`y1` bind.
+    z: GpuTensor,
+    y: [GpuTensor; 2],
 }
 
 /// Per-layer device state of a training run.
@@ -209,10 +318,6 @@ struct LayerState {
     db: GpuTensor,
     w_state: (GpuTensor, GpuTensor),
     b_state: (GpuTensor, GpuTensor),
-    columns: GpuTensor,
-    /// The diagnostics kernels' parameters for a training batch, made
-    /// once: a logged step allocates nothing of its own.
-    diag_params: wgpu::Buffer,
     scratch: LinearScratch,
     /// `skip + drop(y)`, the next layer's input, when the layer has
     /// dropout or a residual connection.
@@ -313,6 +418,10 @@ pub struct Trainer {
     finite: FiniteCheck,
     /// The parameter arena as it was before a logged step's update.
     prev_params: GpuTensor,
+    /// The launches of a logged step's per-layer diagnostics.
+    diag: Vec<DiagGroup>,
+    /// Their per-column scratch, every layer's at its own offset.
+    columns: GpuTensor,
     /// The tensors whose norms a logged step reports, and how many.
     norm_segments: (wgpu::Buffer, u32),
     /// Every gradient, laid out as the model's parameter arena
@@ -507,45 +616,47 @@ impl Trainer {
             Some(f) => f.bufs.ys.clone(),
             None => [gpu.zeros(1, ends[0].max(1))?, gpu.zeros(1, ends[1].max(1))?],
         };
+        let z_starts: Vec<usize> = shapes[..hidden]
+            .iter()
+            .scan(0, |at, &(_, fan_out)| {
+                let start = *at;
+                *at += crate::gpu::tensor::align_floats(rows * fan_out);
+                Some(start)
+            })
+            .collect();
+        let zs = match &fused {
+            // Layer l at l * act_stride: the same offsets.
+            Some(f) => f.bufs.zs.clone(),
+            None => gpu.zeros(
+                1,
+                shapes[..hidden]
+                    .iter()
+                    .map(|&(_, o)| crate::gpu::tensor::align_floats(rows * o))
+                    .sum::<usize>()
+                    .max(1),
+            )?,
+        };
         let mut layers = Vec::new();
         for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
             let act = mc.layer_activation(l);
             let shape = crate::LinearShape::new(rows, fan_in, fan_out);
-            let saturation_threshold = if act.saturates() {
-                (0.01 * max_abs_derivative(act)) as f32
-            } else {
-                0.0
-            };
             layers.push(LayerState {
                 act,
                 y: match act_starts.get(l) {
                     Some(&(parity, at)) => acts[parity].view(at, rows, fan_out)?,
                     None => gpu.zeros(rows, fan_out)?,
                 },
-                // On the fused path the stack's own pre-activations (what a
-                // logged step's diagnostics read).
-                z: match &fused {
-                    Some(f) if l < f.shape.layers => {
-                        f.bufs.zs.view(l * f.shape.act_stride(), rows, fan_out)?
-                    }
-                    _ => gpu.zeros(rows, fan_out)?,
+                // The hidden layers' pre-activations in one buffer (on the
+                // fused path the stack's own), which the diagnostics read.
+                z: match z_starts.get(l) {
+                    Some(&at) => zs.view(at, rows, fan_out)?,
+                    None => gpu.zeros(rows, fan_out)?,
                 },
                 dy: gpu.zeros(rows, fan_out)?,
                 dw: grad_of(l, ParamKind::Weight)?,
                 db: grad_of(l, ParamKind::Bias)?,
                 w_state: state_of(l, ParamKind::Weight)?,
                 b_state: state_of(l, ParamKind::Bias)?,
-                columns: gpu.zeros(fan_out, 5)?,
-                diag_params: gpu.params(&ColumnParams {
-                    rows: rows as u32,
-                    cols: fan_out as u32,
-                    saturation_threshold,
-                    hist_offset: (l * (HIST_BINS + 2)) as u32,
-                    hist_min: HIST_MIN,
-                    hist_max: HIST_MAX,
-                    hist_bins: HIST_BINS as u32,
-                    summary_offset: (4 * l) as u32,
-                })?,
                 scratch: gpu.linear_scratch(shape)?,
                 out: if mc.is_residual(l) || mc.has_dropout(l) {
                     Some(gpu.zeros(rows, fan_out)?)
@@ -667,6 +778,8 @@ impl Trainer {
                 groups,
             }
         };
+        let (diag, columns) =
+            diag_groups(&gpu, &layers, (&zs, &z_starts), (&acts, &act_starts), rows)?;
         let norm_segments = {
             let segments = norm_segments(&layout, &slots)?;
             let count = segments.len() as u32;
@@ -681,6 +794,8 @@ impl Trainer {
             (buffer, count)
         };
         Ok(Trainer {
+            diag,
+            columns,
             prev_params: gpu.zeros(1, layout.len())?,
             norm_segments,
             acts,

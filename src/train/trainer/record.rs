@@ -401,13 +401,11 @@ impl Trainer {
         gpu.scoped("clearing histograms", || {
             encoder.clear_buffer(&self.hist, 0, None)
         })?;
-        for layer in &self.layers {
-            let src = || shader::assemble(shader::DIAGNOSTICS_WGSL, Some(layer.act));
-            let key = format!("diagnostics[{}]", layer.act);
+        for group in &self.diag {
+            let src = || shader::assemble(shader::DIAGNOSTICS_WGSL, Some(group.act));
+            let key = format!("diagnostics[{}]", group.act);
             let columns = gpu.pipeline(&key, "column_stats", src, false)?;
             let summarize = gpu.pipeline(&key, "summarize", src, false)?;
-            let cols = layer.y.cols();
-            let params = &layer.diag_params;
             gpu.scoped("recording diagnostics", || {
                 record_pass(
                     gpu,
@@ -415,21 +413,22 @@ impl Trainer {
                     "column_stats",
                     &columns,
                     &[
-                        (0, params),
-                        (1, &layer.z),
-                        (2, &layer.y),
-                        (3, &layer.columns),
+                        (0, &group.table),
+                        (1, &group.z),
+                        (2, &group.y[0]),
+                        (7, &group.y[1]),
+                        (3, &self.columns),
                         (4, &self.hist),
                     ],
-                    ((cols as u32).div_ceil(64), 1, 1),
+                    (group.widest.div_ceil(64), group.layers, 1),
                 );
                 record_pass(
                     gpu,
                     encoder,
                     "summarize",
                     &summarize,
-                    &[(0, params), (5, &layer.columns), (6, &self.summary)],
-                    (1, 1, 1),
+                    &[(0, &group.table), (5, &self.columns), (6, &self.summary)],
+                    (group.layers, 1, 1),
                 );
             })?;
         }
