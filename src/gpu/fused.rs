@@ -20,8 +20,6 @@
 use std::sync::Arc;
 
 use super::elementwise::{grid_1d, record_pass};
-use wgpu::util::DeviceExt;
-
 use super::tensor::{align_floats, Bind};
 use super::{shader, Gpu, GpuTensor};
 use crate::activation::{Activation, Saved};
@@ -476,14 +474,7 @@ impl Gpu {
             end(1, &|_| shape.width),
             end(2, &|l| shape.width * shape.fan_in(l)).max(end(3, &|_| shape.width)),
         );
-        let table = self.scoped("uploading the fused offset table", || {
-            self.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("fusedmlp fused offsets"),
-                    contents: bytemuck::cast_slice(&table),
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-        })?;
+        let table = self.table("the fused offset table", &table)?;
         Ok(FusedBuffers {
             act,
             shape,

@@ -222,6 +222,29 @@ impl Gpu {
         Ok(buffer)
     }
 
+    /// A read-only storage buffer holding `data` (a table a kernel reads:
+    /// offsets, segments), made once by its owner; `what` names it in errors.
+    pub(crate) fn table<T: bytemuck::Pod>(
+        &self,
+        what: &str,
+        data: &[T],
+    ) -> Result<wgpu::Buffer, Error> {
+        let bytes: &[u8] = if data.is_empty() {
+            &[0u8; 4]
+        } else {
+            bytemuck::cast_slice(data)
+        };
+        self.scoped(&format!("uploading {what}"), || {
+            self.inner
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(what),
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+        })
+    }
+
     /// A parameter block of its own, not shared: for blocks that change
     /// from step to step (a step number, a dropout seed, a batch offset),
     /// which would only churn the cache of [`Gpu::params`].

@@ -171,14 +171,7 @@ fn diag_groups(
                     (layer.z.clone(), [layer.y.clone(), layer.y.clone()])
                 }
             };
-            let table = gpu.scoped("uploading the diagnostics table", || {
-                gpu.device()
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("fusedmlp diagnostics table"),
-                        contents: bytemuck::cast_slice(&entries),
-                        usage: wgpu::BufferUsages::STORAGE,
-                    })
-            })?;
+            let table = gpu.table("the diagnostics table", &entries)?;
             Ok(DiagGroup {
                 act,
                 table,
@@ -783,14 +776,7 @@ impl Trainer {
         let norm_segments = {
             let segments = norm_segments(&layout, &slots)?;
             let count = segments.len() as u32;
-            let buffer = gpu.scoped("uploading the norm segments", || {
-                gpu.device()
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("fusedmlp norm segments"),
-                        contents: bytemuck::cast_slice(&segments),
-                        usage: wgpu::BufferUsages::STORAGE,
-                    })
-            })?;
+            let buffer = gpu.table("the norm segments", &segments)?;
             (buffer, count)
         };
         Ok(Trainer {
