@@ -6,7 +6,10 @@ struct GatherParams {
     rows: u32,
     cols: u32,
     offset: u32,
-    _pad: u32,
+    // 1: the offset is the step's, word 5 of the step state (a training
+    // step writes it with its other per-step values, so its gather needs
+    // no parameters of its own).
+    offset_from_step: u32,
 }
 
 @group(0) @binding(0) var<storage, read> p: GatherParams;
@@ -15,6 +18,7 @@ struct GatherParams {
 @group(0) @binding(3) var<storage, read> perm: array<u32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dst_labels: array<f32>;
+@group(0) @binding(6) var<storage, read> step_words: array<u32>;
 
 // x runs along a row's features; y is the batch row.
 @compute @workgroup_size(64)
@@ -24,7 +28,8 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (r >= p.rows || c >= p.cols) {
         return;
     }
-    let s = perm[p.offset + r];
+    let offset = select(p.offset, step_words[5], p.offset_from_step == 1u);
+    let s = perm[offset + r];
     dst[r * p.cols + c] = src[s * p.cols + c];
     if (c == 0u) {
         dst_labels[r] = src_labels[s];

@@ -55,6 +55,25 @@ fn main_job_step_dispatches_do_not_grow() {
         let before = gpu.dispatch_count();
         t.run_steps(1).unwrap();
         let n = gpu.dispatch_count() - before;
+        // Nothing is made per step: over 100 more steps the host layer
+        // creates no buffer (parameter blocks, tables and staging are made
+        // once); bind groups are still made per pass, one per dispatch.
+        let (buffers, bind_groups) = gpu.objects_created();
+        t.run_steps(100).unwrap();
+        let created = gpu.objects_created();
+        let (buffers, bind_groups) = (created.0 - buffers, created.1 - bind_groups);
+        eprintln!(
+            "100 {logged} steps, kernels {kernels}: {buffers} buffers and {bind_groups} bind \
+             groups created"
+        );
+        assert_eq!(
+            buffers, 0,
+            "{logged} steps with kernels {kernels} created buffers"
+        );
+        assert!(
+            bind_groups <= 100 * n,
+            "{bind_groups} bind groups for {n} dispatches a step"
+        );
         eprintln!("a {logged} step of the main job's net, kernels {kernels}: {n} dispatches");
         assert!(n > 0, "no dispatches counted");
         assert!(

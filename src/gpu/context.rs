@@ -65,6 +65,9 @@ static SHARED: Mutex<Option<Gpu>> = Mutex::new(None);
 thread_local! {
     /// Compute dispatches recorded on this thread (see [`Gpu::dispatch_count`]).
     pub(crate) static DISPATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Buffers and bind groups the host layer created on this thread (see
+    /// [`Gpu::objects_created`]).
+    pub(crate) static CREATED: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 /// The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset;
@@ -304,6 +307,20 @@ impl Gpu {
     /// thread, so other threads' work never shows in a difference.
     pub fn dispatch_count(&self) -> u64 {
         DISPATCHES.with(|d| d.get())
+    }
+
+    /// (buffers, bind groups) the host layer has created so far on the
+    /// calling thread: tensors, parameter blocks, tables and readback
+    /// buffers, and one bind group per recorded pass. A steady training
+    /// step should create no buffer; `fusedmlp bench --train` reports both
+    /// per step.
+    pub fn objects_created(&self) -> (u64, u64) {
+        CREATED.with(|c| c.get())
+    }
+
+    /// Counts a buffer the host layer created.
+    pub(crate) fn count_buffer(&self) {
+        CREATED.with(|c| c.set((c.get().0 + 1, c.get().1)));
     }
 
     /// Counts a readback made outside `read_bytes` (asynchronous maps).

@@ -77,6 +77,7 @@ pub(crate) fn record_pass_entries(
     groups: (u32, u32, u32),
 ) {
     let layout = pipeline.get_bind_group_layout(0);
+    super::context::CREATED.with(|c| c.set((c.get().0, c.get().1 + 1)));
     let bind_group = gpu
         .inner
         .device

@@ -188,6 +188,7 @@ impl Gpu {
         let device = &self.inner.device;
         // Copies must be multiples of 4 bytes.
         let padded = size.div_ceil(4) * 4;
+        self.count_buffer();
         let staging = self.scoped("allocating a readback buffer", || {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("fusedmlp readback"),

@@ -120,6 +120,7 @@ impl Gpu {
             ));
         }
         self.check_tensor_size(&format!("a [{rows}, {cols}] tensor"), expected)?;
+        self.count_buffer();
         let contents: &[u8] = if data.is_empty() {
             &[0u8; 4]
         } else {
@@ -148,6 +149,7 @@ impl Gpu {
             Error::Config(format!("tensor shape [{rows}, {cols}] overflows usize"))
         })?;
         let bytes = self.check_tensor_size(&format!("a [{rows}, {cols}] tensor"), floats)?;
+        self.count_buffer();
         // wgpu zero-initialises new buffers.
         let buffer = self.scoped("allocating a tensor", || {
             self.inner.device.create_buffer(&wgpu::BufferDescriptor {
@@ -234,6 +236,7 @@ impl Gpu {
         } else {
             bytemuck::cast_slice(data)
         };
+        self.count_buffer();
         self.scoped(&format!("uploading {what}"), || {
             self.inner
                 .device
@@ -250,6 +253,7 @@ impl Gpu {
     /// which would only churn the cache of [`Gpu::params`].
     pub(crate) fn step_params<T: bytemuck::Pod>(&self, data: &T) -> Result<wgpu::Buffer, Error> {
         let bytes = bytemuck::bytes_of(data);
+        self.count_buffer();
         self.scoped("creating kernel parameters", || {
             self.inner
                 .device

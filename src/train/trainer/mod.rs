@@ -85,8 +85,9 @@ struct ClipParams {
 
 /// What the host writes before each step (one small write): the
 /// optimizer's learning rate and bias corrections, the clipping scale (1
-/// until the clipping kernel sets it), and the step number (for the
-/// finite check's flags).
+/// until the clipping kernel sets it), the step number (for the finite
+/// check's flags) and where the batch starts in the epoch's order (for the
+/// gather).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct StepState {
@@ -95,18 +96,26 @@ struct StepState {
     bias_correction2: f32,
     clip_scale: f32,
     step: u32,
-    pad: [u32; 3],
+    batch_offset: u32,
+    pad: [u32; 2],
 }
 
 impl StepState {
-    fn new(lr: f32, bias_correction1: f32, bias_correction2: f32, step: u64) -> [StepState; 1] {
+    fn new(
+        lr: f32,
+        bias_correction1: f32,
+        bias_correction2: f32,
+        step: u64,
+        batch_offset: usize,
+    ) -> [StepState; 1] {
         [StepState {
             lr,
             bias_correction1,
             bias_correction2,
             clip_scale: 1.0,
             step: step.min(u32::MAX as u64 - 1) as u32,
-            pad: [0; 3],
+            batch_offset: batch_offset as u32,
+            pad: [0; 2],
         }]
     }
 }

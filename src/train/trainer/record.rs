@@ -3,12 +3,16 @@
 use super::*;
 
 impl Trainer {
+    /// Records gathering `rows` rows of a resident split into the batch
+    /// buffers, in the order `perm` gives from `offset` on; `None` takes
+    /// the offset the step state holds (a training step's), so the
+    /// parameter block is the same every step.
     pub(super) fn record_gather(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         (x, y): (&GpuTensor, &GpuTensor),
         perm: &wgpu::Buffer,
-        offset: usize,
+        offset: Option<usize>,
         rows: usize,
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
@@ -19,11 +23,12 @@ impl Trainer {
             false,
         )?;
         let cols = x.cols();
-        let params = gpu.step_params(&U4 {
+        // Evaluation's chunk offsets recur every epoch: shared blocks too.
+        let params = gpu.params(&U4 {
             a: rows as u32,
             b: cols as u32,
-            c: offset as u32,
-            d: 0,
+            c: offset.unwrap_or(0) as u32,
+            d: offset.is_none() as u32,
         })?;
         gpu.scoped("recording gather", || {
             record_pass(
@@ -33,11 +38,12 @@ impl Trainer {
                 &pipeline,
                 &[
                     (0, &params),
-                    (1, &x),
-                    (2, &y),
+                    (1, x),
+                    (2, y),
                     (3, perm),
                     (4, &self.x_batch),
                     (5, &self.y_batch),
+                    (6, &self.step_state),
                 ],
                 ((cols as u32).div_ceil(64), rows as u32, 1),
             )

@@ -18,7 +18,7 @@ impl Trainer {
         let mut start = 0;
         while start < rows {
             let n = chunk.min(rows - start);
-            self.record_gather(encoder, split, &self.identity_perm, start, n)?;
+            self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
             self.record_forward(encoder, n, false, false)?;
             self.record_loss(encoder, n, totals)?;
             start += n;

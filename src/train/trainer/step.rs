@@ -27,7 +27,7 @@ impl Trainer {
             gpu.queue().write_buffer(
                 &self.step_state,
                 0,
-                bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step)),
+                bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step, offset)),
             )
         })?;
         let self_start = web_time::Instant::now();
@@ -36,7 +36,7 @@ impl Trainer {
             &mut encoder,
             (&self.train_x, &self.train_y),
             &self.perm,
-            offset,
+            None,
             b,
         )?;
         // The fused stack runs the hidden layers where the net allows it;
