@@ -471,21 +471,22 @@ pub fn seed_table(runs: &SeedRuns) -> String {
 
 /// The main job's training recipe (the `relu_vs_sigmoid` example, its
 /// tests and `scripts/run.sh`): plain SGD, batch 32, a peak learning rate
-/// of 0.05 reached by a linear warm-up over the first 2 epochs and decayed
+/// of 0.03 reached by a linear warm-up over the first 2 epochs and decayed
 /// to 0 by a cosine over the run. With `train_rows` training rows, `epochs`
 /// epochs and the `seed`. Chosen by measurement over 5 seeds on both kernel
 /// paths (see the README): at a constant 0.05 the 20-layer ReLU net is on
-/// the edge of stability and its last epoch can land in a loss spike; the
-/// decay ends every seed trained, while the 20-layer sigmoid net's
-/// vanishing gradient is untouched (clipping or a schedule rescale every
-/// layer's gradient alike).
+/// the edge of stability and its last epoch can land in a loss spike; with
+/// the decay from 0.05 every seed ends trained, but the two kernel paths'
+/// rounding still sends a seed to outcomes 0.031 apart; from 0.03 they end
+/// within 0.014 of each other. The 20-layer sigmoid net's vanishing
+/// gradient is untouched (a schedule scales every layer's update alike).
 pub fn main_job_recipe(train_rows: usize, epochs: usize, seed: u64) -> TrainConfig {
     let batch_size = 32;
     let steps_per_epoch = (train_rows / batch_size) as u64;
     TrainConfig {
         epochs,
         batch_size,
-        learning_rate: 0.05,
+        learning_rate: 0.03,
         optimizer: crate::nn::Optimizer::sgd(),
         schedule: crate::nn::Schedule::Cosine { min_lr: 0.0 },
         warmup_steps: 2 * steps_per_epoch,
