@@ -3,45 +3,9 @@
 // run is bit-for-bit repeatable; histogram counts are integer atomics, which
 // commute. CPU twin: reference::mlp (diagnostics) and reference::optim (norms).
 
-struct SumsqParams {
-    len: u32,
-    // Where in `norms` the result goes.
-    slot: u32,
-    // 0: Σ a²; 1: Σ (a - b)².
-    mode: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> sp: SumsqParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
-
-// One workgroup: strided partial sums, then a tree.
-@compute @workgroup_size(256)
-fn sumsq(@builtin(local_invocation_index) lid: u32) {
-    var acc = 0.0;
-    for (var i = lid; i < sp.len; i = i + 256u) {
-        var v = a[i];
-        if (sp.mode == 1u) {
-            v = v - b[i];
-        }
-        acc = acc + v * v;
-    }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var width = 128u; width > 0u; width = width / 2u) {
-        if (lid < width) {
-            partial[lid] = partial[lid] + partial[lid + width];
-        }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        norms[sp.slot] = partial[0];
-    }
-}
 
 struct ClipParams {
     first: u32,
@@ -71,9 +35,10 @@ fn clip_scale() {
     }
 }
 
-// Every per-tensor norm a logged step reports, in one dispatch: one
-// workgroup per segment (a tensor of the arenas), each summing in the
-// same order as `sumsq`, so the values are those of one `sumsq` per tensor.
+// Sums of squares of segments of the arenas, one workgroup per segment:
+// strided partial sums, then a tree, in a fixed order. Every per-tensor
+// norm a logged step reports is one dispatch; the global gradient norm that
+// clipping reads is one segment, the whole gradient arena.
 struct Segment {
     // Where the tensor starts in its arena, and its length, in floats.
     offset: u32,

@@ -203,8 +203,8 @@ enum DiagBuffers {
     Own(usize),
 }
 
-/// One tensor whose norm a logged step reports (`sumsq_segments` in
-/// `shaders/stats.wgsl`).
+/// An arena segment whose sum of squares `sumsq_segments`
+/// (`shaders/stats.wgsl`) computes.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct NormSegment {
@@ -213,6 +213,21 @@ struct NormSegment {
     slot: u32,
     /// 0: the gradient; 1: the weight before the update; 2: the update.
     source: u32,
+}
+
+/// A table of [`NormSegment`]s, made once.
+struct NormSegments {
+    table: wgpu::Buffer,
+    count: u32,
+}
+
+impl NormSegments {
+    fn new(gpu: &Gpu, what: &str, segments: &[NormSegment]) -> Result<NormSegments, Error> {
+        Ok(NormSegments {
+            table: gpu.table(what, segments)?,
+            count: segments.len() as u32,
+        })
+    }
 }
 
 /// The norm segments of every tensor in `layout`, each to its slot.
@@ -424,8 +439,10 @@ pub struct Trainer {
     diag: Vec<DiagGroup>,
     /// Their per-column scratch, every layer's at its own offset.
     columns: GpuTensor,
-    /// The tensors whose norms a logged step reports, and how many.
-    norm_segments: (wgpu::Buffer, u32),
+    /// The tensors whose norms a logged step reports.
+    logged_norms: NormSegments,
+    /// The whole gradient arena: the global norm clipping reads.
+    global_norm: NormSegments,
     /// Every gradient, laid out as the model's parameter arena
     /// ([`Mlp::layout`]); the layers' `dw`, `db`, ... are views of it.
     grads: GpuTensor,
@@ -599,44 +616,42 @@ impl Trainer {
             None => None,
         };
         // The hidden layers' outputs in two buffers (even layers, odd
-        // layers; a layer's kernel reads the one and writes the other),
-        // each at an aligned offset: on the fused path the stack's own
-        // outputs, so what its kernels write is what the output layer and
-        // the checks read.
+        // layers; a layer's kernel reads the one and writes the other) and
+        // their pre-activations in one, each at an aligned offset: on the
+        // fused path the stack's own, so what its kernels write is what the
+        // output layer, the checks and the diagnostics read.
         let hidden = shapes.len() - 1;
-        let mut ends = [0usize; 2];
-        let act_starts: Vec<(usize, usize)> = shapes[..hidden]
-            .iter()
-            .enumerate()
-            .map(|(l, &(_, fan_out))| {
-                let start = ends[l % 2];
-                ends[l % 2] += crate::gpu::tensor::align_floats(rows * fan_out);
-                (l % 2, start)
-            })
-            .collect();
-        let acts = match &fused {
-            Some(f) => f.bufs.ys.clone(),
-            None => [gpu.zeros(1, ends[0].max(1))?, gpu.zeros(1, ends[1].max(1))?],
-        };
-        let z_starts: Vec<usize> = shapes[..hidden]
-            .iter()
-            .scan(0, |at, &(_, fan_out)| {
-                let start = *at;
-                *at += crate::gpu::tensor::align_floats(rows * fan_out);
-                Some(start)
-            })
-            .collect();
-        let zs = match &fused {
-            // Layer l at l * act_stride: the same offsets.
-            Some(f) => f.bufs.zs.clone(),
-            None => gpu.zeros(
-                1,
-                shapes[..hidden]
-                    .iter()
-                    .map(|&(_, o)| crate::gpu::tensor::align_floats(rows * o))
-                    .sum::<usize>()
-                    .max(1),
-            )?,
+        let mut act_ends = [0usize; 2];
+        let mut z_end = 0usize;
+        let mut act_starts: Vec<(usize, usize)> = Vec::with_capacity(hidden);
+        let mut z_starts: Vec<usize> = Vec::with_capacity(hidden);
+        for (l, &(_, fan_out)) in shapes[..hidden].iter().enumerate() {
+            let block = crate::gpu::tensor::align_floats(rows * fan_out);
+            act_starts.push((l % 2, act_ends[l % 2]));
+            act_ends[l % 2] += block;
+            z_starts.push(z_end);
+            z_end += block;
+        }
+        // The fused stack lays layer l's output at (l / 2) * act_stride of
+        // its parity's buffer and its pre-activation at l * act_stride: the
+        // same offsets, as its hidden layers share one width.
+        if let Some(f) = &fused {
+            let stride = f.shape.act_stride();
+            debug_assert!(act_starts
+                .iter()
+                .enumerate()
+                .all(|(l, &(p, at))| p == l % 2 && at == (l / 2) * stride));
+            debug_assert!(z_starts.iter().enumerate().all(|(l, &at)| at == l * stride));
+        }
+        let (acts, zs) = match &fused {
+            Some(f) => (f.bufs.ys.clone(), f.bufs.zs.clone()),
+            None => (
+                [
+                    gpu.zeros(1, act_ends[0].max(1))?,
+                    gpu.zeros(1, act_ends[1].max(1))?,
+                ],
+                gpu.zeros(1, z_end.max(1))?,
+            ),
         };
         let mut layers = Vec::new();
         for (l, &(fan_in, fan_out)) in shapes.iter().enumerate() {
@@ -782,17 +797,26 @@ impl Trainer {
         };
         let (diag, columns) =
             diag_groups(&gpu, &layers, (&zs, &z_starts), (&acts, &act_starts), rows)?;
-        let norm_segments = {
-            let segments = norm_segments(&layout, &slots)?;
-            let count = segments.len() as u32;
-            let buffer = gpu.table("the norm segments", &segments)?;
-            (buffer, count)
-        };
+        let logged_norms =
+            NormSegments::new(&gpu, "the norm segments", &norm_segments(&layout, &slots)?)?;
+        let global_norm = NormSegments::new(
+            &gpu,
+            "the global norm's segment",
+            &[NormSegment {
+                offset: 0,
+                len: u32::try_from(layout.len()).map_err(|_| {
+                    Error::Config("the parameter arena is too large for u32 offsets".into())
+                })?,
+                slot: slots.arena_grad(),
+                source: 0,
+            }],
+        )?;
         Ok(Trainer {
             diag,
             columns,
             prev_params: gpu.zeros(1, layout.len())?,
-            norm_segments,
+            logged_norms,
+            global_norm,
             acts,
             finite,
             row_stats,

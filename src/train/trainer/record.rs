@@ -213,43 +213,13 @@ impl Trainer {
         })
     }
 
-    pub(super) fn record_sumsq(
+    /// Records sums of squares of the arena segments in `segments`
+    /// (`sumsq_segments`), one workgroup per segment, into their slots of
+    /// `norms`.
+    pub(super) fn record_norms(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        a: &GpuTensor,
-        b: Option<&GpuTensor>,
-        slot: u32,
-    ) -> Result<(), Error> {
-        let gpu = &self.gpu;
-        let pipeline = gpu.pipeline("stats", "sumsq", || shader::STATS_WGSL.to_string(), false)?;
-        let params = gpu.params(&U4 {
-            a: a.len() as u32,
-            b: slot,
-            c: b.is_some() as u32,
-            d: 0,
-        })?;
-        let other = b.unwrap_or(a);
-        gpu.scoped("recording a norm", || {
-            record_pass(
-                gpu,
-                encoder,
-                "sumsq",
-                &pipeline,
-                &[(0, &params), (1, &a), (2, &other), (3, &self.norms)],
-                (1, 1, 1),
-            )
-        })
-    }
-
-    /// Records the step's one finite check: every hidden output, the
-    /// logits, both arenas and the losses (`shaders/finite.wgsl`), the step
-    /// number read from the step state.
-    /// Records the norms a logged step reports (`sumsq_segments`): each
-    /// gradient tensor's, each weight's before the update (from the saved
-    /// parameters) and each weight update's, one workgroup per tensor.
-    pub(super) fn record_logged_norms(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
+        segments: &NormSegments,
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
         let pipeline = gpu.pipeline(
@@ -258,7 +228,7 @@ impl Trainer {
             || shader::STATS_WGSL.to_string(),
             false,
         )?;
-        gpu.scoped("recording the logged norms", || {
+        gpu.scoped("recording norms", || {
             record_pass(
                 gpu,
                 encoder,
@@ -266,16 +236,19 @@ impl Trainer {
                 &pipeline,
                 &[
                     (3, &self.norms),
-                    (10, &self.norm_segments.0),
+                    (10, &segments.table),
                     (11, &self.grads),
                     (12, self.model.arena()),
                     (13, &self.prev_params),
                 ],
-                (self.norm_segments.1, 1, 1),
+                (segments.count, 1, 1),
             )
         })
     }
 
+    /// Records the step's one finite check: every hidden output, the
+    /// logits, both arenas and the losses (`shaders/finite.wgsl`), the step
+    /// number read from the step state.
     pub(super) fn record_check_finite(
         &self,
         encoder: &mut wgpu::CommandEncoder,

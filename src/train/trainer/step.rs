@@ -157,7 +157,7 @@ impl Trainer {
         if log || self.config.clip_norm.is_some() {
             // The global norm: one reduction over the whole gradient arena
             // (its gaps are zeros), which clipping reads.
-            self.record_sumsq(&mut encoder, &self.grads, None, self.slots.arena_grad())?;
+            self.record_norms(&mut encoder, &self.global_norm)?;
             let pipeline = gpu.pipeline(
                 "stats",
                 "clip_scale",
@@ -197,7 +197,7 @@ impl Trainer {
         if log {
             // Every tensor's gradient norm, every weight's norm before the
             // update and every update's norm: one dispatch.
-            self.record_logged_norms(&mut encoder)?;
+            self.record_norms(&mut encoder, &self.logged_norms)?;
             self.record_diagnostics(&mut encoder)?;
             let slot = self.free_log_slot().await?;
             self.record_log_copy(&mut encoder, &self.log_slots[slot])?;
