@@ -54,19 +54,10 @@ pub fn std_dev(v: impl Iterator<Item = f64> + Clone) -> f64 {
 
 /// Median and half-range of the finite values of `v` (NaN, NaN when none):
 /// the figure and spread the benchmarks quote over repeats.
-pub fn median_spread(mut v: Vec<f64>) -> (f64, f64) {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    };
-    (median, 0.5 * (v[n - 1] - v[0]))
+pub fn median_spread(v: Vec<f64>) -> (f64, f64) {
+    crate::train::seeds::median_range(&v).map_or((f64::NAN, f64::NAN), |(median, lo, hi)| {
+        (median, 0.5 * (hi - lo))
+    })
 }
 
 /// Which hidden units have a pre-activation ≤ 0 for every row of `data`
