@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
 use crate::gpu::autotune::TuningRecord;
+use crate::gpu::fused::{FusedBuffers, FusedKernel};
 use crate::gpu::gemm::Epilogue;
 use crate::gpu::linear::{GemmDims, LinearScratch};
 use crate::gpu::timing::{median, TimeSource};
@@ -425,8 +426,17 @@ pub struct StackBenchRow {
     pub layers: usize,
     /// The hidden activation.
     pub activation: String,
+    /// The fused kernel design timed as `fused_ms` (the adapter's default).
+    pub kernel: String,
     /// Forward + backward, fused path, milliseconds (median).
     pub fused_ms: f64,
+    /// Forward + backward through the other fused design (the
+    /// workgroup-memory one where the default is the subgroup design),
+    /// milliseconds (median); `None` where the adapter runs only one.
+    pub other_fused_ms: Option<f64>,
+    /// Seconds to build the default design's buffers and compile its
+    /// kernels (on a cold pipeline cache: the first stack of this width).
+    pub build_s: f64,
     /// Forward + backward, layered path, milliseconds (median).
     pub layered_ms: f64,
     /// Compute dispatches of one forward + backward, fused (counted).
@@ -469,11 +479,21 @@ pub fn stack_bench(
     let weights = gpu.upload(&fill(shape.weight_len(), 2), 1, shape.weight_len())?;
     let biases = gpu.upload(&fill(shape.bias_len(), 3), 1, shape.bias_len())?;
     let dy = gpu.upload(&fill(b * w, 4), b, w)?;
-    let bufs = gpu.fused_buffers(act, shape)?;
-    let fused = |e: &mut wgpu::CommandEncoder| -> Result<(), Error> {
-        gpu.record_fused_mlp_forward(e, &x, &weights, &biases, &bufs)?;
-        gpu.record_fused_mlp_backward(e, &x, &dy, &bufs)
+    let kernel = gpu.fused_kernel();
+    let started = std::time::Instant::now();
+    let bufs = gpu.fused_buffers_with_kernel(act, shape, kernel)?;
+    let build_s = started.elapsed().as_secs_f64();
+    let other = match kernel {
+        FusedKernel::Subgroup => {
+            Some(gpu.fused_buffers_with_kernel(act, shape, FusedKernel::Lanes)?)
+        }
+        FusedKernel::Lanes => None,
     };
+    let fused_with = |bufs: &FusedBuffers, e: &mut wgpu::CommandEncoder| -> Result<(), Error> {
+        gpu.record_fused_mlp_forward(e, &x, &weights, &biases, bufs)?;
+        gpu.record_fused_mlp_backward(e, &x, &weights, &dy, bufs)
+    };
+    let fused = |e: &mut wgpu::CommandEncoder| fused_with(&bufs, e);
     // Layered: one fixture per layer (the first maps input -> width).
     let fixtures = (0..l)
         .map(|k| LinearFixture::new(gpu, LinearShape::new(b, if k == 0 { i } else { w }, w)))
@@ -497,12 +517,16 @@ pub fn stack_bench(
     };
     let fused_dispatches = count(&fused)?;
     let layered_dispatches = count(&layered)?;
-    let (mut tf, mut tl) = (Vec::new(), Vec::new());
+    let (mut tf, mut tl, mut to) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..repeats.max(1) {
         tf.extend(gpu.time_samples(1, 1, round == 0, fused)?.0);
         tl.extend(gpu.time_samples(1, 1, round == 0, layered)?.0);
+        if let Some(o) = &other {
+            to.extend(gpu.time_samples(1, 1, round == 0, |e| fused_with(o, e))?.0);
+        }
     }
     let (fused_s, layered_s) = (median(&tf), median(&tl));
+    let other_fused_ms = other.as_ref().map(|_| median(&to) * 1e3);
     // Forward, plus the weight and input gradients of the backward.
     let flops = 3.0 * shape.forward_flops();
     Ok(StackBenchRow {
@@ -511,7 +535,10 @@ pub fn stack_bench(
         width: w,
         layers: l,
         activation: act.to_string(),
+        kernel: format!("{kernel:?}").to_lowercase(),
         fused_ms: fused_s * 1e3,
+        other_fused_ms,
+        build_s,
         layered_ms: layered_s * 1e3,
         fused_dispatches,
         layered_dispatches,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use fusedmlp::gpu::fused::{FusedShape, MAX_FUSED_WIDTH};
+use fusedmlp::gpu::fused::{FusedKernel, FusedShape, MAX_FUSED_WIDTH};
 use fusedmlp::reference::fused_mlp;
 use fusedmlp::{Activation, Error, Gpu};
 
@@ -48,19 +48,49 @@ fn close(gpu: &[f32], cpu: &[f32], rel: f32, what: &str) {
     }
 }
 
+/// Both kernel designs where the adapter runs both. On llvmpipe, which
+/// has subgroups of 8, the subgroup design must be among them.
+fn kernels(gpu: &Gpu) -> Vec<FusedKernel> {
+    let mut out = vec![FusedKernel::Lanes];
+    if gpu.subgroups_ok() {
+        out.push(FusedKernel::Subgroup);
+    } else {
+        assert!(
+            !gpu.adapter_info().name.contains("llvmpipe"),
+            "llvmpipe offers subgroups of 8: the subgroup design must be tested"
+        );
+    }
+    out
+}
+
 fn check(gpu: &Gpu, act: Activation, shape: FusedShape, x_scale: f32, rel: f32) {
+    for kernel in kernels(gpu) {
+        check_with(gpu, kernel, act, shape, x_scale, rel);
+    }
+}
+
+fn check_with(
+    gpu: &Gpu,
+    kernel: FusedKernel,
+    act: Activation,
+    shape: FusedShape,
+    x_scale: f32,
+    rel: f32,
+) {
     let x = common::grid_values(shape.batch * shape.input, 7, x_scale);
     let layers = stack(shape, 11);
     let dy = common::grid_values(shape.batch * shape.width, 13, 1.0);
-    let what = format!("{act} {shape:?}");
-    let f_gpu = gpu.fused_mlp_forward(act, &x, &layers, shape).unwrap();
+    let what = format!("{act} {shape:?} {kernel:?}");
+    let f_gpu = gpu
+        .fused_mlp_forward_with(kernel, act, &x, &layers, shape)
+        .unwrap();
     let f_cpu = fused_mlp::forward(act, &x, &layers, shape).unwrap();
     close(&f_gpu.y_last, &f_cpu.y_last, rel, &format!("{what} y_last"));
     for (l, (g, c)) in f_gpu.saved.iter().zip(&f_cpu.saved).enumerate() {
         close(g, c, rel, &format!("{what} saved[{l}]"));
     }
     let b_gpu = gpu
-        .fused_mlp_backward(act, &x, &layers, &dy, shape)
+        .fused_mlp_backward_with(kernel, act, &x, &layers, &dy, shape)
         .unwrap();
     let b_cpu = fused_mlp::backward(act, &x, &layers, &dy, shape).unwrap();
     for (l, (g, c)) in b_gpu.dz.iter().zip(&b_cpu.dz).enumerate() {
@@ -91,9 +121,19 @@ fn every_activation_at_ragged_shapes_matches_the_reference() {
         shape(17, 9, 16, 3),
         shape(5, 3, 128, 2),
     ];
+    // The subgroup design compiles a kernel per width and activation (about
+    // a second each on llvmpipe): every activation at three of the shapes,
+    // which cover one, two and four column groups per invocation, aligned
+    // widths and not.
+    let subgroup_shapes = [shapes[0], shapes[2], shapes[4]];
     for act in Activation::ALL {
         for s in shapes {
-            check(&gpu, act, s, 1.0, 2e-3);
+            check_with(&gpu, FusedKernel::Lanes, act, s, 1.0, 2e-3);
+        }
+        if kernels(&gpu).contains(&FusedKernel::Subgroup) {
+            for s in subgroup_shapes {
+                check_with(&gpu, FusedKernel::Subgroup, act, s, 1.0, 2e-3);
+            }
         }
     }
 }
@@ -141,13 +181,13 @@ fn runs_are_bit_identical() {
             .chain(g.dz.iter().flatten().map(|v| v.to_bits()))
             .collect()
     };
-    let a = gpu
-        .fused_mlp_backward(Activation::Gelu, &x, &layers, &dy, s)
-        .unwrap();
-    let b = gpu
-        .fused_mlp_backward(Activation::Gelu, &x, &layers, &dy, s)
-        .unwrap();
-    assert_eq!(bits(&a), bits(&b));
+    for kernel in kernels(&gpu) {
+        let run = || {
+            gpu.fused_mlp_backward_with(kernel, Activation::Gelu, &x, &layers, &dy, s)
+                .unwrap()
+        };
+        assert_eq!(bits(&run()), bits(&run()), "{kernel:?}");
+    }
 }
 
 #[test]
@@ -169,22 +209,38 @@ fn shapes_it_cannot_take_are_errors_that_say_so() {
 }
 
 #[test]
-fn a_fused_stack_takes_four_dispatches_at_any_depth() {
+fn a_fused_stack_takes_at_most_four_dispatches_at_any_depth() {
     let Some(gpu) = common::gpu() else { return };
-    for layers in [1, 20, 100] {
-        let s = shape(8, 5, 16, layers);
-        let bufs = gpu.fused_buffers(Activation::Tanh, s).unwrap();
-        let x = gpu.zeros(s.batch, s.input).unwrap();
-        let w = gpu.zeros(1, s.weight_len()).unwrap();
-        let b = gpu.zeros(1, s.bias_len()).unwrap();
-        let dy = gpu.zeros(s.batch, s.width).unwrap();
-        let mut e = gpu.device().create_command_encoder(&Default::default());
-        let before = gpu.dispatch_count();
-        gpu.record_fused_mlp_forward(&mut e, &x, &w, &b, &bufs)
-            .unwrap();
-        gpu.record_fused_mlp_backward(&mut e, &x, &dy, &bufs)
-            .unwrap();
-        assert_eq!(gpu.dispatch_count() - before, 4, "{layers} layers");
-        drop(e);
+    // The subgroup design reads weights where they lie when the widths are
+    // multiples of 4 (three dispatches), else it pads them first (four);
+    // the workgroup-memory design always lays them out (four).
+    for kernel in kernels(&gpu) {
+        for (input, layers) in [(5, 1), (5, 20), (8, 20), (8, 100)] {
+            let s = shape(8, input, 16, layers);
+            let bufs = gpu
+                .fused_buffers_with_kernel(Activation::Tanh, s, kernel)
+                .unwrap();
+            let x = gpu.zeros(s.batch, s.input).unwrap();
+            let w = gpu.zeros(1, s.weight_len()).unwrap();
+            let b = gpu.zeros(1, s.bias_len()).unwrap();
+            let dy = gpu.zeros(s.batch, s.width).unwrap();
+            let mut e = gpu.device().create_command_encoder(&Default::default());
+            let before = gpu.dispatch_count();
+            gpu.record_fused_mlp_forward(&mut e, &x, &w, &b, &bufs)
+                .unwrap();
+            gpu.record_fused_mlp_backward(&mut e, &x, &w, &dy, &bufs)
+                .unwrap();
+            let expected = if kernel == FusedKernel::Subgroup && input % 4 == 0 {
+                3
+            } else {
+                4
+            };
+            assert_eq!(
+                gpu.dispatch_count() - before,
+                expected,
+                "{kernel:?}, input {input}, {layers} layers"
+            );
+            drop(e);
+        }
     }
 }

@@ -965,46 +965,55 @@ fn run_fused_bench(
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
     let activations = activations.unwrap_or_else(|| vec![Activation::Relu, Activation::Tanh]);
+    let (peak, _, _) = gpu.measure_peak_gflops()?;
+    println!("fused kernel design: {:?}", gpu.fused_kernel());
     println!(
-        "{:<20} {:<8} {:>10} {:>12} {:>9} {:>11} {:>9} {:>11} {:>8}",
+        "{:<20} {:<8} {:>9} {:>7} {:>9} {:>11} {:>9} {:>12} {:>9} {:>12} {:>8}",
         "stack b×in×w×L",
         "act",
         "fused ms",
+        "peak",
+        "other ms",
         "layered ms",
         "fused ×",
         "dispatches",
         "fused GF/s",
         "layered GF/s",
-        ""
+        "build s"
     );
     let mut rows = Vec::new();
     for shape in bench::default_stacks() {
         for &act in &activations {
             let r = bench::stack_bench(&gpu, shape, act, repeats.max(1))?;
             println!(
-                "{:<20} {:<8} {:>10.3} {:>12.3} {:>8.2}× {:>5} / {:<5} {:>9.2} {:>11.2}",
+                "{:<20} {:<8} {:>9.3} {:>6.1}% {:>9} {:>11.3} {:>8.2}× {:>5} / {:<5} {:>9.2} {:>12.2} {:>8.2}",
                 format!("{}×{}×{}×{}", r.batch, r.input, r.width, r.layers),
                 r.activation,
                 r.fused_ms,
+                100.0 * r.fused_gflops / peak,
+                r.other_fused_ms.map_or("-".to_string(), |v| format!("{v:.3}")),
                 r.layered_ms,
                 r.layered_ms / r.fused_ms,
                 r.fused_dispatches,
                 r.layered_dispatches,
                 r.fused_gflops,
                 r.layered_gflops,
+                r.build_s,
             );
             rows.push(r);
         }
     }
     println!(
-        "(forward and backward of the hidden stack only, no head or optimizer; dispatches: fused / layered, \
-         counted by the host layer; medians over {} interleaved rounds)",
+        "(forward and backward of the hidden stack only, no head or optimizer; peak {peak:.1} GFLOP/s \
+         measured in the same run; other: the workgroup-memory fused design where the default is the \
+         subgroup one; dispatches: fused / layered, counted by the host layer; build: buffers and kernels \
+         of the default design; medians over {} interleaved rounds)",
         repeats.max(1)
     );
     if let Some(path) = json {
         write_json(
             &path,
-            &serde_json::json!({ "adapter": gpu.describe(), "rows": rows }),
+            &serde_json::json!({ "adapter": gpu.describe(), "peak_gflops": peak, "rows": rows }),
         )?;
     }
     Ok(true)

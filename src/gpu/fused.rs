@@ -2,28 +2,41 @@
 //! [`MAX_FUSED_WIDTH`]): every hidden layer forward in one dispatch, the
 //! activation gradients of every layer in one dispatch walking the layers
 //! in reverse, and the weight and bias gradients of every layer in one
-//! more (`shaders/fused_mlp.wgsl`, `shaders/fused_mlp_grads.wgsl`), plus
-//! one that lays the weights out for them: four dispatches for the whole
-//! stack, whatever its depth.
+//! more, plus, where the kernels cannot read the weights where they lie,
+//! one that lays them out: three or four dispatches for the whole stack,
+//! whatever its depth.
 //!
-//! A workgroup owns a block of 16 batch rows (32 at widths up to 16) and
-//! keeps them in workgroup memory from layer to layer; an invocation owns
-//! four adjacent columns (a `vec4`) of some of its rows and streams the
-//! layer's weights, laid out transposed and padded so every load is a
-//! whole `vec4`. Narrow deep nets are bound by the number of dispatches,
-//! not by FLOPs (the main job's 20 × 64 hidden stack at batch 32 is 5
-//! MFLOP forward); the layered path takes a dispatch per layer and pass.
-//! Every sum runs in a fixed order, so results are bit-identical from run
-//! to run. CPU twin: [`crate::reference::fused_mlp`]; `fusedmlp bench
-//! --fused` times both paths.
+//! Two designs ([`FusedKernel`]), the adapter's best chosen by
+//! [`Gpu::fused_kernel`]:
+//! - the subgroup design (`gpu::fused_sg`, where subgroups of at least 8
+//!   invocations exist): a workgroup is one subgroup owning a block of
+//!   rows in registers, handing a layer's outputs to the next layer by
+//!   subgroup shuffles, with no workgroup memory and no barrier;
+//! - the workgroup-memory design (`shaders/fused_mlp_lanes.wgsl`, runs
+//!   anywhere): a workgroup owns a block of 16 batch rows (32 at widths up
+//!   to 16) in workgroup memory; an invocation owns four adjacent columns
+//!   (a `vec4`) of some of its rows and streams the layer's weights, laid
+//!   out transposed and padded so every load is a whole `vec4`.
+//!
+//! Narrow deep nets are bound by the number of dispatches and loads, not
+//! by FLOPs (the main job's 20 × 64 hidden stack at batch 32 is 5 MFLOP
+//! forward); the layered path takes a dispatch per layer and pass. Every
+//! sum runs in a fixed order, so results are bit-identical from run to
+//! run. CPU twin: [`crate::reference::fused_mlp`]; `fusedmlp bench
+//! --fused` times both designs and the layered path.
 
 use std::sync::Arc;
 
 use super::elementwise::{grid_1d, record_pass};
+use super::fused_sg::{self, SgLayout};
 use super::tensor::{align_floats, Bind};
 use super::{shader, Gpu, GpuTensor};
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
+
+/// The environment variable that, set to `lanes`, makes
+/// [`Gpu::fused_kernel`] pick the workgroup-memory design on every adapter.
+pub const FUSED_KERNEL_ENV: &str = "FUSEDMLP_FUSED_KERNEL";
 
 /// The widest hidden layer the fused path takes.
 pub const MAX_FUSED_WIDTH: usize = 128;
@@ -122,23 +135,93 @@ impl FusedShape {
         }
         Ok(())
     }
+}
 
+/// Which design of the fused kernels runs a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FusedKernel {
+    /// Workgroups of 128 invocations that keep a block of rows in
+    /// workgroup memory (`shaders/fused_mlp_lanes.wgsl`): runs anywhere.
+    Lanes,
+    /// One subgroup per workgroup, a block's rows in registers, handed
+    /// between invocations by `subgroupBroadcast` (`gpu::fused_sg`): needs
+    /// subgroups of at least 8 invocations. The faster design on llvmpipe.
+    Subgroup,
+}
+
+/// A kernel design sized for one width (and subgroup size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Design {
     /// The hidden width rounded up to the lanes a row takes: 16, 32, 64 or 128.
-    fn lanes(&self) -> u32 {
-        (self.width as u32).next_power_of_two().max(16)
+    Lanes {
+        lanes: u32,
+    },
+    Subgroup(SgLayout),
+}
+
+impl Design {
+    /// vec4 column groups of a row in the weight layouts (the
+    /// workgroup-memory design's; the subgroup design reads rows).
+    fn cg(&self) -> u32 {
+        match self {
+            Design::Lanes { lanes } => lanes / 4,
+            Design::Subgroup(_) => 4,
+        }
     }
 
-    /// vec4s of the forward layout of the weights (each layer transposed,
-    /// `[pad4(in_l), lanes / 4]`).
-    fn wt_len(&self) -> usize {
-        let cg = self.lanes() as usize / 4;
-        (pad4(self.input) + self.layers.saturating_sub(1) * pad4(self.width)) * cg
+    /// vec4s of the weights as the forward reads them: each layer
+    /// transposed, `[pad4(in_l), cg]` (workgroup-memory design), or the
+    /// row-padded copy (subgroup design, none where aligned).
+    fn wt_len(&self, shape: FusedShape) -> usize {
+        match self {
+            Design::Lanes { .. } => {
+                (pad4(shape.input) + shape.layers.saturating_sub(1) * pad4(shape.width))
+                    * self.cg() as usize
+            }
+            Design::Subgroup(l) => l.padded_len(shape.input, shape.layers),
+        }
     }
 
-    /// vec4s of the backward layout of layers 1.. (`[pad4(width), lanes / 4]`).
-    fn wp_len(&self) -> usize {
-        let cg = self.lanes() as usize / 4;
-        self.layers.saturating_sub(1) * pad4(self.width) * cg
+    /// vec4s of the backward layout of layers 1.. (`[pad4(width), cg]`;
+    /// none in the subgroup design).
+    fn wp_len(&self, shape: FusedShape) -> usize {
+        match self {
+            Design::Lanes { .. } => {
+                shape.layers.saturating_sub(1) * pad4(shape.width) * self.cg() as usize
+            }
+            Design::Subgroup(_) => 0,
+        }
+    }
+
+    /// The entry point that lays the weights out, if any.
+    fn pack_entry(&self) -> Option<&'static str> {
+        match self {
+            Design::Lanes { .. } => Some("pack"),
+            Design::Subgroup(l) if !l.aligned => Some("pack_rows"),
+            Design::Subgroup(_) => None,
+        }
+    }
+
+    /// Batch rows one forward or backward workgroup owns.
+    fn block_rows(&self) -> u32 {
+        match self {
+            Design::Lanes { lanes } => (THREADS / (lanes / 4)).max(16),
+            Design::Subgroup(l) => l.rows,
+        }
+    }
+
+    /// What names the compiled kernels of this design for one activation.
+    fn key(&self) -> String {
+        match self {
+            Design::Lanes { lanes } => format!("lanes{lanes}"),
+            Design::Subgroup(l) => format!(
+                "sg{}w{}r{}{}",
+                l.s,
+                l.width,
+                l.rows,
+                if l.aligned { "a" } else { "u" }
+            ),
+        }
     }
 }
 
@@ -161,6 +244,8 @@ struct FusedParams {
     pad: [u32; 3],
 }
 
+/// The weight-gradient kernel's parameters (`GradParams` in
+/// `shaders/fused_mlp_grads.wgsl`, `SgGradParams` in the subgroup design).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GradParams {
@@ -168,26 +253,28 @@ struct GradParams {
     input: u32,
     width: u32,
     layers: u32,
-    row_tiles: u32,
-    col_tiles0: u32,
-    col_tiles: u32,
+    /// Tiles per layer: (row tiles, column tiles of layer 0, of the others)
+    /// in the workgroup-memory design; (input tiles of layer 0, of the
+    /// others, output tiles) in the subgroup design.
+    tiles: [u32; 3],
     act_stride: u32,
 }
 
-/// The WGSL that sizes a fused kernel for `lanes` and binds where the
+/// The WGSL that sizes a fused kernel for `design` and binds where the
 /// backward's saved values live for `act`; with `keep_all_z` the forward
 /// stores every layer's pre-activation whatever the activation (for a
 /// logged step's diagnostics).
-fn prelude(act: Activation, lanes: u32, keep_all_z: bool) -> String {
-    let cg = lanes / 4;
-    let rg = THREADS / cg;
-    // At least 16 rows a block, and at least one row per invocation.
-    let rows = rg.max(16);
-    let mut s = format!(
-        "const CG: u32 = {cg}u;\nconst RG: u32 = {rg}u;\nconst ROWS: u32 = {rows}u;\n\
-         const RPER: u32 = {}u;\n",
-        rows / rg
-    );
+fn prelude(act: Activation, design: Design, keep_all_z: bool) -> String {
+    let cg = design.cg();
+    let mut s = format!("const CG: u32 = {cg}u;\n");
+    if let Design::Lanes { .. } = design {
+        let rg = THREADS / cg;
+        let rows = design.block_rows();
+        s.push_str(&format!(
+            "const RG: u32 = {rg}u;\nconst ROWS: u32 = {rows}u;\nconst RPER: u32 = {}u;\n",
+            rows / rg
+        ));
+    }
     let from_z = act.saved() == Saved::PreActivation;
     if from_z || keep_all_z {
         s.push_str(
@@ -205,27 +292,64 @@ fn prelude(act: Activation, lanes: u32, keep_all_z: bool) -> String {
     s
 }
 
-/// Batch rows one forward or backward workgroup owns.
-fn block_rows(lanes: u32) -> u32 {
-    (THREADS / (lanes / 4)).max(16)
+/// The source of the pack, forward and backward kernels for `act` in the
+/// workgroup-memory design at `lanes` (16, 32, 64 or 128; with
+/// `keep_all_z`, a forward that stores every pre-activation).
+pub fn fused_source(act: Activation, lanes: u32, keep_all_z: bool) -> String {
+    design_source(act, Design::Lanes { lanes }, keep_all_z)
 }
 
-/// The source of the pack, forward and backward kernels for `act` at
-/// `lanes` (with `keep_all_z`, a forward that stores every pre-activation).
-pub fn fused_source(act: Activation, lanes: u32, keep_all_z: bool) -> String {
+/// The source of the pack, forward and backward kernels for `act` in the
+/// subgroup design, for `width` hidden units on `input` features and
+/// subgroups of `subgroup` invocations.
+pub fn fused_subgroup_source(
+    act: Activation,
+    input: usize,
+    width: usize,
+    subgroup: u32,
+    keep_all_z: bool,
+) -> String {
+    design_source(
+        act,
+        Design::Subgroup(SgLayout::new(input, width, subgroup)),
+        keep_all_z,
+    )
+}
+
+fn design_source(act: Activation, design: Design, keep_all_z: bool) -> String {
+    let kernels = match design {
+        Design::Lanes { .. } => shader::FUSED_MLP_LANES_WGSL.to_string(),
+        Design::Subgroup(l) => fused_sg::kernels(&l),
+    };
     shader::assemble(
         &format!(
-            "{}{}",
-            prelude(act, lanes, keep_all_z),
+            "{}{}\n{kernels}",
+            prelude(act, design, keep_all_z),
             shader::FUSED_MLP_WGSL
         ),
         Some(act),
     )
 }
 
-/// The source of the weight-gradient kernel for `act`.
+/// The source of the weight-gradient kernel for `act` (the
+/// workgroup-memory design).
 pub fn fused_grads_source(act: Activation) -> String {
     shader::assemble(shader::FUSED_MLP_GRADS_WGSL, Some(act))
+}
+
+/// The source of the weight-gradient kernel of the subgroup design for
+/// `width` hidden units on `input` features and subgroups of `subgroup`
+/// invocations.
+pub fn fused_subgroup_grads_source(
+    act: Activation,
+    input: usize,
+    width: usize,
+    subgroup: u32,
+) -> String {
+    shader::assemble(
+        &fused_sg::grads_kernel(&SgLayout::new(input, width, subgroup)),
+        Some(act),
+    )
 }
 
 /// Results of [`Gpu::fused_mlp_forward`].
@@ -253,7 +377,10 @@ pub struct FusedGrads {
 pub struct FusedBuffers {
     act: Activation,
     shape: FusedShape,
-    pack: Arc<wgpu::ComputePipeline>,
+    design: Design,
+    /// What lays the weights out for the kernels (none where they read
+    /// the weights where they lie).
+    pack: Option<Arc<wgpu::ComputePipeline>>,
     forward: Arc<wgpu::ComputePipeline>,
     /// The forward that stores every layer's pre-activation in `zs`.
     forward_keeping_z: Arc<wgpu::ComputePipeline>,
@@ -261,7 +388,9 @@ pub struct FusedBuffers {
     weight_grads: Arc<wgpu::ComputePipeline>,
     params: wgpu::Buffer,
     grad_params: wgpu::Buffer,
+    /// Invocations of the weight-gradient dispatch, and per workgroup.
     grad_items: u64,
+    grad_group: u32,
     /// Per layer, where its weight and bias are read and its weight and
     /// bias gradients written: `[w, b, dw, db]` offsets in floats.
     table: wgpu::Buffer,
@@ -370,8 +499,54 @@ impl Gpu {
     /// packed as [`FusedShape::weight_len`], [`FusedShape::bias_len`] and
     /// [`FusedShape::grads_len`] describe.
     pub fn fused_buffers(&self, act: Activation, shape: FusedShape) -> Result<FusedBuffers, Error> {
+        self.fused_buffers_with_kernel(act, shape, self.fused_kernel())
+    }
+
+    /// [`Gpu::fused_buffers`] with the kernels of design `kernel` (an
+    /// error where this adapter cannot run it).
+    pub fn fused_buffers_with_kernel(
+        &self,
+        act: Activation,
+        shape: FusedShape,
+        kernel: FusedKernel,
+    ) -> Result<FusedBuffers, Error> {
         shape.check()?;
-        self.fused_buffers_with(act, shape, packed_table(shape))
+        self.fused_buffers_with(act, shape, packed_table(shape), kernel)
+    }
+
+    /// The fused kernel design this adapter runs best: the subgroup design
+    /// where subgroups of at least 8 invocations exist, else the
+    /// workgroup-memory one. [`FUSED_KERNEL_ENV`]`=lanes` asks for the
+    /// workgroup-memory design everywhere (to compare the two).
+    pub fn fused_kernel(&self) -> FusedKernel {
+        let lanes_asked = std::env::var(FUSED_KERNEL_ENV).as_deref() == Ok("lanes");
+        if self.subgroups_ok() && !lanes_asked {
+            FusedKernel::Subgroup
+        } else {
+            FusedKernel::Lanes
+        }
+    }
+
+    fn fused_design(&self, kernel: FusedKernel, shape: FusedShape) -> Result<Design, Error> {
+        match kernel {
+            FusedKernel::Lanes => Ok(Design::Lanes {
+                lanes: (shape.width as u32).next_power_of_two().max(16),
+            }),
+            FusedKernel::Subgroup if self.subgroups_ok() => Ok(Design::Subgroup(SgLayout::new(
+                shape.input,
+                shape.width,
+                self.adapter_info().subgroup_min_size,
+            ))),
+            FusedKernel::Subgroup => Err(Error::Config(format!(
+                "the subgroup design of the fused kernels needs subgroups of at least 8 \
+                 invocations, and this adapter has {}; use FusedKernel::Lanes",
+                if self.features().contains(wgpu::Features::SUBGROUP) {
+                    format!("{} at least", self.adapter_info().subgroup_min_size)
+                } else {
+                    "none".to_string()
+                }
+            ))),
+        }
     }
 
     /// [`Gpu::fused_buffers`] for a stack whose weights and biases are read
@@ -405,7 +580,7 @@ impl Gpu {
                 }
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        self.fused_buffers_with(act, shape, table)
+        self.fused_buffers_with(act, shape, table, self.fused_kernel())
     }
 
     fn fused_buffers_with(
@@ -413,11 +588,12 @@ impl Gpu {
         act: Activation,
         shape: FusedShape,
         table: Vec<[u32; 4]>,
+        kernel: FusedKernel,
     ) -> Result<FusedBuffers, Error> {
         act.validate()?;
         shape.check()?;
-        let lanes = shape.lanes();
-        let (wt_len, wp_len) = (shape.wt_len(), shape.wp_len());
+        let design = self.fused_design(kernel, shape)?;
+        let (wt_len, wp_len) = (design.wt_len(shape), design.wp_len(shape));
         let params = self.params(&FusedParams {
             batch: shape.batch as u32,
             input: shape.input as u32,
@@ -430,37 +606,28 @@ impl Gpu {
             act_stride: shape.act_stride() as u32,
             pad: [0; 3],
         })?;
-        // 4 x 4 tiles of each layer's [width, in_l + 1] gradient matrix.
-        let tiles = |n: usize| n.div_ceil(4) as u32;
-        let row_tiles = tiles(shape.width);
-        let (col_tiles0, col_tiles) = (tiles(shape.input + 1), tiles(shape.width + 1));
-        let grad_items =
-            row_tiles as u64 * (col_tiles0 as u64 + (shape.layers as u64 - 1) * col_tiles as u64);
-        let grad_params = self.params(&GradParams {
-            batch: shape.batch as u32,
-            input: shape.input as u32,
-            width: shape.width as u32,
-            layers: shape.layers as u32,
-            row_tiles,
-            col_tiles0,
-            col_tiles,
-            act_stride: shape.act_stride() as u32,
-        })?;
-        let key = format!("fused_mlp:{act}:{lanes}");
-        let stack = |entry| self.pipeline(&key, entry, || fused_source(act, lanes, false), true);
-        let (pack, forward, backward) = (stack("pack")?, stack("forward")?, stack("backward")?);
-        let forward_keeping_z = self.pipeline(
-            &format!("fused_mlp:{act}:{lanes}:z"),
-            "forward",
-            || fused_source(act, lanes, true),
-            true,
-        )?;
-        let weight_grads = self.pipeline(
-            &format!("fused_mlp_grads:{act}"),
-            "weight_grads",
-            || fused_grads_source(act),
-            true,
-        )?;
+        let (grad_params, grad_items, grad_group) = self.grad_params(shape, design)?;
+        let key = format!("fused_mlp:{act}:{}", design.key());
+        let source = |keep_all_z| design_source(act, design, keep_all_z);
+        let stack = |entry| self.pipeline(&key, entry, || source(false), true);
+        let pack = design.pack_entry().map(stack).transpose()?;
+        let (forward, backward) = (stack("forward")?, stack("backward")?);
+        let forward_keeping_z =
+            self.pipeline(&format!("{key}:z"), "forward", || source(true), true)?;
+        let weight_grads = match design {
+            Design::Lanes { .. } => self.pipeline(
+                &format!("fused_mlp_grads:{act}"),
+                "weight_grads",
+                || fused_grads_source(act),
+                true,
+            )?,
+            Design::Subgroup(l) => self.pipeline(
+                &format!("fused_mlp_grads:{act}:{}", design.key()),
+                "weight_grads",
+                || shader::assemble(&fused_sg::grads_kernel(&l), Some(act)),
+                true,
+            )?,
+        };
         let end = |col: usize, len: &dyn Fn(usize) -> usize| {
             table
                 .iter()
@@ -478,6 +645,7 @@ impl Gpu {
         Ok(FusedBuffers {
             act,
             shape,
+            design,
             table,
             needs,
             pack,
@@ -488,6 +656,7 @@ impl Gpu {
             params,
             grad_params,
             grad_items,
+            grad_group,
             wt: self.zeros(1, 4 * wt_len.max(1))?,
             wp: self.zeros(1, 4 * wp_len.max(1))?,
             ys: [
@@ -499,6 +668,44 @@ impl Gpu {
             dz: self.zeros(1, shape.activations_len())?,
             grads: self.zeros(1, shape.grads_len())?,
         })
+    }
+
+    /// The weight-gradient kernel's parameters for `design`, with the
+    /// invocations of its dispatch and per workgroup.
+    fn grad_params(
+        &self,
+        shape: FusedShape,
+        design: Design,
+    ) -> Result<(wgpu::Buffer, u64, u32), Error> {
+        let layers = shape.layers as u64;
+        let (tiles, items, group) = match design {
+            Design::Lanes { .. } => {
+                // 4 x 4 tiles of each layer's [width, in_l + 1] gradient matrix.
+                let tiles = |n: usize| n.div_ceil(4) as u32;
+                let row_tiles = tiles(shape.width);
+                let (col_tiles0, col_tiles) = (tiles(shape.input + 1), tiles(shape.width + 1));
+                let items =
+                    row_tiles as u64 * (col_tiles0 as u64 + (layers - 1) * col_tiles as u64);
+                ([row_tiles, col_tiles0, col_tiles], items, 64)
+            }
+            Design::Subgroup(l) => {
+                // Tiles of 4 OB outputs by 4 S inputs of each layer's dW.
+                let k_tiles = |n: usize| (n as u32).div_ceil(4 * l.s);
+                let o_tiles = (shape.width as u32).div_ceil(4 * l.grad_ob());
+                let (k_tiles0, k_tiles) = (k_tiles(shape.input), k_tiles(shape.width));
+                let groups = o_tiles as u64 * (k_tiles0 as u64 + (layers - 1) * k_tiles as u64);
+                ([k_tiles0, k_tiles, o_tiles], groups * l.s as u64, l.s)
+            }
+        };
+        let params = self.params(&GradParams {
+            batch: shape.batch as u32,
+            input: shape.input as u32,
+            width: shape.width as u32,
+            layers: shape.layers as u32,
+            tiles,
+            act_stride: shape.act_stride() as u32,
+        })?;
+        Ok((params, items, group))
     }
 
     /// Records the fused forward pass of a stack of hidden layers, all with
@@ -546,40 +753,50 @@ impl Gpu {
         check_len(op, "x", x, shape.batch * shape.input)?;
         check_at_least(op, "w", w, bufs.needs.0)?;
         check_at_least(op, "b", b, bufs.needs.1)?;
-        let vec4s = (shape.wt_len() + shape.wp_len()) as u64;
+        let vec4s = (bufs.design.wt_len(shape) + bufs.design.wp_len(shape)) as u64;
         let (gx, gy, _) = grid_1d(self, vec4s, 64)?;
-        let blocks = self.row_blocks(shape)?;
+        let blocks = self.row_blocks(shape, bufs.design)?;
         let keep_z = keep_all_z || act.saved() == Saved::PreActivation;
         let forward = if keep_all_z {
             &bufs.forward_keeping_z
         } else {
             &bufs.forward
         };
+        let (aligned_rows, padded) = match bufs.design {
+            Design::Lanes { .. } => (false, false),
+            Design::Subgroup(l) => (l.aligned, !l.aligned),
+        };
         self.scoped("recording the fused forward", || {
-            record_pass(
-                self,
-                encoder,
-                "fused mlp weight layout",
-                &bufs.pack,
-                &[
-                    (0, &bufs.params),
-                    (2, &bufs.wt),
-                    (7, &bufs.wp),
-                    (8, &w),
-                    (10, &bufs.table),
-                ],
-                (gx, gy, 1),
-            );
+            if let Some(pack) = &bufs.pack {
+                let mut bindings: Vec<(u32, &dyn Bind)> =
+                    vec![(0, &bufs.params), (2, &bufs.wt), (8, &w), (10, &bufs.table)];
+                if !padded {
+                    bindings.push((7, &bufs.wp));
+                }
+                record_pass(
+                    self,
+                    encoder,
+                    "fused mlp weight layout",
+                    pack,
+                    &bindings,
+                    (gx, gy, 1),
+                );
+            }
             let mut bindings: Vec<(u32, &dyn Bind)> = vec![
                 (0, &bufs.params),
-                (1, &x),
-                (2, &bufs.wt),
                 (3, &b),
                 (4, &bufs.ys[0]),
                 (11, &bufs.ys[1]),
                 (5, &bufs.y_last),
                 (10, &bufs.table),
             ];
+            match bufs.design {
+                Design::Lanes { .. } => bindings.extend([(1, &x as &dyn Bind), (2, &bufs.wt)]),
+                Design::Subgroup(_) if aligned_rows => {
+                    bindings.extend([(13, &x as &dyn Bind), (12, &w)])
+                }
+                Design::Subgroup(_) => bindings.extend([(1, &x as &dyn Bind), (12, &bufs.wt)]),
+            }
             if keep_z {
                 bindings.push((9, &bufs.zs));
             }
@@ -605,10 +822,11 @@ impl Gpu {
         &self,
         encoder: &mut wgpu::CommandEncoder,
         x: &GpuTensor,
+        w: &GpuTensor,
         dy_last: &GpuTensor,
         bufs: &FusedBuffers,
     ) -> Result<(), Error> {
-        self.record_fused_mlp_backward_into(encoder, x, dy_last, bufs, &bufs.grads)
+        self.record_fused_mlp_backward_into(encoder, x, w, dy_last, bufs, &bufs.grads)
     }
 
     /// [`Gpu::record_fused_mlp_backward`] writing the weight and bias
@@ -618,6 +836,7 @@ impl Gpu {
         &self,
         encoder: &mut wgpu::CommandEncoder,
         x: &GpuTensor,
+        w: &GpuTensor,
         dy_last: &GpuTensor,
         bufs: &FusedBuffers,
         grads: &GpuTensor,
@@ -626,18 +845,22 @@ impl Gpu {
         let op = "fused_mlp_backward";
         check_len(op, "x", x, shape.batch * shape.input)?;
         check_len(op, "dy_last", dy_last, shape.batch * shape.width)?;
+        check_at_least(op, "w", w, bufs.needs.0)?;
         check_at_least(op, "grads", grads, bufs.needs.2)?;
-        let (gx, gy, _) = grid_1d(self, bufs.grad_items, 64)?;
-        let blocks = self.row_blocks(shape)?;
+        let (gx, gy, _) = grid_1d(self, bufs.grad_items, bufs.grad_group)?;
+        let blocks = self.row_blocks(shape, bufs.design)?;
         let keep_z = act.saved() == Saved::PreActivation;
         self.scoped("recording the fused backward", || {
             // f' reads z where it is kept, else y.
-            let mut bindings: Vec<(u32, &dyn Bind)> = vec![
-                (0, &bufs.params),
-                (5, &dy_last),
-                (6, &bufs.dz),
-                (7, &bufs.wp),
-            ];
+            let mut bindings: Vec<(u32, &dyn Bind)> =
+                vec![(0, &bufs.params), (5, &dy_last), (6, &bufs.dz)];
+            match bufs.design {
+                Design::Lanes { .. } => bindings.push((7, &bufs.wp)),
+                Design::Subgroup(l) if l.aligned => {
+                    bindings.extend([(12, &w as &dyn Bind), (10, &bufs.table)])
+                }
+                Design::Subgroup(_) => bindings.push((12, &bufs.wt)),
+            }
             if keep_z {
                 bindings.push((9, &bufs.zs));
             } else {
@@ -672,8 +895,8 @@ impl Gpu {
     }
 
     /// Workgroups of the forward and backward kernels: one per block of rows.
-    fn row_blocks(&self, shape: FusedShape) -> Result<u32, Error> {
-        let blocks = (shape.batch as u64).div_ceil(block_rows(shape.lanes()) as u64);
+    fn row_blocks(&self, shape: FusedShape, design: Design) -> Result<u32, Error> {
+        let blocks = (shape.batch as u64).div_ceil(design.block_rows() as u64);
         let max_dim = self.limits().max_compute_workgroups_per_dimension as u64;
         if blocks > max_dim {
             return Err(Error::DeviceLimit {
@@ -738,7 +961,19 @@ impl Gpu {
         layers: &[(Vec<f32>, Vec<f32>)],
         shape: FusedShape,
     ) -> Result<FusedForward, Error> {
-        let bufs = self.fused_buffers(act, shape)?;
+        self.fused_mlp_forward_with(self.fused_kernel(), act, x, layers, shape)
+    }
+
+    /// [`Gpu::fused_mlp_forward`] through the kernels of design `kernel`.
+    pub fn fused_mlp_forward_with(
+        &self,
+        kernel: FusedKernel,
+        act: Activation,
+        x: &[f32],
+        layers: &[(Vec<f32>, Vec<f32>)],
+        shape: FusedShape,
+    ) -> Result<FusedForward, Error> {
+        let bufs = self.fused_buffers_with_kernel(act, shape, kernel)?;
         let op = "fused_mlp_forward";
         let xt = self.upload(x, shape.batch, shape.input)?;
         let (w, b) = self.upload_stack(op, shape, layers)?;
@@ -762,14 +997,27 @@ impl Gpu {
         dy_last: &[f32],
         shape: FusedShape,
     ) -> Result<FusedGrads, Error> {
-        let bufs = self.fused_buffers(act, shape)?;
+        self.fused_mlp_backward_with(self.fused_kernel(), act, x, layers, dy_last, shape)
+    }
+
+    /// [`Gpu::fused_mlp_backward`] through the kernels of design `kernel`.
+    pub fn fused_mlp_backward_with(
+        &self,
+        kernel: FusedKernel,
+        act: Activation,
+        x: &[f32],
+        layers: &[(Vec<f32>, Vec<f32>)],
+        dy_last: &[f32],
+        shape: FusedShape,
+    ) -> Result<FusedGrads, Error> {
+        let bufs = self.fused_buffers_with_kernel(act, shape, kernel)?;
         let op = "fused_mlp_backward";
         let xt = self.upload(x, shape.batch, shape.input)?;
         let (w, b) = self.upload_stack(op, shape, layers)?;
         let dyt = self.upload(dy_last, shape.batch, shape.width)?;
         let mut encoder = self.device().create_command_encoder(&Default::default());
         self.record_fused_mlp_forward(&mut encoder, &xt, &w, &b, &bufs)?;
-        self.record_fused_mlp_backward(&mut encoder, &xt, &dyt, &bufs)?;
+        self.record_fused_mlp_backward(&mut encoder, &xt, &w, &dyt, &bufs)?;
         self.submit(op, vec![encoder.finish()])?;
         let per_layer = shape.batch * shape.width;
         let flat = self.download(&bufs.grads)?;

@@ -5,6 +5,7 @@ pub mod autotune;
 pub mod context;
 pub mod elementwise;
 pub mod fused;
+mod fused_sg;
 pub mod gemm;
 pub mod linear;
 pub mod norm;

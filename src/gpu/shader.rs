@@ -34,10 +34,13 @@ pub const DIAGNOSTICS_WGSL: &str = include_str!("../../shaders/diagnostics.wgsl"
 pub const LINEAR_BACKWARD_WGSL: &str = include_str!("../../shaders/linear_backward.wgsl");
 /// The one-dispatch finite check of a training step.
 pub const FINITE_WGSL: &str = include_str!("../../shaders/finite.wgsl");
-/// The fully fused MLP: every hidden layer forward, and every layer's
-/// activation gradient backward, in one dispatch each.
+/// What both designs of the fully fused MLP share: parameters, bindings,
+/// offsets and the weight layout pass.
 pub const FUSED_MLP_WGSL: &str = include_str!("../../shaders/fused_mlp.wgsl");
-/// The fully fused MLP's weight and bias gradients of every layer.
+/// The workgroup-memory fused MLP: every hidden layer forward, and every
+/// layer's activation gradient backward, in one dispatch each.
+pub const FUSED_MLP_LANES_WGSL: &str = include_str!("../../shaders/fused_mlp_lanes.wgsl");
+/// The workgroup-memory fused MLP's weight and bias gradients of every layer.
 pub const FUSED_MLP_GRADS_WGSL: &str = include_str!("../../shaders/fused_mlp_grads.wgsl");
 
 /// Formats an f32 as a WGSL literal that parses back to the same value
@@ -191,6 +194,20 @@ pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
                 super::fused::fused_source(act, lanes, keep_all_z),
             ));
         }
+    }
+    // The subgroup design, aligned (widths multiples of 4) and not, on
+    // llvmpipe's subgroups and a real GPU's.
+    for (input, width, subgroup) in [(3, 17, 8), (64, 64, 8), (8, 36, 32)] {
+        for keep_all_z in [false, true] {
+            out.push((
+                format!("fused_mlp[{act}, subgroup {subgroup}, {input} -> {width}, keep_all_z={keep_all_z}]"),
+                super::fused::fused_subgroup_source(act, input, width, subgroup, keep_all_z),
+            ));
+        }
+        out.push((
+            format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}]"),
+            super::fused::fused_subgroup_grads_source(act, input, width, subgroup),
+        ));
     }
     for v in GemmVariant::CANDIDATES {
         for save_z in [false, true] {

@@ -102,8 +102,9 @@ impl FusedState {
 
 impl Trainer {
     /// Records the hidden stack's forward through the fused kernels on the
-    /// gathered batch (two dispatches: the weights laid out from the
-    /// parameter arena, then the whole stack); every hidden layer's output
+    /// gathered batch (one dispatch for the whole stack, plus one that
+    /// lays the weights out where the kernels cannot read them where they
+    /// lie); every hidden layer's output
     /// lands in its `y` (a view of the stack's outputs), and with
     /// `keep_all_z` every pre-activation in its `z`.
     pub(super) fn record_fused_forward(
@@ -136,6 +137,7 @@ impl Trainer {
         self.gpu.record_fused_mlp_backward_into(
             encoder,
             &self.x_batch,
+            self.model.arena(),
             dy_last,
             &fused.bufs,
             &self.grads,
