@@ -675,19 +675,7 @@ fn run_predict(
         .join(",");
     text.push('\n');
     for row in logits.chunks(k) {
-        let probs: Vec<f64> = match model.config.head {
-            Head::Softmax => {
-                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-                let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
-                let s: f64 = e.iter().sum();
-                e.iter().map(|v| v / s).collect()
-            }
-            Head::Sigmoid => row
-                .iter()
-                .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
-                .collect(),
-            Head::Mse => row.iter().map(|&v| v as f64).collect(),
-        };
+        let probs = model.config.head.outputs_of(row);
         text.push_str(
             &probs
                 .iter()

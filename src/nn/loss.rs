@@ -41,6 +41,47 @@ impl Head {
     }
 }
 
+impl Head {
+    /// What the head makes of one row of logits: softmax probabilities,
+    /// per-output sigmoid probabilities, or (mse) the outputs themselves,
+    /// in f64.
+    pub fn outputs_of(&self, row: &[f32]) -> Vec<f64> {
+        match self {
+            Head::Softmax => {
+                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+                let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.iter().map(|v| v / s).collect()
+            }
+            Head::Sigmoid => row
+                .iter()
+                .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
+                .collect(),
+            Head::Mse => row.iter().map(|&v| v as f64).collect(),
+        }
+    }
+
+    /// The class one row of logits predicts, as training counts accuracy:
+    /// the largest output (the first on ties); with one output, whether
+    /// the logit is positive (sigmoid) or the output rounded to the
+    /// nearest class (mse).
+    pub fn class_of(&self, row: &[f32]) -> u32 {
+        match (self, row) {
+            (Head::Sigmoid, [v]) => u32::from(*v > 0.0),
+            (Head::Mse, [v]) => v.round().max(0.0) as u32,
+            _ => {
+                let mut best = 0;
+                for (j, &v) in row.iter().enumerate().skip(1) {
+                    if v > row[best] {
+                        best = j;
+                    }
+                }
+                best as u32
+            }
+        }
+    }
+}
+
 impl fmt::Display for Head {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -62,5 +103,32 @@ impl FromStr for Head {
                 "unknown output head or loss '{s}'; valid: softmax (cross-entropy), sigmoid (binary cross-entropy), mse"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_the_largest_output_or_the_single_output_s_side() {
+        assert_eq!(
+            Head::Softmax.class_of(&[0.1, 2.0, 2.0, -1.0]),
+            1,
+            "first of a tie"
+        );
+        assert_eq!(
+            Head::Softmax.class_of(&[f32::NAN, 1.0]),
+            0,
+            "NaN is never larger"
+        );
+        assert_eq!(Head::Sigmoid.class_of(&[0.3]), 1);
+        assert_eq!(Head::Sigmoid.class_of(&[-0.3]), 0);
+        assert_eq!(Head::Sigmoid.class_of(&[0.0, 0.5]), 1);
+        assert_eq!(Head::Mse.class_of(&[2.4]), 2);
+        assert_eq!(Head::Mse.class_of(&[-3.0]), 0);
+        let p = Head::Softmax.outputs_of(&[1000.0, 0.0, -1000.0]);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12 && p[0] > 0.999);
+        assert_eq!(Head::Mse.outputs_of(&[1.5]), vec![1.5]);
     }
 }

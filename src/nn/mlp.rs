@@ -810,6 +810,52 @@ impl Mlp {
         self.gpu.download(&logits)
     }
 
+    /// Class probabilities for `rows` examples `x` `[rows, input]`
+    /// (evaluation mode), `[rows, output]`: softmax over each row for a
+    /// softmax head, each output's sigmoid for a sigmoid head. An mse head
+    /// predicts values, not probabilities: that is an error (use
+    /// [`Mlp::predict_logits`]).
+    ///
+    /// ```no_run
+    /// use fusedmlp::{Activation, Gpu, Mlp, MlpConfig};
+    /// let gpu = Gpu::new()?;
+    /// let model = Mlp::new(&gpu, MlpConfig::deep(2, 3, 16, 4, Activation::Relu))?;
+    /// let p = model.predict_proba(&[0.5, -1.0, 2.0, 0.0], 2)?;
+    /// assert_eq!(p.len(), 8);
+    /// assert!((p[..4].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    /// let classes = model.predict_classes(&[0.5, -1.0, 2.0, 0.0], 2)?;
+    /// assert!(classes.iter().all(|&c| c < 4));
+    /// # Ok::<(), fusedmlp::Error>(())
+    /// ```
+    pub fn predict_proba(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        let head = self.config.head;
+        if head == Head::Mse {
+            return Err(Error::Config(
+                "predict_proba: an mse head predicts values, not probabilities; use predict_logits"
+                    .into(),
+            ));
+        }
+        let logits = self.predict_logits(x, rows)?;
+        Ok(logits
+            .chunks(self.config.output.max(1))
+            .flat_map(|row| head.outputs_of(row))
+            .map(|p| p as f32)
+            .collect())
+    }
+
+    /// The class each of `rows` examples `x` `[rows, input]` is predicted
+    /// to be (evaluation mode), as training counts accuracy: the largest
+    /// output; with one output, a positive logit (sigmoid) or the output
+    /// rounded (mse). See [`Head::class_of`].
+    pub fn predict_classes(&self, x: &[f32], rows: usize) -> Result<Vec<u32>, Error> {
+        let logits = self.predict_logits(x, rows)?;
+        let head = self.config.head;
+        Ok(logits
+            .chunks(self.config.output.max(1))
+            .map(|row| head.class_of(row))
+            .collect())
+    }
+
     /// [`Mlp::predict_logits`] without blocking (the playground's decision
     /// surface: the model evaluated on a grid).
     pub async fn predict_logits_async(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
