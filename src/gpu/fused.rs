@@ -144,7 +144,7 @@ pub enum FusedKernel {
     /// workgroup memory (`shaders/fused_mlp_lanes.wgsl`): runs anywhere.
     Lanes,
     /// One subgroup per workgroup, a block's rows in registers, handed
-    /// between invocations by `subgroupBroadcast` (`gpu::fused_sg`): needs
+    /// between invocations by subgroup shuffles (`gpu::fused_sg`): needs
     /// subgroups of at least 8 invocations. The faster design on llvmpipe.
     Subgroup,
 }
@@ -160,8 +160,10 @@ enum Design {
 }
 
 impl Design {
-    /// vec4 column groups of a row in the weight layouts (the
-    /// workgroup-memory design's; the subgroup design reads rows).
+    /// vec4 column groups of a row in the workgroup-memory design's weight
+    /// layouts. The subgroup design reads weight rows and never uses it;
+    /// it gets a placeholder because the shared WGSL (`pack`, `wt_off`,
+    /// `wp_off`) names the constant.
     fn cg(&self) -> u32 {
         match self {
             Design::Lanes { lanes } => lanes / 4,
@@ -337,6 +339,13 @@ pub fn fused_grads_source(act: Activation) -> String {
     shader::assemble(shader::FUSED_MLP_GRADS_WGSL, Some(act))
 }
 
+fn design_grads_source(act: Activation, design: Design) -> String {
+    match design {
+        Design::Lanes { .. } => fused_grads_source(act),
+        Design::Subgroup(l) => shader::assemble(&fused_sg::grads_kernel(&l), Some(act)),
+    }
+}
+
 /// The source of the weight-gradient kernel of the subgroup design for
 /// `width` hidden units on `input` features and subgroups of `subgroup`
 /// invocations.
@@ -346,10 +355,7 @@ pub fn fused_subgroup_grads_source(
     width: usize,
     subgroup: u32,
 ) -> String {
-    shader::assemble(
-        &fused_sg::grads_kernel(&SgLayout::new(input, width, subgroup)),
-        Some(act),
-    )
+    design_grads_source(act, Design::Subgroup(SgLayout::new(input, width, subgroup)))
 }
 
 /// Results of [`Gpu::fused_mlp_forward`].
@@ -614,20 +620,18 @@ impl Gpu {
         let (forward, backward) = (stack("forward")?, stack("backward")?);
         let forward_keeping_z =
             self.pipeline(&format!("{key}:z"), "forward", || source(true), true)?;
-        let weight_grads = match design {
-            Design::Lanes { .. } => self.pipeline(
-                &format!("fused_mlp_grads:{act}"),
-                "weight_grads",
-                || fused_grads_source(act),
-                true,
-            )?,
-            Design::Subgroup(l) => self.pipeline(
-                &format!("fused_mlp_grads:{act}:{}", design.key()),
-                "weight_grads",
-                || shader::assemble(&fused_sg::grads_kernel(&l), Some(act)),
-                true,
-            )?,
+        // The workgroup-memory design's gradient kernel is the same for
+        // every width: one pipeline per activation.
+        let grads_key = match design {
+            Design::Lanes { .. } => format!("fused_mlp_grads:{act}"),
+            Design::Subgroup(_) => format!("fused_mlp_grads:{act}:{}", design.key()),
         };
+        let weight_grads = self.pipeline(
+            &grads_key,
+            "weight_grads",
+            || design_grads_source(act, design),
+            true,
+        )?;
         let end = |col: usize, len: &dyn Fn(usize) -> usize| {
             table
                 .iter()
@@ -762,15 +766,12 @@ impl Gpu {
         } else {
             &bufs.forward
         };
-        let (aligned_rows, padded) = match bufs.design {
-            Design::Lanes { .. } => (false, false),
-            Design::Subgroup(l) => (l.aligned, !l.aligned),
-        };
         self.scoped("recording the fused forward", || {
             if let Some(pack) = &bufs.pack {
                 let mut bindings: Vec<(u32, &dyn Bind)> =
                     vec![(0, &bufs.params), (2, &bufs.wt), (8, &w), (10, &bufs.table)];
-                if !padded {
+                // Only the workgroup-memory design lays out a backward copy.
+                if let Design::Lanes { .. } = bufs.design {
                     bindings.push((7, &bufs.wp));
                 }
                 record_pass(
@@ -792,7 +793,7 @@ impl Gpu {
             ];
             match bufs.design {
                 Design::Lanes { .. } => bindings.extend([(1, &x as &dyn Bind), (2, &bufs.wt)]),
-                Design::Subgroup(_) if aligned_rows => {
+                Design::Subgroup(l) if l.aligned => {
                     bindings.extend([(13, &x as &dyn Bind), (12, &w)])
                 }
                 Design::Subgroup(_) => bindings.extend([(1, &x as &dyn Bind), (12, &bufs.wt)]),

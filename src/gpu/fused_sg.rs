@@ -83,6 +83,12 @@ impl SgLayout {
         }
     }
 
+    /// The input groups register slot `slot` holds across the subgroup:
+    /// `S`, fewer in the last slot.
+    fn groups_in(&self, slot: u32) -> u32 {
+        self.s.min(self.ncg - slot * self.s)
+    }
+
     /// Invocations' vec4s of input rows loaded for the first layer.
     fn rq(&self) -> u32 {
         self.rows.div_ceil(self.s)
@@ -163,12 +169,8 @@ pub(crate) fn kernels(l: &SgLayout) -> String {
     if l.aligned {
         s.push_str(
             "// The net's input as vec4s (its width a multiple of 4).\n\
-             @group(0) @binding(13) var<storage, read> x4: array<vec4<f32>>;\n\n",
-        );
-    }
-    if l.aligned {
-        s.push_str(
-            "// Where layer l's rows start in wv, in vec4s.\n\
+             @group(0) @binding(13) var<storage, read> x4: array<vec4<f32>>;\n\n\
+             // Where layer l's rows start in wv, in vec4s.\n\
              fn w_start(l: u32) -> u32 {\n    return table[l].x / 4u;\n}\n\n",
         );
     } else {
@@ -353,11 +355,7 @@ pub(crate) fn kernels(l: &SgLayout) -> String {
         line(
             &mut s,
             8,
-            &format!(
-                "for (var src = 0u; src < min(S, {}u - {}u); src++) {{",
-                l.ncg,
-                slot * l.s
-            ),
+            &format!("for (var src = 0u; src < {}u; src++) {{", l.groups_in(slot)),
         );
         line(&mut s, 12, &format!("let g = {}u + src;", slot * l.s));
         for c in 0..l.cpl {
@@ -462,12 +460,10 @@ pub(crate) fn kernels(l: &SgLayout) -> String {
     line(&mut s, 8, "let start = w_start(l);");
     zero(&mut s, l, 8);
     for slot in 0..l.cpl {
-        // The groups `slot` holds: S of them, fewer in the last slot.
-        let groups = l.s.min(l.ncg - slot * l.s);
         line(
             &mut s,
             8,
-            &format!("for (var src = 0u; src < {groups}u; src++) {{"),
+            &format!("for (var src = 0u; src < {}u; src++) {{", l.groups_in(slot)),
         );
         line(
             &mut s,
