@@ -51,6 +51,31 @@ fn a_net_too_large_for_the_device_is_an_error_before_any_allocation() {
     assert!(huge.validate().is_err());
 }
 
+/// Regression: the playground's `width=10000` (20 layers of 10,000) killed
+/// the WebAssembly module: each layer's weight (400 MB) fitted a buffer, so
+/// 8 GB of host weights were drawn before the arena, one buffer for all
+/// layers, was sized. The whole net is checked before anything is drawn.
+#[test]
+fn a_net_whose_layers_fit_but_whose_arena_does_not_is_an_error() {
+    let Some(gpu) = common::gpu() else { return };
+    let max = gpu
+        .limits()
+        .max_buffer_size
+        .min(gpu.limits().max_storage_buffer_binding_size as u64);
+    // The widest square layer that fits one buffer, and enough of them to
+    // exceed it together.
+    let width = ((max / 4) as f64).sqrt() as usize / 2;
+    let depth = 8;
+    let config = MlpConfig::deep(8, depth, width, 2, Activation::Relu);
+    let err = Mlp::new(&gpu, config).unwrap_err();
+    println!("{err}");
+    assert!(matches!(err, Error::DeviceLimit { .. }), "{err}");
+    assert!(
+        err.to_string().contains("one buffer for all layers"),
+        "{err}"
+    );
+}
+
 use fusedmlp::data::Dataset;
 use fusedmlp::{TrainConfig, Trainer};
 use rand::{Rng, SeedableRng};

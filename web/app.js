@@ -2,7 +2,7 @@
 // live views. Training, diagnostics, the decision surface and the
 // self-test all run in the WebAssembly module (the crate itself) on the
 // browser's WebGPU device; this file only schedules calls and draws.
-import init, { gpuInfo, selfTest, checkStep, Session } from './pkg/fusedmlp_web.js';
+import init, { gpuInfo, selfTest, checkStep, readSettings, loseDevice, Session } from './pkg/fusedmlp_web.js';
 
 const ACTIVATIONS = ['relu', 'leaky_relu', 'prelu', 'elu', 'selu', 'celu', 'gelu', 'gelu_tanh', 'sigmoid',
   'tanh', 'softplus', 'silu', 'mish', 'hardtanh', 'relu6', 'hardsigmoid', 'hardswish', 'softsign',
@@ -25,6 +25,11 @@ const $ = (id) => document.getElementById(id);
 let runs = [];
 let running = false;
 let busy = false;
+// Whether the runs on the page are the ReLU-vs-sigmoid preset (a restart
+// after a lost device rebuilds the same runs).
+let presetShown = false;
+// What was wrong with the URL's settings, shown when the first runs are built.
+let urlProblems = [];
 
 // ---- messages ---------------------------------------------------------
 function say(text, error = false) {
@@ -35,22 +40,57 @@ function say(text, error = false) {
 }
 function describeError(e) {
   const text = String(e && e.message ? e.message : e);
+  if (e instanceof WebAssembly.RuntimeError) {
+    return `The WebAssembly module stopped (${text}). This is a bug in fusedmlp: please report it with this ` +
+      'page\'s address. Reload the page to go on.';
+  }
   if (/limit/i.test(text) && /adapter|device|request/i.test(text)) {
     return `The GPU adapter refused a limit the kernels need: ${text}. Try another browser or GPU.`;
   }
   return text;
 }
+// A lost device (driver reset, GPU removed or out of memory) ends every run
+// on it; Restart builds them again on a new device.
+function isDeviceLoss(text) {
+  return /device was lost|device lost|out of memory/i.test(text);
+}
+async function failed(e) {
+  let text = describeError(e);
+  running = false;
+  // The browser reports a lost device asynchronously: a call that failed
+  // for it can return first, so look again after the loss has had a turn.
+  await new Promise((r) => setTimeout(r, 100));
+  const lost = runs.some((r) => { try { return r.session.deviceLost(); } catch (_) { return false; } });
+  if (lost && !isDeviceLoss(text)) text = `The GPU device was lost (${text})`;
+  if (lost || isDeviceLoss(text)) {
+    say(`${text}. Press Restart to build the runs again on a new GPU device.`, true);
+    $('restart').hidden = false;
+  } else {
+    say(text, true);
+  }
+}
 
 // ---- settings <-> URL ---------------------------------------------------
-function readForm() {
-  const c = {};
+// Every setting travels as text (URL, form) and is checked by the module
+// against one table of ranges (web/src/settings.rs): a bad value is
+// replaced and named in a message, never passed on.
+function checkSettings(texts) {
+  return JSON.parse(readSettings(JSON.stringify(texts)));
+}
+function formTexts() {
+  const t = {};
   for (const [k, d] of Object.entries(FIELDS)) {
     const el = $(k);
-    if (typeof d === 'boolean') c[k] = el.checked;
-    else if (typeof d === 'number') c[k] = Number(el.value);
-    else c[k] = el.value;
+    t[k] = typeof d === 'boolean' ? (el.checked ? '1' : '0') : el.value;
   }
-  return c;
+  return t;
+}
+// The form's settings, checked: {config, problems}; bad values are
+// replaced in the form too.
+function readForm() {
+  const checked = checkSettings(formTexts());
+  if (checked.problems.length) writeForm(checked.config);
+  return checked;
 }
 function writeForm(c) {
   for (const [k, d] of Object.entries(FIELDS)) {
@@ -61,13 +101,9 @@ function writeForm(c) {
 }
 function configFromUrl() {
   const q = new URLSearchParams(location.search);
-  const c = { ...FIELDS };
-  for (const [k, d] of Object.entries(FIELDS)) {
-    if (!q.has(k)) continue;
-    const v = q.get(k);
-    c[k] = typeof d === 'boolean' ? v === '1' || v === 'true' : typeof d === 'number' ? Number(v) : v;
-  }
-  return { config: c, preset: q.get('preset') === 'relu-vs-sigmoid' };
+  const texts = {};
+  for (const k of Object.keys(FIELDS)) if (q.has(k)) texts[k] = q.get(k);
+  return { ...checkSettings(texts), preset: q.get('preset') === 'relu-vs-sigmoid' };
 }
 function saveUrl(c, preset) {
   const q = new URLSearchParams();
@@ -293,8 +329,7 @@ async function stepAll(steps) {
   try {
     for (const run of runs) await trainRun(run, steps);
   } catch (e) {
-    running = false;
-    say(describeError(e), true);
+    await failed(e);
   } finally {
     busy = false;
   }
@@ -316,8 +351,12 @@ async function reset(preset) {
   for (const r of runs) r.session.free();
   runs = [];
   $('runs').innerHTML = '';
-  say('');
-  const config = readForm();
+  $('restart').hidden = true;
+  presetShown = preset;
+  const { config, problems } = readForm();
+  const notes = [...urlProblems, ...problems];
+  urlProblems = [];
+  say(notes.join(' '), notes.length > 0);
   saveUrl(config, preset);
   try {
     if (preset) {
@@ -332,7 +371,7 @@ async function reset(preset) {
       r.stepOfEpoch = (e) => (e + 1) * per;
     }
   } catch (e) {
-    say(describeError(e), true);
+    await failed(e);
   }
 }
 
@@ -356,6 +395,7 @@ async function runTest() {
   try {
     console.log('test: adapter');
     result.adapter = JSON.parse(await gpuInfo());
+    result.adapter_line = $('adapter').textContent;
     console.log('test: self-test');
     result.selftest = await runSelfTest();
     result.steps = [];
@@ -363,7 +403,7 @@ async function runTest() {
       result.steps.push({ activation, ...JSON.parse(await checkStep(JSON.stringify({ ...PRESET, activation, points: 1000, log_every: LOG_EVERY }))) });
     }
     console.log('test: preset');
-    writeForm({ ...readForm(), ...PRESET, activation: 'relu' });
+    writeForm({ ...readForm().config, ...PRESET, activation: 'relu' });
     await reset(true);
     const total = 90;
     for (let done = 0; done < total; done += LOG_EVERY) {
@@ -385,6 +425,19 @@ async function runTest() {
         divergence: r.divergence,
       };
     });
+    console.log('test: device loss');
+    // The device is destroyed under the runs: the next step must say so
+    // and offer Restart, which must build runs that train again.
+    await loseDevice();
+    await stepAll(1);
+    const lost = { message: $('message').textContent, restart_offered: !$('restart').hidden };
+    if (lost.restart_offered) {
+      await reset(presetShown);
+      await stepAll(1);
+      lost.steps_after_restart = runs.map((r) => r.session.steps());
+      lost.message_after_restart = $('message').hidden ? '' : $('message').textContent;
+    }
+    result.device_loss = lost;
     result.ok = true;
   } catch (e) {
     result.error = describeError(e);
@@ -398,36 +451,58 @@ async function runTest() {
 }
 
 // ---- start ---------------------------------------------------------------------
+// The adapter as the browser names it (vendor, architecture, description),
+// marked as software where it is the fallback adapter (SwiftShader).
+async function adapterLine() {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) return null;
+  const info = adapter.info || (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
+  const parts = [info.vendor, info.architecture, info.description].filter((p) => p && String(p).trim());
+  const name = parts.join(' · ') || 'an adapter that gives no name';
+  const software = adapter.isFallbackAdapter || info.isFallbackAdapter || /swiftshader/i.test(parts.join(' '));
+  return software ? `software (SwiftShader): ${name}` : name;
+}
+function reportFailure(text) {
+  if (!TEST) return;
+  window.fusedmlpTestResult = { ok: false, error: text };
+  fetch('/report', { method: 'POST', body: JSON.stringify(window.fusedmlpTestResult) }).catch(() => {});
+}
 async function main() {
   $('activation').innerHTML = ACTIVATIONS.map((a) => `<option value="${a}">${a}</option>`).join('');
-  const { config, preset } = configFromUrl();
+  await init();
+  const { config, problems, preset } = configFromUrl();
   writeForm(config);
+  urlProblems = problems;
   if (!navigator.gpu) {
     const text = 'This browser has no WebGPU (navigator.gpu is missing). Use a recent Chrome, Edge or Safari, ' +
       'or enable WebGPU in the browser settings (chrome://flags/#enable-unsafe-webgpu on Linux).';
     $('adapter').textContent = 'no WebGPU';
     say(text, true);
-    if (TEST) { window.fusedmlpTestResult = { ok: false, error: text }; fetch('/report', { method: 'POST', body: JSON.stringify(window.fusedmlpTestResult) }).catch(() => {}); }
+    reportFailure(text);
     return;
   }
-  await init();
   try {
-    const info = JSON.parse(await gpuInfo());
-    $('adapter').textContent = `GPU: ${info.description}`;
+    await gpuInfo();
+    $('adapter').textContent = `GPU: ${(await adapterLine()) || 'unnamed adapter'}`;
   } catch (e) {
     $('adapter').textContent = 'no usable GPU adapter';
     say(describeError(e), true);
-    if (TEST) { window.fusedmlpTestResult = { ok: false, error: describeError(e) }; fetch('/report', { method: 'POST', body: JSON.stringify(window.fusedmlpTestResult) }).catch(() => {}); }
+    reportFailure(describeError(e));
     return;
   }
   for (const el of document.querySelectorAll('.controls input, .controls select')) {
-    el.addEventListener('change', () => saveUrl(readForm(), false));
+    el.addEventListener('change', () => {
+      const { config, problems } = readForm();
+      if (problems.length) say(problems.join(' '), true);
+      saveUrl(config, false);
+    });
   }
   $('start').onclick = async () => { if (!runs.length) await reset(false); if (!running) { running = true; loop(); } };
   $('pause').onclick = () => { running = false; };
   $('step').onclick = async () => { if (!runs.length) await reset(false); running = false; await stepAll(1); };
   $('reset').onclick = () => reset(false);
-  $('preset').onclick = async () => { writeForm({ ...readForm(), ...PRESET }); await reset(true); running = true; loop(); };
+  $('preset').onclick = async () => { writeForm({ ...readForm().config, ...PRESET }); await reset(true); running = true; loop(); };
+  $('restart').onclick = () => reset(presetShown);
   $('selftest').onclick = () => runSelfTest().catch((e) => say(describeError(e), true));
   if (TEST) { await runTest(); return; }
   await reset(preset);

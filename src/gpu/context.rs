@@ -152,6 +152,15 @@ impl Gpu {
         self.inner.lost.lock().map(|l| l.is_none()).unwrap_or(false)
     }
 
+    /// Whether the device has been lost (a driver reset, the GPU removed,
+    /// or the device destroyed): every later call on this `Gpu` fails, and
+    /// the next [`Gpu::new`] makes a new device. In the browser the loss is
+    /// reported asynchronously, so a call that failed for it may return
+    /// before this turns true.
+    pub fn is_lost(&self) -> bool {
+        !self.is_alive()
+    }
+
     async fn create() -> Result<Gpu, Error> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -280,10 +289,18 @@ impl Gpu {
     /// One line naming the adapter, its backend and driver.
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
-        format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            i.name, i.backend, i.device_type, i.driver, i.driver_info
-        )
+        let mut parts = vec![format!("{:?}", i.backend), format!("{:?}", i.device_type)];
+        let driver = format!("{} {}", i.driver, i.driver_info);
+        if !driver.trim().is_empty() {
+            parts.push(format!("driver {}", driver.trim()));
+        }
+        // Browsers do not always name the adapter to the page.
+        let name = if i.name.trim().is_empty() {
+            "unnamed adapter"
+        } else {
+            i.name.trim()
+        };
+        format!("{name} ({})", parts.join(", "))
     }
 
     /// The raw wgpu device, for users who record their own work.

@@ -362,7 +362,8 @@ impl MlpConfig {
         self.activation.validate()
     }
 
-    /// Checks that every layer's weight fits one buffer of `gpu` (its
+    /// Checks that every layer's weight, and all the parameters together
+    /// (they share one arena buffer), fit one buffer of `gpu` (its
     /// `max_buffer_size` and `max_storage_buffer_binding_size`), without
     /// allocating anything.
     pub fn check_fits(&self, gpu: &Gpu) -> Result<(), Error> {
@@ -375,6 +376,16 @@ impl MlpConfig {
             })?;
             gpu.check_tensor_size(&what, floats)?;
         }
+        // Every tensor lives in one arena buffer (and so do the gradients
+        // and each optimizer state): the whole net must fit one buffer too.
+        let layout = crate::nn::arena::ParamLayout::of(self)?;
+        gpu.check_tensor_size(
+            &format!(
+                "the net's {} parameters (one buffer for all layers)",
+                self.parameter_count()
+            ),
+            layout.len(),
+        )?;
         Ok(())
     }
 

@@ -16,6 +16,8 @@ use fusedmlp::{Activation, Gpu, Init, LinearShape, Mlp, MlpConfig, Optimizer, Tr
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+mod settings;
+
 /// Turns any error into the message JavaScript shows.
 fn js_err(e: impl std::fmt::Display) -> JsValue {
     JsValue::from_str(&e.to_string())
@@ -49,6 +51,32 @@ pub async fn gpu_info() -> Result<String, JsValue> {
         "max_workgroup_storage": limits.max_compute_workgroup_storage_size,
         "max_storage_buffers": limits.max_storage_buffers_per_shader_stage,
     }))
+}
+
+/// Reads the page's settings from their text (JSON of field → text, as
+/// the URL or the form holds them; a missing field keeps its default) and
+/// checks each against its range: returns JSON `{config, problems}`, the
+/// settings to use (every bad value replaced) and one sentence per field
+/// that was replaced, naming the field, its range and the value used.
+#[wasm_bindgen(js_name = readSettings)]
+pub fn read_settings(texts_json: String) -> Result<String, JsValue> {
+    let texts: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&texts_json).map_err(js_err)?;
+    let checked = settings::check_texts(&texts, &PlayConfig::default());
+    to_json(&serde_json::json!({
+        "config": checked.config,
+        "problems": checked.problems,
+    }))
+}
+
+/// Destroys the shared WebGPU device, as a driver reset or a lost GPU
+/// would: the page's test uses it to check that a lost device gives a
+/// message and a working restart (the next run gets a new device).
+#[wasm_bindgen(js_name = loseDevice)]
+pub async fn lose_device() -> Result<(), JsValue> {
+    let gpu = Gpu::new_async().await.map_err(js_err)?;
+    gpu.device().destroy();
+    Ok(())
 }
 
 /// One activation's self-test: the elementwise kernels and the fused
@@ -233,6 +261,13 @@ impl Default for PlayConfig {
 }
 
 impl PlayConfig {
+    /// The settings in `json`, every field checked against its range.
+    fn from_json(json: &str) -> Result<PlayConfig, JsValue> {
+        let config: PlayConfig = serde_json::from_str(json).map_err(js_err)?;
+        settings::check_config(&config).map_err(js_err)?;
+        Ok(config)
+    }
+
     /// The data set, standardised (fitted on all of it; the decision
     /// surface is drawn in the same coordinates), split 80/20.
     fn data(&self) -> Result<(Dataset, Dataset), fusedmlp::Error> {
@@ -245,7 +280,8 @@ impl PlayConfig {
             "digits" => data::digits()?,
             other => {
                 return Err(fusedmlp::Error::Config(format!(
-                    "unknown data set '{other}'; valid: spirals, moons, blobs, checkerboard, digits"
+                    "unknown data set '{other}'; valid: {}",
+                    settings::DATASETS.join(", ")
                 )))
             }
         };
@@ -259,12 +295,6 @@ impl PlayConfig {
         features: usize,
         classes: usize,
     ) -> Result<(MlpConfig, TrainConfig), fusedmlp::Error> {
-        if !(1..=50).contains(&self.depth) {
-            return Err(fusedmlp::Error::Config(format!(
-                "depth {} is outside the playground's 1 to 50",
-                self.depth
-            )));
-        }
         let activation: Activation = self.activation.parse()?;
         let mut model = MlpConfig::deep(features, self.depth, self.width, classes, activation);
         model.seed = self.seed;
@@ -332,7 +362,7 @@ pub struct Session {
 impl Session {
     /// Builds a run from the page's settings (JSON of [`PlayConfig`]).
     pub async fn create(config_json: String) -> Result<Session, JsValue> {
-        let config: PlayConfig = serde_json::from_str(&config_json).map_err(js_err)?;
+        let config = PlayConfig::from_json(&config_json)?;
         let gpu = Gpu::new_async().await.map_err(js_err)?;
         let (train, val) = config.data().map_err(js_err)?;
         let classes = train.n_classes.max(2);
@@ -384,6 +414,13 @@ impl Session {
             seconds: web_time_now() - start,
         };
         to_json(&progress)
+    }
+
+    /// Whether the GPU device this run trains on has been lost (a new run
+    /// gets a new device).
+    #[wasm_bindgen(js_name = deviceLost)]
+    pub fn device_lost(&self) -> bool {
+        self.trainer.model.gpu.is_lost()
     }
 
     /// Steps taken so far (a JavaScript number, not a BigInt).
@@ -472,7 +509,7 @@ fn web_time_now() -> f64 {
 /// 1e-4·|ref| + 1e-6).
 #[wasm_bindgen(js_name = checkStep)]
 pub async fn check_step(config_json: String) -> Result<String, JsValue> {
-    let config: PlayConfig = serde_json::from_str(&config_json).map_err(js_err)?;
+    let config = PlayConfig::from_json(&config_json)?;
     let gpu = Gpu::new_async().await.map_err(js_err)?;
     let (train, val) = config.data().map_err(js_err)?;
     let classes = train.n_classes.max(2);

@@ -95,9 +95,40 @@ const seconds = (Date.now() - started) / 1000;
 fs.mkdirSync(outDir, { recursive: true });
 const shot = path.join(outDir, 'playground.png');
 await page.screenshot({ path: shot, fullPage: true });
+fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(result, null, 2));
+
+// ---- bad settings in the URL ----------------------------------------------------
+// Each opens the page (not in test mode) with one bad value: the page must
+// name the field and its range, and a step must then train (a working page).
+const BAD_URLS = [
+  ['depth=-1', /Depth must be a whole number from 1 to 50/],
+  ['lr=NaN', /Learning rate must be a number above 0 and at most 10, not 'NaN'/],
+  ['width=100000', /Width must be a whole number from 1 to 512, not 100000; using 512/],
+  ['dataset=nope', /Data must be one of spirals, .*not 'nope'/],
+];
+const urlChecks = [];
+for (const [query, expected] of BAD_URLS) {
+  const p = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  const check = { query };
+  try {
+    await p.goto(`http://127.0.0.1:${port}/index.html?${query}`);
+    await p.waitForFunction(() => document.querySelectorAll('.run').length > 0 || document.querySelector('.message.error:not([hidden])'),
+      null, { timeout: 60000, polling: 100 });
+    check.message = (await p.textContent('#message')).trim();
+    await p.click('#step');
+    await p.waitForFunction(() => /^step [1-9]/.test(document.querySelector('.stats')?.textContent || ''), null, { timeout: 60000, polling: 100 });
+    check.stats = (await p.textContent('.stats')).trim();
+  } catch (e) {
+    check.failure = e.message.split('\n')[0];
+  }
+  check.errors = errors;
+  urlChecks.push({ ...check, expected });
+  await p.close();
+}
 await browser.close();
 server.close();
-fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(result, null, 2));
 
 // ---- checks ------------------------------------------------------------------
 const problems = [];
@@ -130,6 +161,25 @@ if (!relu || !sigmoid) {
   const firstEpochLoss = relu.epochs.length ? relu.epochs[0][1] : relu.first_loss;
   if (!(reluEpochLoss < 0.9 * relu.first_loss && reluEpochLoss <= firstEpochLoss)) problems.push(`the ReLU net's loss did not fall (${relu.first_loss} at the first step, ${reluEpochLoss} at the last epoch's end)`);
   if (!(sigmoid.first_to_last_hidden_grad_ratio < 1e-6)) problems.push(`the sigmoid net's first/last hidden gradient-norm ratio is ${sigmoid.first_to_last_hidden_grad_ratio}, not below 1e-6`);
+}
+
+// The adapter line names the adapter, not a debug string.
+console.log(`adapter line: ${result.adapter_line}`);
+if (!/^GPU: /.test(result.adapter_line || '') || /BrowserWebGpu|driver\s*\)/.test(result.adapter_line)) {
+  problems.push(`the adapter line reads '${result.adapter_line}', not the adapter's name`);
+}
+// A lost device: a message, Restart offered, and runs that train after it.
+const lost = result.device_loss || {};
+console.log(`device loss: message '${lost.message}', restart offered ${lost.restart_offered}, steps after restart ${JSON.stringify(lost.steps_after_restart)}`);
+if (!/lost/i.test(lost.message || '') || !lost.restart_offered) problems.push(`a lost device did not show a message with Restart (${JSON.stringify(lost)})`);
+else if (!(lost.steps_after_restart || []).length || !lost.steps_after_restart.every((n) => n >= 1) || lost.message_after_restart) {
+  problems.push(`Restart after a lost device did not give runs that train (${JSON.stringify(lost)})`);
+}
+for (const c of urlChecks) {
+  console.log(`bad URL ?${c.query}: message '${c.message}'; then '${c.stats || c.failure}'`);
+  if (!c.expected.test(c.message || '')) problems.push(`?${c.query}: the message '${c.message}' does not name the field and its range`);
+  if (!c.stats) problems.push(`?${c.query}: the page did not train after the message (${c.failure})`);
+  if (c.errors.length) problems.push(`?${c.query}: page errors: ${c.errors.join('; ')}`);
 }
 
 // The screenshot: not blank (many colours, much of it not background).
