@@ -375,7 +375,7 @@ fn main() -> Result<(), Error> {
                 &train,
                 &val,
             )?;
-            trainer.set_standardizer(Some(standardizer.clone()));
+            trainer.set_standardizer(Some(standardizer.clone()))?;
             let run = trainer.train(&label, |_, _| {}, |_| {})?;
             println!(
                 "run {k}/{n_runs}: {label} ({} layers): {} in {:.1} s",

@@ -150,7 +150,7 @@ fn main() -> Result<(), fusedmlp::Error> {
                 ..Default::default()
             };
             let mut trainer = Trainer::new(Mlp::new(&gpu, config)?, train_config, &train, &val)?;
-            trainer.set_standardizer(Some(standardizer.clone()));
+            trainer.set_standardizer(Some(standardizer.clone()))?;
             runs.push((depth, trainer.train(&label, |_, _| {}, |_| {})?));
         }
     }

@@ -4,6 +4,36 @@
 //! linear+activation kernels (wgpu: Vulkan, Metal, DX12, or Mesa's lavapipe
 //! where there is no GPU), with a CPU reference for every op.
 //!
+//! Train on the embedded digits, save, load and predict:
+//!
+//! ```
+//! use fusedmlp::data::{self, Standardizer};
+//! use fusedmlp::{Activation, Gpu, Mlp, MlpConfig, TrainConfig, Trainer};
+//!
+//! let gpu = Gpu::new()?;
+//! let (raw_train, raw_val) = data::digits()?.split(0.2, 0)?;
+//! let scaler = Standardizer::fit(&raw_train);
+//! let (mut train, mut val) = (raw_train.clone(), raw_val.clone());
+//! scaler.apply(&mut train)?;
+//! scaler.apply(&mut val)?;
+//! let model = Mlp::new(&gpu, MlpConfig::deep(64, 4, 64, 10, Activation::Relu))?;
+//! let config = TrainConfig { epochs: 3, ..Default::default() };
+//! let mut trainer = Trainer::new(model, config, &train, &val)?;
+//! trainer.train("digits", |_, _| {}, |_| {})?;
+//! trainer.model.set_standardizer(Some(scaler))?; // saved with the weights
+//! let path = std::env::temp_dir().join("fusedmlp-doc-digits.safetensors");
+//! trainer.model.save(&path)?;
+//!
+//! let model = Mlp::load(&gpu, &path)?; // rows are standardised as in training
+//! let first_row = model.predict_classes(raw_val.row(0), 1)?;
+//! let metrics = model.evaluate(&raw_val)?;
+//! assert!(metrics.accuracy > 0.8, "{metrics}");
+//! # let _ = (first_row, std::fs::remove_file(&path));
+//! # Ok::<(), fusedmlp::Error>(())
+//! ```
+//!
+//! Every kernel has a CPU twin to hold it to:
+//!
 //! ```no_run
 //! use fusedmlp::{reference, Activation, Gpu};
 //!
@@ -66,7 +96,7 @@ pub use activation::{Activation, Saved};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuTensor, LinearGrads, LinearShape};
 pub use nn::{Head, Init, Mlp, MlpConfig, Optimizer, Schedule};
-pub use train::{RunReport, TrainConfig, Trainer};
+pub use train::{Metrics, RunReport, TrainConfig, Trainer};
 
 /// The README's examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

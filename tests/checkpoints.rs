@@ -132,7 +132,11 @@ fn bad_checkpoints_are_clear_errors() {
     let good_copy = dir.join("copy").join("good.safetensors");
     tr.save_checkpoint(&good_copy).unwrap();
     let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("empty", vec![], "truncated or corrupted"),
+        (
+            "empty",
+            vec![],
+            "not a fusedmlp model or checkpoint: the file is empty",
+        ),
         (
             "truncated",
             bytes[..bytes.len() / 2].to_vec(),
@@ -141,7 +145,19 @@ fn bad_checkpoints_are_clear_errors() {
         (
             "garbage",
             b"this is not a checkpoint at all".to_vec(),
-            "truncated or corrupted",
+            "it is text",
+        ),
+        // Regression: a CSV given as a checkpoint was called truncated or
+        // corrupted; it is not a checkpoint at all, and the message says so.
+        (
+            "csv",
+            b"x0,x1,label\n0.5,0.25,1\n-1,2,0\n".to_vec(),
+            "not a fusedmlp model or checkpoint: it is text (a CSV or JSON file?)",
+        ),
+        (
+            "binary",
+            vec![0xff; 64],
+            "does not begin as a safetensors file does",
         ),
     ];
     // A configuration whose shapes do not match the tensors.

@@ -61,7 +61,7 @@ fn a_net_whose_layers_fit_but_whose_arena_does_not_is_an_error() {
     let max = gpu
         .limits()
         .max_buffer_size
-        .min(gpu.limits().max_storage_buffer_binding_size as u64);
+        .min(gpu.limits().max_storage_buffer_binding_size);
     // The widest square layer that fits one buffer, and enough of them to
     // exceed it together.
     let width = ((max / 4) as f64).sqrt() as usize / 2;

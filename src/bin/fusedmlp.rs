@@ -543,7 +543,7 @@ fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
         None => {
             println!("activation {activation}, init {}", model.init());
             let mut t = Trainer::new(Mlp::new(&gpu, model)?, tc, &train, &val)?;
-            t.set_standardizer(standardizer);
+            t.set_standardizer(standardizer)?;
             t
         }
     };
@@ -590,55 +590,15 @@ fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
     Ok(true)
 }
 
-fn load_model(
-    gpu: &Gpu,
-    path: &std::path::Path,
-) -> Result<(Mlp, Option<data::Standardizer>), Error> {
-    let ckpt = fusedmlp::train::checkpoint::Checkpoint::load(path)?;
-    let model =
-        Mlp::from_parameters_and_slopes(gpu, ckpt.model.clone(), &ckpt.params, &ckpt.slopes)?;
-    model.set_norms(&ckpt.norms)?;
-    model.set_running_stats(&ckpt.running)?;
-    Ok((model, ckpt.standardizer))
-}
-
-/// Logits for every row, in chunks that fit the device comfortably.
-fn logits_of(model: &Mlp, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-    let cols = model.config.input;
-    let mut out = Vec::with_capacity(rows * model.config.output);
-    for chunk in x.chunks(4096 * cols) {
-        out.extend(model.predict_logits(chunk, chunk.len() / cols)?);
-    }
-    Ok(out)
-}
-
 fn run_eval(checkpoint: PathBuf, data_spec: String, seed: u64) -> Result<bool, Error> {
     let gpu = Gpu::new()?;
-    let (model, standardizer) = load_model(&gpu, &checkpoint)?;
-    let mut set = data::by_name(&data_spec, seed)?;
-    if set.n_features != model.config.input {
-        return Err(Error::Config(format!(
-            "the data has {} features but the model takes {}",
-            set.n_features, model.config.input
-        )));
-    }
-    if let Some(s) = &standardizer {
-        s.apply(&mut set)?;
-    }
-    let logits = logits_of(&model, &set.features, set.len())?;
-    let (loss, correct, _) = fusedmlp::reference::mlp::loss_and_grad(
-        model.config.head,
-        &logits,
-        &set.labels,
-        model.config.output,
-    );
+    let model = Mlp::load(&gpu, &checkpoint)?;
+    let set = data::by_name(&data_spec, seed)?;
+    // The model standardises the rows itself, with the scaling it was saved with.
+    let metrics = model.evaluate(&set)?;
     println!(
         "{}: {} rows, loss {:.4}, accuracy {:.4} ({} correct)",
-        set.name,
-        set.len(),
-        loss,
-        correct as f64 / set.len() as f64,
-        correct
+        set.name, metrics.rows, metrics.loss, metrics.accuracy, metrics.correct
     );
     Ok(true)
 }
@@ -649,8 +609,8 @@ fn run_predict(
     output: Option<PathBuf>,
 ) -> Result<bool, Error> {
     let gpu = Gpu::new()?;
-    let (model, standardizer) = load_model(&gpu, &checkpoint)?;
-    let (mut x, rows, cols) = data::load_features_csv(&input)?;
+    let model = Mlp::load(&gpu, &checkpoint)?;
+    let (x, rows, cols) = data::load_features_csv(&input)?;
     if cols != model.config.input {
         return Err(Error::Data {
             path: input.display().to_string(),
@@ -660,14 +620,8 @@ fn run_predict(
             ),
         });
     }
-    if let Some(s) = &standardizer {
-        for row in x.chunks_mut(cols) {
-            for ((v, m), sd) in row.iter_mut().zip(&s.mean).zip(&s.std) {
-                *v = (*v - m) / sd;
-            }
-        }
-    }
-    let logits = logits_of(&model, &x, rows)?;
+    // The model standardises the rows itself, with the scaling it was saved with.
+    let logits = model.predict_logits(&x, rows)?;
     let k = model.config.output;
     let mut text = (0..k)
         .map(|j| format!("class_{j}"))

@@ -241,6 +241,57 @@ impl Standardizer {
     /// inconsistent (mean and std of different lengths, or a std that is
     /// not a finite positive number, e.g. from a hand-edited JSON file).
     pub fn apply(&self, data: &mut Dataset) -> Result<(), Error> {
+        self.check()?;
+        if data.n_features != self.mean.len() {
+            return Err(Error::shape(
+                format!("Standardizer::apply to '{}'", data.name),
+                format!("{} features (as fitted)", self.mean.len()),
+                format!("{} features", data.n_features),
+            ));
+        }
+        self.scale(&mut data.features);
+        Ok(())
+    }
+
+    /// Standardises raw rows in place: `rows` holds whole rows of the
+    /// fitted feature count, one after another (what
+    /// [`crate::Mlp::predict_logits`] does with rows as they come, for a
+    /// net that carries a standardizer).
+    ///
+    /// ```
+    /// use fusedmlp::data::Standardizer;
+    /// let s = Standardizer { mean: vec![1.0, 10.0], std: vec![2.0, 5.0] };
+    /// let mut rows = vec![3.0, 20.0, 1.0, 5.0];
+    /// s.apply_rows(&mut rows)?;
+    /// assert_eq!(rows, [1.0, 2.0, 0.0, -1.0]);
+    /// # Ok::<(), fusedmlp::Error>(())
+    /// ```
+    ///
+    /// Errors as [`Standardizer::apply`], and [`Error::Shape`] if `rows` is
+    /// not a whole number of rows.
+    pub fn apply_rows(&self, rows: &mut [f32]) -> Result<(), Error> {
+        self.check()?;
+        let cols = self.mean.len();
+        if cols == 0 || !rows.len().is_multiple_of(cols) {
+            return Err(Error::shape(
+                "Standardizer::apply_rows",
+                format!("whole rows of {cols} features"),
+                format!("{} values", rows.len()),
+            ));
+        }
+        self.scale(rows);
+        Ok(())
+    }
+
+    /// The feature count it was fitted on.
+    pub fn features(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Fails where the standardizer cannot be applied: means and standard
+    /// deviations of different lengths, or a std that is not finite and
+    /// positive (a hand-edited file).
+    pub fn check(&self) -> Result<(), Error> {
         if self.mean.len() != self.std.len() {
             return Err(Error::Config(format!(
                 "standardizer has {} means but {} standard deviations",
@@ -261,19 +312,16 @@ impl Standardizer {
                  std must be finite and positive: refit it with Standardizer::fit"
             )));
         }
-        if data.n_features != self.mean.len() {
-            return Err(Error::shape(
-                format!("Standardizer::apply to '{}'", data.name),
-                format!("{} features (as fitted)", self.mean.len()),
-                format!("{} features", data.n_features),
-            ));
-        }
-        for row in data.features.chunks_exact_mut(data.n_features) {
+        Ok(())
+    }
+
+    /// `(v − mean) / std` over whole rows (checked by the caller).
+    fn scale(&self, values: &mut [f32]) {
+        for row in values.chunks_exact_mut(self.mean.len().max(1)) {
             for ((v, &m), &s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
                 *v = (*v - m) / s;
             }
         }
-        Ok(())
     }
 }
 

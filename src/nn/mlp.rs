@@ -6,6 +6,7 @@ use super::arena::{ParamKind, ParamLayout};
 use super::init::{layer_rng, Init};
 use super::loss::Head;
 use crate::activation::Activation;
+use crate::data::Standardizer;
 use crate::error::Error;
 use crate::gpu::norm::{NormBuffers, NormMode};
 use crate::gpu::{Gpu, GpuTensor};
@@ -438,6 +439,10 @@ impl MlpConfig {
     }
 }
 
+/// The most floats one layer's activations take in one chunk of a
+/// prediction (64 MiB): [`Mlp::predict_logits`] splits larger inputs.
+pub const PREDICT_CHUNK_FLOATS: usize = 1 << 24;
+
 /// A named parameter on the host: (name, values, shape).
 pub type NamedParameter = (String, Vec<f32>, Vec<usize>);
 /// One layer's (weight `[out, in]`, bias `[out]`) on the host.
@@ -471,6 +476,9 @@ pub struct Mlp {
     /// Every trained tensor in one buffer (the fields above are views).
     arena: GpuTensor,
     layout: ParamLayout,
+    /// The feature scaling the net's inputs were trained with, applied by
+    /// the `predict_*` calls to rows as they come.
+    standardizer: Option<Standardizer>,
 }
 
 impl Mlp {
@@ -664,7 +672,36 @@ impl Mlp {
             running,
             arena,
             layout,
+            standardizer: None,
         })
+    }
+
+    /// The feature scaling the net's inputs were trained with, if it
+    /// carries one: `predict_*` apply it to the rows they are given, and
+    /// [`Mlp::save`] keeps it with the weights.
+    pub fn standardizer(&self) -> Option<&Standardizer> {
+        self.standardizer.as_ref()
+    }
+
+    /// Gives the net the feature scaling its training data went through
+    /// (`None`: rows are used as given). Fails if the standardizer is
+    /// inconsistent or fitted on a different feature count.
+    pub fn set_standardizer(&mut self, standardizer: Option<Standardizer>) -> Result<(), Error> {
+        if let Some(s) = &standardizer {
+            s.check()?;
+            if s.features() != self.config.input {
+                return Err(Error::shape(
+                    "Mlp::set_standardizer",
+                    format!(
+                        "a standardizer of {} features (the net's input)",
+                        self.config.input
+                    ),
+                    format!("{} features", s.features()),
+                ));
+            }
+        }
+        self.standardizer = standardizer;
+        Ok(())
     }
 
     /// The arena holding every trained tensor (`[1, len]`): the views in
@@ -813,12 +850,11 @@ impl Mlp {
     }
 
     /// The logits for `rows` examples `x` `[rows, input]` (evaluation mode).
+    /// Rows are taken as they come: a net that carries a
+    /// [`Standardizer`] (see [`Mlp::set_standardizer`]; [`Mlp::load`]
+    /// restores the saved one) scales them first.
     pub fn predict_logits(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        if rows == 0 && x.is_empty() {
-            return Ok(Vec::new());
-        }
-        let logits = self.submit_predict(x, rows)?;
-        self.gpu.download(&logits)
+        pollster::block_on(self.predict_logits_async(x, rows))
     }
 
     /// Class probabilities for `rows` examples `x` `[rows, input]`
@@ -869,28 +905,59 @@ impl Mlp {
 
     /// [`Mlp::predict_logits`] without blocking (the playground's decision
     /// surface: the model evaluated on a grid).
+    /// Many rows are run in chunks that keep each layer's activations to
+    /// [`PREDICT_CHUNK_FLOATS`] floats.
     pub async fn predict_logits_async(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
-        if rows == 0 && x.is_empty() {
-            return Ok(Vec::new());
-        }
-        let logits = self.submit_predict(x, rows)?;
-        self.gpu.download_async(&logits).await
-    }
-
-    /// Records and submits the evaluation-mode forward pass; returns the
-    /// logits tensor it writes.
-    fn submit_predict(&self, x: &[f32], rows: usize) -> Result<GpuTensor, Error> {
-        if rows.checked_mul(self.config.input) != Some(x.len()) {
+        let input = self.config.input;
+        if rows.checked_mul(input) != Some(x.len()) {
             return Err(Error::shape(
                 "predict: x",
                 format!(
-                    "{} values ({rows} rows of {})",
-                    rows.saturating_mul(self.config.input),
-                    self.config.input
+                    "{} values ({rows} rows of {input})",
+                    rows.saturating_mul(input),
                 ),
                 format!("{} values", x.len()),
             ));
         }
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(rows.saturating_mul(self.config.output));
+        for part in x.chunks(self.predict_chunk_rows() * input) {
+            let logits = self.submit_predict(part, part.len() / input)?;
+            out.extend(self.gpu.download_async(&logits).await?);
+        }
+        Ok(out)
+    }
+
+    /// Rows per chunk of a prediction: as many as keep the widest layer's
+    /// activations to [`PREDICT_CHUNK_FLOATS`].
+    fn predict_chunk_rows(&self) -> usize {
+        let c = &self.config;
+        let widest = c
+            .hidden
+            .iter()
+            .copied()
+            .chain([c.input, c.output])
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        (PREDICT_CHUNK_FLOATS / widest).clamp(1, 16_384)
+    }
+
+    /// Records and submits the evaluation-mode forward pass of whole rows
+    /// (checked by the caller); returns the logits tensor it writes.
+    fn submit_predict(&self, x: &[f32], rows: usize) -> Result<GpuTensor, Error> {
+        let scaled;
+        let x = match &self.standardizer {
+            Some(s) => {
+                let mut copy = x.to_vec();
+                s.apply_rows(&mut copy)?;
+                scaled = copy;
+                &scaled[..]
+            }
+            None => x,
+        };
         let mut h = self.gpu.upload(x, rows, self.config.input)?;
         let mut encoder = self
             .gpu

@@ -283,6 +283,7 @@ impl Checkpoint {
     }
 
     fn sidecar_name_in(main: &[u8], name: &str) -> Result<Option<String>, Error> {
+        check_is_safetensors(name, main)?;
         let (_, meta) = SafeTensors::read_metadata(main).map_err(|e| corrupt(name, e))?;
         let file = meta
             .metadata()
@@ -306,6 +307,37 @@ impl Checkpoint {
         main: &[u8],
         sidecar: Option<&[u8]>,
     ) -> Result<Checkpoint, Error> {
+        Self::parse(name, main, sidecar, true)
+    }
+
+    /// Parses the model part of a checkpoint (what prediction needs),
+    /// ignoring any training state and its optimizer file: a model saved
+    /// by [`crate::Mlp::save`] or a training checkpoint alike.
+    pub fn from_bytes_without_training(name: &str, main: &[u8]) -> Result<Checkpoint, Error> {
+        Self::parse(name, main, None, false)
+    }
+
+    /// The checkpoint as the bytes of one safetensors file. A checkpoint
+    /// with training state is two files (see [`Checkpoint::save`]): that is
+    /// an error here.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        if self.training.is_some() {
+            return Err(Error::Config(
+                "a checkpoint with training state is saved as two files (the model and its \
+                 optimizer state): use Checkpoint::save, or drop the training state"
+                    .into(),
+            ));
+        }
+        self.main_bytes(None)
+    }
+
+    fn parse(
+        name: &str,
+        main: &[u8],
+        sidecar: Option<&[u8]>,
+        with_training: bool,
+    ) -> Result<Checkpoint, Error> {
+        check_is_safetensors(name, main)?;
         let st = SafeTensors::deserialize(main).map_err(|e| corrupt(name, e))?;
         let (_, meta) = SafeTensors::read_metadata(main).map_err(|e| corrupt(name, e))?;
         let meta = meta.metadata().clone().unwrap_or_default();
@@ -441,7 +473,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        let training = match meta.get("training") {
+        let training = match meta.get("training").filter(|_| with_training) {
             None => None,
             Some(text) => {
                 let mut t: TrainingState = serde_json::from_str(text).map_err(|e| {
@@ -548,6 +580,38 @@ impl Checkpoint {
             running,
         })
     }
+}
+
+/// Fails, saying so, where `bytes` do not even begin as a safetensors file
+/// (an 8-byte little-endian header length, then a JSON header that fits):
+/// a CSV or another file given where a checkpoint was expected.
+fn check_is_safetensors(name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let header = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    let fits = header.is_some_and(|n| n >= 2 && n <= (bytes.len() - 8) as u64);
+    if fits && bytes.get(8) == Some(&b'{') {
+        return Ok(());
+    }
+    let what = if bytes.is_empty() {
+        "the file is empty".to_string()
+    } else if bytes
+        .iter()
+        .take(512)
+        .all(|&b| matches!(b, b'\n' | b'\r' | b'\t') || (0x20..0x7f).contains(&b))
+    {
+        "it is text (a CSV or JSON file?), not a safetensors file".to_string()
+    } else {
+        "it does not begin as a safetensors file does (a header length and a JSON header)"
+            .to_string()
+    };
+    Err(data_err(
+        name,
+        format!(
+            "not a fusedmlp model or checkpoint: {what}; give a .safetensors file written by \
+             Mlp::save or Trainer::save_checkpoint"
+        ),
+    ))
 }
 
 fn corrupt(name: &str, e: impl std::fmt::Display) -> Error {

@@ -475,7 +475,6 @@ pub struct Trainer {
     data_fingerprint: u64,
     checkpointing: Option<(PathBuf, u64)>,
     last_checkpoint: Option<(PathBuf, u64)>,
-    standardizer: Option<crate::data::Standardizer>,
     stop_at: Option<u64>,
     /// The fused stack, when this run's steps use it.
     fused: Option<fused::FusedState>,
@@ -858,7 +857,6 @@ impl Trainer {
             data_fingerprint: data_fingerprint(train),
             checkpointing: None,
             last_checkpoint: None,
-            standardizer: None,
             stop_at: None,
             fused,
         })
@@ -886,10 +884,14 @@ impl Trainer {
         self.stop_at = Some(step);
     }
 
-    /// Records the feature standardisation applied to the data, so that
-    /// checkpoints carry it to evaluation and prediction.
-    pub fn set_standardizer(&mut self, standardizer: Option<crate::data::Standardizer>) {
-        self.standardizer = standardizer;
+    /// Records the feature standardisation applied to the data in the
+    /// model ([`Mlp::set_standardizer`]), so that checkpoints carry it to
+    /// evaluation and prediction. Fails if it does not fit the model's input.
+    pub fn set_standardizer(
+        &mut self,
+        standardizer: Option<crate::data::Standardizer>,
+    ) -> Result<(), Error> {
+        self.model.set_standardizer(standardizer)
     }
 
     /// Every optimizer state pair in checkpoint order: (weight, bias) of each

@@ -52,7 +52,7 @@ impl Trainer {
                 epoch_totals: [totals[0], totals[1], totals[2]],
                 optimizer_state,
             }),
-            standardizer: self.standardizer.clone(),
+            standardizer: self.model.standardizer().cloned(),
             slopes,
             norms,
             running,
@@ -98,14 +98,7 @@ impl Trainer {
         if let Some(e) = epochs {
             config.epochs = e;
         }
-        let model = Mlp::from_parameters_and_slopes(
-            gpu,
-            checkpoint.model.clone(),
-            &checkpoint.params,
-            &checkpoint.slopes,
-        )?;
-        model.set_norms(&checkpoint.norms)?;
-        model.set_running_stats(&checkpoint.running)?;
+        let model = Mlp::from_checkpoint(gpu, checkpoint)?;
         let mut t = Trainer::new(model, config, train, validation)?;
         let tensors = t.optimizer_tensors();
         if tensors.len() != state.optimizer_state.len() {
@@ -118,7 +111,6 @@ impl Trainer {
             gpu.write(b, sb)?;
         }
         gpu.write(&t.train_totals, &state.epoch_totals)?;
-        t.standardizer = checkpoint.standardizer.clone();
         t.step = state.step;
         t.epoch = state.epoch;
         t.step_in_epoch = state.step_in_epoch;
