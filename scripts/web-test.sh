@@ -4,8 +4,10 @@
 # packages from web/test/package-lock.json), builds the playground and opens
 # it in headless Chromium with WebGPU (SwiftShader where there is no GPU).
 # The page runs the self-test, the step check against the CPU reference and
-# the ReLU-vs-sigmoid preset and reports back; web/test/run.mjs checks what
-# it reports and the screenshot it takes (web/test/out/playground.png).
+# two experiments, the downloads and a device loss, and reports back;
+# web/test/run.mjs checks what it reports (the downloaded model against
+# `fusedmlp predict`), opens the page with bad URL settings and with CSV
+# files, and checks the screenshots it takes (web/test/out/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "web-test.sh: $*" >&2; }
@@ -22,6 +24,8 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 command -v node >/dev/null || { log "FAILED: the web test needs Node.js and npm (to drive Chromium)"; exit 1; }
 scripts/web.sh --build-only
+# The native command line reads back the model the page lets a user download.
+cargo build --release --quiet --bin fusedmlp
 (cd web/test && npm ci --no-audit --no-fund --loglevel=error)
 # A browser that fails to start, crashes or goes silent (exit 3) gets one
 # more try; a failed check does not.

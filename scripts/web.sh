@@ -76,7 +76,7 @@ log "building the playground (${BUILD[*]})"
 rm -rf web/dist
 mkdir -p web/dist
 "$WB" --target web --no-typescript --out-dir web/dist/pkg web/target/$TARGET/release/fusedmlp_web.wasm
-cp web/index.html web/app.js web/style.css web/dist/
+cp web/index.html web/app.js web/experiments.js web/style.css web/dist/
 log "built web/dist ($(du -k web/dist/pkg/fusedmlp_web_bg.wasm | cut -f1) KiB of wasm)"
 
 if [ "$SERVE" = 1 ]; then

@@ -3,6 +3,7 @@
 // self-test all run in the WebAssembly module (the crate itself) on the
 // browser's WebGPU device; this file only schedules calls and draws.
 import init, { gpuInfo, selfTest, checkStep, readSettings, loseDevice, Session } from './pkg/fusedmlp_web.js';
+import { EXPERIMENTS, experimentById } from './experiments.js';
 
 const ACTIVATIONS = ['relu', 'leaky_relu', 'prelu', 'elu', 'selu', 'celu', 'gelu', 'gelu_tanh', 'sigmoid',
   'tanh', 'softplus', 'silu', 'mish', 'hardtanh', 'relu6', 'hardsigmoid', 'hardswish', 'softsign',
@@ -11,10 +12,6 @@ const FIELDS = {
   dataset: 'spirals', depth: 20, width: 32, activation: 'relu', init: 'default', optimizer: 'adam',
   lr: 0.003, batch: 32, norm: 'none', residual: false, dropout: 0, clip: 0, seed: 0,
 };
-// The main job's story: 20 layers of 64 on the digits, plain SGD, the same
-// seed and data order for both nets.
-const PRESET = { dataset: 'digits', depth: 20, width: 64, init: 'default', optimizer: 'sgd', lr: 0.05,
-  batch: 32, norm: 'none', residual: false, dropout: 0, clip: 0, seed: 0 };
 const CLASS_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2',
   '#7f7f7f', '#bcbd22', '#17becf'];
 const LOG_EVERY = 10;
@@ -25,9 +22,11 @@ const $ = (id) => document.getElementById(id);
 let runs = [];
 let running = false;
 let busy = false;
-// Whether the runs on the page are the ReLU-vs-sigmoid preset (a restart
-// after a lost device rebuilds the same runs).
-let presetShown = false;
+// The experiment whose runs are on the page, if any (a restart after a
+// lost device rebuilds the same runs).
+let experiment = null;
+// The CSV file chosen in the page: {name, text, label} (label: 0-based column).
+let uploaded = null;
 // What was wrong with the URL's settings, shown when the first runs are built.
 let urlProblems = [];
 
@@ -103,12 +102,18 @@ function configFromUrl() {
   const q = new URLSearchParams(location.search);
   const texts = {};
   for (const k of Object.keys(FIELDS)) if (q.has(k)) texts[k] = q.get(k);
-  return { ...checkSettings(texts), preset: q.get('preset') === 'relu-vs-sigmoid' };
+  // The first preset's old address still opens it.
+  const id = q.get('experiment') || (q.get('preset') === 'relu-vs-sigmoid' ? 'vanishing' : null);
+  const checked = checkSettings(texts);
+  if (id && !experimentById(id)) {
+    checked.problems.push(`Experiment must be one of ${EXPERIMENTS.map((e) => e.id).join(', ')}, not '${id}'.`);
+  }
+  return { ...checked, experiment: id && experimentById(id) ? id : null };
 }
-function saveUrl(c, preset) {
+function saveUrl(c, exp) {
   const q = new URLSearchParams();
   for (const [k, d] of Object.entries(FIELDS)) q.set(k, typeof d === 'boolean' ? (c[k] ? '1' : '0') : c[k]);
-  if (preset) q.set('preset', 'relu-vs-sigmoid');
+  if (exp) q.set('experiment', exp.id);
   if (TEST) q.set('test', '1');
   history.replaceState(null, '', `${location.pathname}?${q}`);
 }
@@ -245,7 +250,10 @@ function surfaceChart(cv, run) {
 function makeCard(label) {
   const el = document.createElement('article');
   el.className = 'run';
-  el.innerHTML = `<h2>${label} <span></span></h2><div class="stats"></div><div class="views">
+  el.innerHTML = `<h2>${label} <span></span></h2><div class="stats"></div>
+  <div class="downloads">Download: <button data-d="model">model (.safetensors)</button>
+    <button data-d="report">report (.json)</button><button data-d="charts">charts (.png)</button></div>
+  <div class="views">
     <div class="view"><div class="title">loss: batch (line, logged steps), train/validation at epoch ends (dots)</div><canvas data-v="loss"></canvas></div>
     <div class="view"><div class="title">accuracy: batch (line), train/validation at epoch ends (dots)</div><canvas data-v="acc"></canvas></div>
     <div class="view"><div class="title">gradient norm ‖dL/dW‖ per layer (log scale): first logged step (grey), latest (blue)</div><canvas data-v="grad"></canvas></div>
@@ -259,11 +267,17 @@ function makeCard(label) {
   return { el, cv };
 }
 async function newRun(label, config) {
-  const full = { ...config, points: 1000, log_every: LOG_EVERY };
-  const session = await Session.create(JSON.stringify(full));
+  const csv = config.dataset === 'csv' && uploaded;
+  const full = { ...config, points: 1000, log_every: LOG_EVERY, label_column: csv ? uploaded.label : null };
+  const session = await Session.create(JSON.stringify(full), csv ? uploaded.text : undefined);
   const { el, cv } = makeCard(label);
   const run = { label, config: full, session, el, cv, logs: [], epochs: [], first: null, surface: null,
-    points: session.points(), planar: session.isPlanar(), seconds: 0, stepsTimed: 0, divergence: null };
+    points: session.points(), planar: session.isPlanar(), seconds: 0, stepsTimed: 0, divergence: null,
+    callMs: [], perEpoch: session.stepsPerEpoch() };
+  run.stepOfEpoch = (e) => (e + 1) * run.perEpoch;
+  el.querySelectorAll('.downloads button').forEach((b) => {
+    b.onclick = () => downloadOf(run, b.dataset.d).catch((e) => say(`Download failed: ${describeError(e)}`, true));
+  });
   if (!run.planar) el.querySelector('.surface-view').hidden = true;
   draw(run);
   return run;
@@ -307,11 +321,15 @@ async function trainRun(run, steps) {
   const p = JSON.parse(await run.session.train(steps));
   run.seconds += p.seconds;
   run.stepsTimed += steps;
+  run.callMs.push(1000 * p.seconds / steps);
   for (const s of p.logs) { if (!run.first) run.first = s; run.logs.push(s); }
   run.epochs.push(...p.epochs);
   if (p.divergence) {
     run.divergence = p.divergence;
-    say(`${run.label} diverged: ${p.divergence}. Lower the learning rate, clip the gradients or add a norm, then Reset.`, true);
+    // In an experiment a divergence can be the finding; it says so there.
+    if (!experiment) {
+      say(`${run.label} diverged: ${p.divergence}. Lower the learning rate, clip the gradients or add a norm, then Reset.`, true);
+    }
   }
   if (run.planar && !run.divergence) {
     const now = performance.now();
@@ -341,38 +359,163 @@ async function loop() {
     if (runs.length && runs.every((r) => r.divergence)) running = false;
   }
 }
-function stepsPerEpoch(config) {
-  const rows = config.dataset === 'digits' ? 1797 : config.points;
-  return Math.max(1, Math.floor((rows - Math.round(rows * 0.2)) / config.batch));
-}
-async function reset(preset) {
+// Builds the page's runs: one from the form, or an experiment's.
+async function reset(expId = null) {
   running = false;
   while (busy) await new Promise((r) => setTimeout(r, 20));
   for (const r of runs) r.session.free();
   runs = [];
   $('runs').innerHTML = '';
   $('restart').hidden = true;
-  presetShown = preset;
+  $('finding').hidden = true;
+  experiment = expId ? experimentById(expId) : null;
+  if (experiment) writeForm({ ...readForm().config, ...experiment.base });
   const { config, problems } = readForm();
   const notes = [...urlProblems, ...problems];
   urlProblems = [];
   say(notes.join(' '), notes.length > 0);
-  saveUrl(config, preset);
+  saveUrl(config, experiment);
   try {
-    if (preset) {
-      for (const activation of ['relu', 'sigmoid']) {
-        runs.push(await newRun(`${activation}, 20 layers`, { ...config, ...PRESET, activation }));
+    if (experiment) {
+      for (const { label, ...differs } of experiment.runs) {
+        runs.push(await newRun(label, { ...config, ...experiment.base, ...differs }));
       }
     } else {
       runs.push(await newRun(config.activation, config));
     }
-    for (const r of runs) {
-      const per = stepsPerEpoch(r.config);
-      r.stepOfEpoch = (e) => (e + 1) * per;
-    }
   } catch (e) {
     await failed(e);
   }
+}
+
+// Runs an experiment to its end and shows its finding; returns it (null
+// when it stopped early: paused, reset, or an error).
+async function runExperiment(id) {
+  await reset(id);
+  const exp = experiment;
+  if (!exp || !runs.length) return null;
+  const el = $('finding');
+  el.hidden = false;
+  el.className = 'finding';
+  el.textContent = `${exp.title}: training ${runs.length} runs for ${exp.steps} steps each…`;
+  running = true;
+  const live = () => runs.filter((r) => !r.divergence);
+  while (running && experiment === exp && live().some((r) => r.session.steps() < exp.steps)) {
+    const done = Math.min(...live().map((r) => r.session.steps()));
+    await stepAll(Math.min(LOG_EVERY, exp.steps - done));
+    await new Promise((r) => requestAnimationFrame(() => r()));
+  }
+  if (experiment !== exp) return null;
+  if (live().some((r) => r.session.steps() < exp.steps)) {
+    el.textContent = `${exp.title}: stopped before the end; press its button to run it again.`;
+    return null;
+  }
+  running = false;
+  for (const r of runs) r.steps = r.session.steps();
+  let f;
+  try {
+    f = exp.finding(runs);
+  } catch (e) {
+    f = { holds: false, numbers: {}, text: `The finding could not be measured (${e.message}).` };
+  }
+  exp.last = f;
+  el.className = f.holds ? 'finding holds' : 'finding fails';
+  el.textContent = `${exp.title}. ${f.text} ` +
+    (f.holds ? 'The claim holds on this run.' : 'The claim does NOT hold on this run: see the numbers above.');
+  return f;
+}
+
+// ---- taking results home ---------------------------------------------------
+function saveBlob(name, blob) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+const slug = (s) => s.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase() || 'run';
+// Waits for the training loop to be between calls (a run's session is in
+// use while it trains).
+async function idle() {
+  while (busy) await new Promise((r) => setTimeout(r, 20));
+}
+function reportOf(run) {
+  return {
+    playground: 'fusedmlp',
+    label: run.label,
+    adapter: $('adapter').textContent.replace(/^GPU: /, ''),
+    settings: run.config,
+    experiment: experiment ? { id: experiment.id, title: experiment.title, finding: experiment.last || null } : null,
+    steps: run.session.steps(),
+    ms_per_step: run.stepsTimed ? 1000 * run.seconds / run.stepsTimed : null,
+    divergence: run.divergence,
+    epochs: run.epochs.map((e) => ({ epoch: e[0], train_loss: e[1], train_accuracy: e[2], val_loss: e[3], val_accuracy: e[4] })),
+    logged_steps: run.logs,
+  };
+}
+// The run's charts in one PNG: the views as on the page, three a row.
+function chartsOf(run) {
+  const views = [...run.el.querySelectorAll('.view')].filter((v) => !v.hidden);
+  const w = Math.max(...views.map((v) => v.querySelector('canvas').width));
+  const h = Math.max(...views.map((v) => v.querySelector('canvas').height));
+  const title = 28, cols = 3, rows = Math.ceil(views.length / cols);
+  const out = document.createElement('canvas');
+  out.width = cols * w; out.height = title + rows * (h + title);
+  const g = out.getContext('2d');
+  g.fillStyle = '#fff'; g.fillRect(0, 0, out.width, out.height);
+  g.fillStyle = '#222'; g.font = '16px system-ui, sans-serif';
+  g.fillText(`${run.label}: ${run.el.querySelector('.stats').textContent}`, 8, 20);
+  g.font = '12px system-ui, sans-serif';
+  views.forEach((v, i) => {
+    const x = (i % cols) * w, y = title + Math.floor(i / cols) * (h + title);
+    g.fillStyle = '#555';
+    g.fillText(v.querySelector('.title').textContent, x + 6, y + 18);
+    g.drawImage(v.querySelector('canvas'), x, y + title);
+  });
+  return new Promise((resolve, reject) => out.toBlob((b) => (b ? resolve(b) : reject(new Error('the charts could not be drawn'))), 'image/png'));
+}
+async function downloadOf(run, what) {
+  await idle();
+  busy = true;
+  try {
+    const name = `fusedmlp-${slug(run.label)}`;
+    if (what === 'model') {
+      saveBlob(`${name}.safetensors`, new Blob([await run.session.modelBytes()], { type: 'application/octet-stream' }));
+    } else if (what === 'report') {
+      saveBlob(`${name}.json`, new Blob([JSON.stringify(reportOf(run), null, 1)], { type: 'application/json' }));
+    } else {
+      saveBlob(`${name}.png`, await chartsOf(run));
+    }
+  } finally {
+    busy = false;
+  }
+}
+
+// ---- your own data ----------------------------------------------------------
+const MAX_CSV_BYTES = 64 << 20;
+// Reads a chosen or dropped file; its columns fill the label choice (the
+// last by default) and a run is built on it.
+async function useFile(file) {
+  if (!file) return;
+  if (file.size > MAX_CSV_BYTES) {
+    say(`${file.name} is ${(file.size / 1048576).toFixed(0)} MB; the page takes CSV files up to 64 MB.`, true);
+    return;
+  }
+  const text = await file.text();
+  const head = (text.split(/\r?\n/).find((l) => l.trim()) || '').replace(/^\uFEFF/, '').split(',').map((c) => c.trim());
+  const isHeader = head.some((c) => c !== '' && !Number.isFinite(Number(c)));
+  const names = head.map((c, i) => (isHeader && c ? c : `column ${i + 1}`));
+  uploaded = { name: file.name, text, label: Math.max(0, names.length - 1) };
+  const sel = $('csvlabel');
+  sel.innerHTML = names.map((n, i) => `<option value="${i}">${n.replace(/[<>&"]/g, '')}</option>`).join('');
+  sel.value = String(uploaded.label);
+  sel.disabled = false;
+  const option = $('dataset').querySelector('option[value="csv"]');
+  option.textContent = `your file: ${file.name}`;
+  option.disabled = false;
+  $('dataset').value = 'csv';
+  await reset(null);
 }
 
 async function runSelfTest() {
@@ -391,7 +534,8 @@ async function runSelfTest() {
 // With ?test=1 the page runs the checks the repository's web test needs and
 // posts the results to /report on the server that served it.
 async function runTest() {
-  const result = { ok: false };
+  const result = { ok: false, experiments: {} };
+  const vanishing = experimentById('vanishing');
   try {
     console.log('test: adapter');
     result.adapter = JSON.parse(await gpuInfo());
@@ -400,31 +544,47 @@ async function runTest() {
     result.selftest = await runSelfTest();
     result.steps = [];
     for (const activation of ['relu', 'sigmoid']) {
-      result.steps.push({ activation, ...JSON.parse(await checkStep(JSON.stringify({ ...PRESET, activation, points: 1000, log_every: LOG_EVERY }))) });
+      const settings = { ...FIELDS, ...vanishing.base, activation, points: 1000, log_every: LOG_EVERY };
+      result.steps.push({ activation, ...JSON.parse(await checkStep(JSON.stringify(settings))) });
     }
-    console.log('test: preset');
-    writeForm({ ...readForm().config, ...PRESET, activation: 'relu' });
-    await reset(true);
-    const total = 90;
-    for (let done = 0; done < total; done += LOG_EVERY) {
-      await stepAll(LOG_EVERY);
-      if ($('message').classList.contains('error') && !$('message').hidden) throw new Error($('message').textContent);
+    for (const id of ['vanishing', 'dying-relu']) {
+      console.log(`test: experiment ${id}`);
+      const f = await runExperiment(id);
+      if (!f) throw new Error(`the ${id} experiment stopped early: ${$('message').textContent}`);
+      result.experiments[id] = { ...f, shown: $('finding').textContent, ms_per_step: runs.map((r) => 1000 * r.seconds / r.stepsTimed) };
+      if (id === 'vanishing') {
+        result.preset = runs.map((r) => {
+          const first = r.logs[0], last = r.logs[r.logs.length - 1];
+          const hidden = first.layers.slice(0, -1);
+          return {
+            activation: r.config.activation,
+            steps: r.session.steps(),
+            first_loss: first.loss,
+            last_loss: last.loss,
+            epochs: r.epochs,
+            first_to_last_hidden_grad_ratio: hidden[0].weight_grad_norm / hidden[hidden.length - 1].weight_grad_norm,
+            ms_per_step: 1000 * r.seconds / r.stepsTimed,
+            divergence: r.divergence,
+          };
+        });
+        // What a user takes home from the ReLU run: the model (checked
+        // natively by the test against these predictions), the report
+        // and the charts.
+        const relu = runs.find((r) => r.config.activation === 'relu');
+        const rows = Array.from({ length: 4 * 64 }, (_, i) => (i * 7 + (i >> 6) * 3) % 17);
+        const bytes = await relu.session.modelBytes();
+        let binary = '';
+        for (let i = 0; i < bytes.length; i += 8192) binary += String.fromCharCode(...bytes.subarray(i, i + 8192));
+        result.download = {
+          model_base64: btoa(binary),
+          rows,
+          probabilities: Array.from(await relu.session.predictProba(new Float32Array(rows))),
+          report: reportOf(relu),
+          charts_png_bytes: (await chartsOf(relu)).size,
+        };
+        result.download.report.logged_steps = result.download.report.logged_steps.length;
+      }
     }
-    result.preset = runs.map((r) => {
-      const first = r.logs[0], last = r.logs[r.logs.length - 1];
-      const hidden = first.layers.slice(0, -1);
-      return {
-        activation: r.config.activation,
-        steps: r.session.steps(),
-        first_loss: first.loss,
-        last_loss: last.loss,
-        epochs: r.epochs,
-        first_to_last_hidden_grad_ratio: hidden[0].weight_grad_norm / hidden[hidden.length - 1].weight_grad_norm,
-        grad_norms_first_step: first.layers.map((l) => l.weight_grad_norm),
-        ms_per_step: 1000 * r.seconds / r.stepsTimed,
-        divergence: r.divergence,
-      };
-    });
     console.log('test: device loss');
     // The device is destroyed under the runs: the next step must say so
     // and offer Restart, which must build runs that train again.
@@ -432,7 +592,7 @@ async function runTest() {
     await stepAll(1);
     const lost = { message: $('message').textContent, restart_offered: !$('restart').hidden };
     if (lost.restart_offered) {
-      await reset(presetShown);
+      await reset(experiment ? experiment.id : null);
       await stepAll(1);
       lost.steps_after_restart = runs.map((r) => r.session.steps());
       lost.message_after_restart = $('message').hidden ? '' : $('message').textContent;
@@ -470,7 +630,8 @@ function reportFailure(text) {
 async function main() {
   $('activation').innerHTML = ACTIVATIONS.map((a) => `<option value="${a}">${a}</option>`).join('');
   await init();
-  const { config, problems, preset } = configFromUrl();
+  $('experiments').innerHTML = EXPERIMENTS.map((e) => `<button data-experiment="${e.id}">${e.title}</button>`).join('');
+  const { config, problems, experiment: fromUrl } = configFromUrl();
   writeForm(config);
   urlProblems = problems;
   if (!navigator.gpu) {
@@ -491,20 +652,35 @@ async function main() {
     return;
   }
   for (const el of document.querySelectorAll('.controls input, .controls select')) {
+    if (!(el.id in FIELDS)) continue;
     el.addEventListener('change', () => {
       const { config, problems } = readForm();
       if (problems.length) say(problems.join(' '), true);
-      saveUrl(config, false);
+      saveUrl(config, null);
     });
   }
-  $('start').onclick = async () => { if (!runs.length) await reset(false); if (!running) { running = true; loop(); } };
+  $('start').onclick = async () => { if (!runs.length) await reset(null); if (!running) { running = true; loop(); } };
   $('pause').onclick = () => { running = false; };
-  $('step').onclick = async () => { if (!runs.length) await reset(false); running = false; await stepAll(1); };
-  $('reset').onclick = () => reset(false);
-  $('preset').onclick = async () => { writeForm({ ...readForm().config, ...PRESET }); await reset(true); running = true; loop(); };
-  $('restart').onclick = () => reset(presetShown);
+  $('step').onclick = async () => { if (!runs.length) await reset(null); running = false; await stepAll(1); };
+  $('reset').onclick = () => reset(null);
+  $('restart').onclick = () => reset(experiment ? experiment.id : null);
   $('selftest').onclick = () => runSelfTest().catch((e) => say(describeError(e), true));
+  for (const b of document.querySelectorAll('[data-experiment]')) {
+    b.onclick = () => runExperiment(b.dataset.experiment).catch((e) => say(describeError(e), true));
+  }
+  $('csvfile').addEventListener('change', (e) => useFile(e.target.files[0]).catch((err) => say(describeError(err), true)));
+  $('csvlabel').addEventListener('change', () => {
+    if (!uploaded) return;
+    uploaded.label = Number($('csvlabel').value);
+    reset(null);
+  });
+  document.addEventListener('dragover', (e) => e.preventDefault());
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    useFile(e.dataTransfer && e.dataTransfer.files[0]).catch((err) => say(describeError(err), true));
+  });
   if (TEST) { await runTest(); return; }
-  await reset(preset);
+  if (fromUrl) await runExperiment(fromUrl);
+  else await reset(null);
 }
 main();

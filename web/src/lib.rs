@@ -236,6 +236,8 @@ pub struct PlayConfig {
     pub points: usize,
     /// Diagnostics every this many steps.
     pub log_every: u64,
+    /// The label column of a CSV file (0-based; `None`: the last).
+    pub label_column: Option<usize>,
 }
 
 impl Default for PlayConfig {
@@ -256,6 +258,7 @@ impl Default for PlayConfig {
             seed: 0,
             points: 1000,
             log_every: 10,
+            label_column: None,
         }
     }
 }
@@ -268,9 +271,12 @@ impl PlayConfig {
         Ok(config)
     }
 
-    /// The data set, standardised (fitted on all of it; the decision
-    /// surface is drawn in the same coordinates), split 80/20.
-    fn data(&self) -> Result<(Dataset, Dataset), fusedmlp::Error> {
+    /// The data set split 80/20 and standardised, with the standardizer.
+    /// A built-in set is standardised with statistics of all of it (the
+    /// decision surface is drawn in the same coordinates); a CSV file as
+    /// the native loader does it (`fusedmlp train --standardize`):
+    /// fitted on the training split, applied to both.
+    fn data(&self, csv: Option<&str>) -> Result<(Dataset, Dataset, Standardizer), fusedmlp::Error> {
         let n = self.points.clamp(20, 20_000);
         let mut all = match self.dataset.as_str() {
             "spirals" => data::two_spirals(n, 0.15, self.seed)?,
@@ -278,6 +284,27 @@ impl PlayConfig {
             "blobs" => data::blobs(n, 3, 2, 1.2, self.seed)?,
             "checkerboard" => data::checkerboard(n, 4, self.seed)?,
             "digits" => data::digits()?,
+            "csv" => {
+                let text = csv.ok_or_else(|| {
+                    fusedmlp::Error::Config(
+                        "the csv data set needs a file: choose one under 'Your data' (or drop it on the page)"
+                            .into(),
+                    )
+                })?;
+                let options = data::CsvOptions {
+                    label_column: match self.label_column {
+                        Some(i) => data::LabelColumn::Index(i),
+                        None => data::LabelColumn::Last,
+                    },
+                    header: data::Header::Auto,
+                };
+                let (mut train, mut val) = data::parse_csv("your CSV file", text, options)?
+                    .split(0.2, self.seed)?;
+                let standardizer = Standardizer::fit(&train);
+                standardizer.apply(&mut train)?;
+                standardizer.apply(&mut val)?;
+                return Ok((train, val, standardizer));
+            }
             other => {
                 return Err(fusedmlp::Error::Config(format!(
                     "unknown data set '{other}'; valid: {}",
@@ -287,7 +314,8 @@ impl PlayConfig {
         };
         let standardizer = Standardizer::fit(&all);
         standardizer.apply(&mut all)?;
-        all.split(0.2, self.seed)
+        let (train, val) = all.split(0.2, self.seed)?;
+        Ok((train, val, standardizer))
     }
 
     fn configs(
@@ -360,16 +388,23 @@ pub struct Session {
 
 #[wasm_bindgen]
 impl Session {
-    /// Builds a run from the page's settings (JSON of [`PlayConfig`]).
-    pub async fn create(config_json: String) -> Result<Session, JsValue> {
+    /// Builds a run from the page's settings (JSON of [`PlayConfig`]);
+    /// `csv` is the text of the file chosen in the page, for the `csv`
+    /// data set.
+    pub async fn create(config_json: String, csv: Option<String>) -> Result<Session, JsValue> {
         let config = PlayConfig::from_json(&config_json)?;
         let gpu = Gpu::new_async().await.map_err(js_err)?;
-        let (train, val) = config.data().map_err(js_err)?;
+        let (train, val, standardizer) = config.data(csv.as_deref()).map_err(js_err)?;
         let classes = train.n_classes.max(2);
         let features = train.n_features;
         let (model_config, train_config) = config.configs(features, classes).map_err(js_err)?;
         let model = Mlp::new(&gpu, model_config).map_err(js_err)?;
-        let trainer = Trainer::new(model, train_config, &train, &val).map_err(js_err)?;
+        let mut trainer = Trainer::new(model, train_config, &train, &val).map_err(js_err)?;
+        // The model predicts rows as they come, and its download carries
+        // the scaling with the weights.
+        trainer
+            .set_standardizer(Some(standardizer))
+            .map_err(js_err)?;
         Ok(Session {
             trainer,
             train,
@@ -423,6 +458,44 @@ impl Session {
         self.trainer.model.gpu.is_lost()
     }
 
+    /// The trained model as the crate's safetensors checkpoint (weights,
+    /// norms, the standardizer): what `fusedmlp predict` and
+    /// `fusedmlp::Mlp::load` read.
+    #[wasm_bindgen(js_name = modelBytes)]
+    pub async fn model_bytes(&self) -> Result<Vec<u8>, JsValue> {
+        self.trainer.model.to_bytes_async().await.map_err(js_err)
+    }
+
+    /// Class probabilities for raw rows (as the data file holds them, of
+    /// [`Session::features`] values each), `[rows, classes]`.
+    #[wasm_bindgen(js_name = predictProba)]
+    pub async fn predict_proba(&self, rows: Vec<f32>) -> Result<Vec<f32>, JsValue> {
+        let n = rows.len() / self.features.max(1);
+        let logits = self
+            .trainer
+            .model
+            .predict_logits_async(&rows, n)
+            .await
+            .map_err(js_err)?;
+        let head = self.trainer.model.config.head;
+        Ok(logits
+            .chunks(self.trainer.model.config.output.max(1))
+            .flat_map(|row| head.outputs_of(row))
+            .map(|p| p as f32)
+            .collect())
+    }
+
+    /// Optimizer steps per epoch (full batches of the training split).
+    #[wasm_bindgen(js_name = stepsPerEpoch)]
+    pub fn steps_per_epoch(&self) -> usize {
+        self.trainer.steps_per_epoch()
+    }
+
+    /// Features per row of the data.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
     /// Steps taken so far (a JavaScript number, not a BigInt).
     pub fn steps(&self) -> f64 {
         self.trainer.steps_taken() as f64
@@ -465,6 +538,15 @@ impl Session {
             for col in 0..res {
                 grid.push(-extent + 2.0 * extent * col as f32 / (res - 1) as f32);
                 grid.push(y);
+            }
+        }
+        // The grid is in standardised coordinates (as the points are);
+        // the model standardises what it is given, so give it raw ones.
+        if let Some(s) = self.trainer.model.standardizer() {
+            for cell in grid.chunks_mut(2) {
+                for ((v, m), sd) in cell.iter_mut().zip(&s.mean).zip(&s.std) {
+                    *v = *v * sd + m;
+                }
             }
         }
         let logits = self
@@ -511,7 +593,7 @@ fn web_time_now() -> f64 {
 pub async fn check_step(config_json: String) -> Result<String, JsValue> {
     let config = PlayConfig::from_json(&config_json)?;
     let gpu = Gpu::new_async().await.map_err(js_err)?;
-    let (train, val) = config.data().map_err(js_err)?;
+    let (train, val, _) = config.data(None).map_err(js_err)?;
     let classes = train.n_classes.max(2);
     let (model_config, train_config) = config.configs(train.n_features, classes).map_err(js_err)?;
     let model = Mlp::new(&gpu, model_config.clone()).map_err(js_err)?;

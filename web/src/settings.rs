@@ -20,6 +20,8 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// Any activation the crate parses.
     Activation,
+    /// `default` or any initialiser the crate parses (`normal:0.01` too).
+    Init,
     /// `1`/`true` or `0`/`false`.
     Flag,
 }
@@ -31,8 +33,8 @@ struct Field {
     kind: Kind,
 }
 
-/// The built-in data sets.
-pub const DATASETS: &[&str] = &["spirals", "moons", "blobs", "checkerboard", "digits"];
+/// The built-in data sets, and `csv` for a file chosen in the page.
+pub const DATASETS: &[&str] = &["spirals", "moons", "blobs", "checkerboard", "digits", "csv"];
 
 /// Every setting the page's URL and form carry. The page's form limits
 /// (`min`/`max` in index.html) match these ranges.
@@ -60,16 +62,7 @@ const FIELDS: &[Field] = &[
     Field {
         key: "init",
         label: "Init",
-        kind: Kind::Choice(&[
-            "default",
-            "he_normal",
-            "he_uniform",
-            "xavier_normal",
-            "xavier_uniform",
-            "lecun_normal",
-            "orthogonal",
-            "torch_default",
-        ]),
+        kind: Kind::Init,
     },
     Field {
         key: "optimizer",
@@ -193,6 +186,7 @@ pub fn check_texts(texts: &BTreeMap<String, String>, base: &PlayConfig) -> Check
         seed: whole("seed"),
         points: base.points,
         log_every: base.log_every,
+        label_column: base.label_column,
     };
     Checked { config, problems }
 }
@@ -292,6 +286,21 @@ fn check_one(field: &Field, text: &str, fallback: &str) -> (String, Option<Strin
                 )),
             ),
         },
+        Kind::Init => {
+            let lower = text.to_ascii_lowercase();
+            if lower == "default" || (!lower.is_empty() && lower.parse::<fusedmlp::Init>().is_ok()) {
+                (lower, None)
+            } else {
+                (
+                    fallback.to_string(),
+                    Some(format!(
+                        "{label} must be default, he_normal, he_uniform, xavier_normal, \
+                         xavier_uniform, lecun_normal, orthogonal, torch_default or normal:STD, \
+                         not '{text}'; using {fallback}."
+                    )),
+                )
+            }
+        }
         Kind::Flag => match text {
             "1" | "true" | "on" => ("true".into(), None),
             "0" | "false" | "off" | "" => ("false".into(), None),

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
+import { spawnSync } from 'node:child_process';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.resolve(here, '..', 'dist');
@@ -127,6 +128,92 @@ for (const [query, expected] of BAD_URLS) {
   urlChecks.push({ ...check, expected });
   await p.close();
 }
+
+// ---- your own data: a CSV file given to the page's file input ----------------
+// Two interleaved half-moons with a header; then a file with a ragged row.
+const moons = ['x,y,label'];
+for (let i = 0; i < 400; i++) {
+  const label = i % 2, t = Math.PI * ((i * 0.618034) % 1);
+  const [x, y] = label ? [1 - Math.cos(t), 0.5 - Math.sin(t)] : [Math.cos(t), Math.sin(t)];
+  moons.push(`${(x + 0.05 * Math.sin(i * 12.9898)).toFixed(4)},${(y + 0.05 * Math.cos(i * 78.233)).toFixed(4)},${label}`);
+}
+const FILES = [
+  { name: 'moons.csv', text: moons.join('\n') + '\n', trains: true },
+  { name: 'ragged.csv', text: 'x,y,label\n0.5,0.25,1\n1,2\n', expected: /line 3 has 2 cells/ },
+];
+const csvChecks = [];
+for (const f of FILES) {
+  const p = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  const check = { name: f.name };
+  try {
+    await p.goto(`http://127.0.0.1:${port}/index.html?depth=4&width=16&lr=0.01`);
+    await p.waitForFunction(() => document.querySelectorAll('.run').length > 0, null, { timeout: 60000, polling: 100 });
+    await p.setInputFiles('#csvfile', { name: f.name, mimeType: 'text/csv', buffer: Buffer.from(f.text) });
+    await p.waitForFunction((n) => document.querySelector('#dataset').value === 'csv' &&
+      (document.querySelector('.run h2 span')?.textContent.includes('csv') || document.querySelector('.message.error:not([hidden])')),
+    f.name, { timeout: 60000, polling: 100 });
+    check.message = (await p.textContent('#message')).trim();
+    if (f.trains) {
+      await p.click('#start');
+      await p.waitForFunction(() => /^step ([3-9]\d|\d{3,})/.test(document.querySelector('.stats')?.textContent || ''), null, { timeout: 120000, polling: 200 });
+      await p.click('#pause');
+      check.stats = (await p.textContent('.stats')).trim();
+      check.label_columns = await p.$$eval('#csvlabel option', (o) => o.map((x) => x.textContent));
+    }
+  } catch (e) {
+    check.failure = e.message.split('\n')[0];
+  }
+  check.errors = errors;
+  csvChecks.push({ ...check, f });
+  await p.close();
+}
+
+// ---- the spirals decision surface ----------------------------------------------
+// Trained a little, both classes' colours must show in the surface's canvas.
+const surface = {};
+{
+  const p = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  try {
+    await p.goto(`http://127.0.0.1:${port}/index.html?dataset=spirals&depth=6&width=32&lr=0.01`);
+    await p.waitForFunction(() => document.querySelectorAll('.run').length > 0, null, { timeout: 60000, polling: 100 });
+    await p.click('#start');
+    await p.waitForFunction(() => /^step ([6-9]\d|\d{3,})/.test(document.querySelector('.stats')?.textContent || ''), null, { timeout: 120000, polling: 200 });
+    await p.click('#pause');
+    await p.waitForTimeout(600);
+    const file = path.join(outDir, 'surface.png');
+    await p.locator('canvas[data-v=surface]').screenshot({ path: file });
+    const img = PNG.sync.read(fs.readFileSync(file));
+    // Class 0 is #1f77b4 (blue), class 1 #ff7f0e (orange), blended over white.
+    let blue = 0, orange = 0;
+    for (let i = 0; i < img.data.length; i += 4) {
+      const [r, g, b] = [img.data[i], img.data[i + 1], img.data[i + 2]];
+      if (b > r + 25 && b > g) blue++;
+      if (r > b + 40 && r > g + 10) orange++;
+    }
+    Object.assign(surface, { pixels: img.width * img.height, blue, orange, stats: (await p.textContent('.stats')).trim() });
+  } catch (e) {
+    surface.failure = e.message.split('\n')[0];
+  }
+  await p.close();
+}
+// ---- an experiment's address: opening it runs it ------------------------------
+const linked = {};
+{
+  const p = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  try {
+    await p.goto(`http://127.0.0.1:${port}/index.html?experiment=dying-relu`);
+    await p.waitForFunction(() => /holds|fails/.test(document.querySelector('#finding')?.className || ''), null, { timeout: 180000, polling: 250 });
+    linked.finding = (await p.textContent('#finding')).trim();
+    linked.holds = await p.$eval('#finding', (e) => e.classList.contains('holds'));
+    linked.runs = await p.$$eval('.run h2', (h) => h.map((x) => x.firstChild.textContent.trim()));
+    await p.screenshot({ path: path.join(outDir, 'experiment.png'), fullPage: true });
+  } catch (e) {
+    linked.failure = e.message.split('\n')[0];
+  }
+  await p.close();
+}
 await browser.close();
 server.close();
 
@@ -161,6 +248,57 @@ if (!relu || !sigmoid) {
   const firstEpochLoss = relu.epochs.length ? relu.epochs[0][1] : relu.first_loss;
   if (!(reluEpochLoss < 0.9 * relu.first_loss && reluEpochLoss <= firstEpochLoss)) problems.push(`the ReLU net's loss did not fall (${relu.first_loss} at the first step, ${reluEpochLoss} at the last epoch's end)`);
   if (!(sigmoid.first_to_last_hidden_grad_ratio < 1e-6)) problems.push(`the sigmoid net's first/last hidden gradient-norm ratio is ${sigmoid.first_to_last_hidden_grad_ratio}, not below 1e-6`);
+}
+
+// The experiments: each finding measured and holding, with its numbers.
+const ex = result.experiments || {};
+for (const [id, f] of Object.entries(ex)) console.log(`experiment ${id}: ${f.shown} (ms/step ${f.ms_per_step.map((m) => m.toFixed(0)).join(', ')})`);
+const van = ex.vanishing, dying = ex['dying-relu'];
+if (!van || !van.holds) problems.push(`the vanishing-gradient experiment's finding did not hold: ${van && van.shown}`);
+else if (!(van.numbers.sigmoid < 1e-6 && van.numbers.relu > 1e-2)) problems.push(`vanishing: sigmoid ratio ${van.numbers.sigmoid}, ReLU ${van.numbers.relu}`);
+if (!dying || !dying.holds) problems.push(`the dying-ReLU experiment's finding did not hold: ${dying && dying.shown}`);
+else if (!(dying.numbers.relu_end > 0.4 && dying.numbers.leaky_end === 0 && dying.numbers.elu_end === 0)) {
+  problems.push(`dying ReLU: ReLU ended with ${dying.numbers.relu_end} dead, leaky ${dying.numbers.leaky_end}, ELU ${dying.numbers.elu_end}`);
+}
+// What a user takes home: the model, read back natively, predicts as the page did.
+const dl = result.download;
+if (!dl) {
+  problems.push('the page made no downloads');
+} else {
+  const model = path.join(outDir, 'relu.safetensors');
+  const rows = path.join(outDir, 'rows.csv');
+  fs.writeFileSync(model, Buffer.from(dl.model_base64, 'base64'));
+  const lines = [];
+  for (let i = 0; i < dl.rows.length; i += 64) lines.push(dl.rows.slice(i, i + 64).join(','));
+  fs.writeFileSync(rows, lines.join('\n') + '\n');
+  const bin = path.resolve(here, '..', '..', 'target', 'release', 'fusedmlp');
+  const native = spawnSync(bin, ['predict', '--checkpoint', model, '--input', rows], { encoding: 'utf8' });
+  if (native.status !== 0) {
+    problems.push(`fusedmlp predict could not read the downloaded model: ${native.stderr || native.error}`);
+  } else {
+    const got = native.stdout.trim().split('\n').slice(1).flatMap((l) => l.split(',').map(Number));
+    const worst = Math.max(...got.map((v, i) => Math.abs(v - dl.probabilities[i])));
+    console.log(`downloaded model: ${fs.statSync(model).size} bytes; fusedmlp predict on ${lines.length} rows differs from the page by at most ${worst.toExponential(2)}`);
+    if (got.length !== dl.probabilities.length || !(worst < 2e-3)) problems.push(`the downloaded model predicts differently natively (worst difference ${worst}, ${got.length} values against ${dl.probabilities.length})`);
+  }
+  console.log(`downloaded report: ${dl.report.steps} steps, ${dl.report.logged_steps} logged steps, ${dl.report.epochs.length} epochs; charts PNG ${dl.charts_png_bytes} bytes`);
+  if (!(dl.report.logged_steps > 0 && dl.report.epochs.length > 0)) problems.push('the downloaded report has no logged steps or epochs');
+  if (!(dl.charts_png_bytes > 10000)) problems.push(`the charts PNG is ${dl.charts_png_bytes} bytes`);
+}
+for (const c of csvChecks) {
+  console.log(`CSV ${c.name}: message '${c.message}'${c.stats ? `; trained: ${c.stats}; label columns ${JSON.stringify(c.label_columns)}` : ''}${c.failure ? `; ${c.failure}` : ''}`);
+  if (c.failure) problems.push(`CSV ${c.name}: ${c.failure}`);
+  if (c.f.trains && !/batch loss \d/.test(c.stats || '')) problems.push(`CSV ${c.name} did not train`);
+  if (c.f.expected && !c.f.expected.test(c.message || '')) problems.push(`CSV ${c.name}: the message '${c.message}' is not the loader's`);
+  if (c.errors.length) problems.push(`CSV ${c.name}: page errors: ${c.errors.join('; ')}`);
+}
+console.log(`?experiment=dying-relu: runs ${JSON.stringify(linked.runs)}; ${linked.finding || linked.failure}`);
+if (!linked.holds || JSON.stringify(linked.runs) !== JSON.stringify(['relu', 'leaky_relu', 'elu'])) {
+  problems.push(`the dying-ReLU experiment's address did not run it to a holding finding (${JSON.stringify(linked)})`);
+}
+console.log(`spirals surface: ${JSON.stringify(surface)}`);
+if (surface.failure || !(surface.blue > 0.05 * surface.pixels && surface.orange > 0.05 * surface.pixels)) {
+  problems.push(`the spirals decision surface does not show both classes (${JSON.stringify(surface)})`);
 }
 
 // The adapter line names the adapter, not a debug string.
