@@ -75,9 +75,31 @@ log "building the playground (${BUILD[*]})"
 (cd web && "${BUILD[@]}")
 rm -rf web/dist
 mkdir -p web/dist
-"$WB" --target web --no-typescript --out-dir web/dist/pkg web/target/$TARGET/release/fusedmlp_web.wasm
+# wasm-opt (binaryen), where installed, shrinks the module for the page. It
+# runs on the compiler's output, before wasm-bindgen: run after it, the
+# binaryen of Debian 12 (108) breaks wasm-bindgen's externref table.
+BUILT=web/target/$TARGET/release/fusedmlp_web.wasm
+if command -v wasm-opt >/dev/null; then
+    opt_dir=$(mktemp -d)
+    if wasm-opt -Oz "$BUILT" -o "$opt_dir/fusedmlp_web.wasm" 2>"$opt_dir/log"; then
+        BUILT="$opt_dir/fusedmlp_web.wasm"
+        OPTIMISED=1
+    else
+        log "wasm-opt failed (the module is used as built): $(tail -1 "$opt_dir/log")"
+    fi
+else
+    log "wasm-opt not installed (apt-get install binaryen): the module is not size-optimised"
+fi
+"$WB" --target web --no-typescript --out-dir web/dist/pkg "$BUILT"
 cp web/index.html web/app.js web/experiments.js web/style.css web/dist/
-log "built web/dist ($(du -k web/dist/pkg/fusedmlp_web_bg.wasm | cut -f1) KiB of wasm)"
+WASM=web/dist/pkg/fusedmlp_web_bg.wasm
+if [ -n "${OPTIMISED:-}" ]; then
+    plain_dir="$opt_dir/plain"
+    "$WB" --target web --no-typescript --out-dir "$plain_dir" "web/target/$TARGET/release/fusedmlp_web.wasm"
+    log "wasm-opt -Oz: $(($(wc -c < "$plain_dir/fusedmlp_web_bg.wasm") / 1024)) KiB -> $(($(wc -c < "$WASM") / 1024)) KiB"
+fi
+[ -n "${opt_dir:-}" ] && rm -rf "$opt_dir"
+log "built web/dist ($(($(wc -c < "$WASM") / 1024)) KiB of wasm)"
 
 if [ "$SERVE" = 1 ]; then
     echo "fusedmlp playground: http://127.0.0.1:$PORT/  (Ctrl-C stops the server)"

@@ -421,7 +421,7 @@ async function runExperiment(id) {
   exp.last = f;
   el.className = f.holds ? 'finding holds' : 'finding fails';
   el.textContent = `${exp.title}. ${f.text} ` +
-    (f.holds ? 'The claim holds on this run.' : 'The claim does NOT hold on this run: see the numbers above.');
+    (f.verdict || (f.holds ? 'The claim holds on this run.' : 'The claim does NOT hold on this run: see the numbers above.'));
   return f;
 }
 

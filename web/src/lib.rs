@@ -298,8 +298,8 @@ impl PlayConfig {
                     },
                     header: data::Header::Auto,
                 };
-                let (mut train, mut val) = data::parse_csv("your CSV file", text, options)?
-                    .split(0.2, self.seed)?;
+                let (mut train, mut val) =
+                    data::parse_csv("your CSV file", text, options)?.split(0.2, self.seed)?;
                 let standardizer = Standardizer::fit(&train);
                 standardizer.apply(&mut train)?;
                 standardizer.apply(&mut val)?;

@@ -288,7 +288,8 @@ fn check_one(field: &Field, text: &str, fallback: &str) -> (String, Option<Strin
         },
         Kind::Init => {
             let lower = text.to_ascii_lowercase();
-            if lower == "default" || (!lower.is_empty() && lower.parse::<fusedmlp::Init>().is_ok()) {
+            if lower == "default" || (!lower.is_empty() && lower.parse::<fusedmlp::Init>().is_ok())
+            {
                 (lower, None)
             } else {
                 (

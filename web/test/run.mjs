@@ -7,11 +7,10 @@
 //
 // CHROMIUM names the browser (default /usr/bin/chromium). Exits non-zero,
 // saying why, on any failure, including a machine with no browser.
-import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { serve, launch } from './serve.mjs';
 import { PNG } from 'pngjs';
 import { spawnSync } from 'node:child_process';
 
@@ -36,35 +35,10 @@ if (!fs.existsSync(browserPath)) {
     'the web test never passes without running the page');
 }
 
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.png': 'image/png' };
-let reportResolve;
-const reported = new Promise((r) => { reportResolve = r; });
-const server = http.createServer((req, res) => {
-  const url = new URL(req.url, 'http://127.0.0.1');
-  if (req.method === 'POST' && url.pathname === '/report') {
-    let body = '';
-    req.on('data', (c) => { body += c; });
-    req.on('end', () => { res.end('ok'); reportResolve(body); });
-    return;
-  }
-  const file = path.normalize(path.join(dist, decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname)));
-  if (!file.startsWith(dist) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-    res.statusCode = 404; res.end('not found'); return;
-  }
-  res.setHeader('content-type', TYPES[path.extname(file)] || 'application/octet-stream');
-  fs.createReadStream(file).pipe(res);
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const port = server.address().port;
+const { port, reported, close: closeServer } = await serve(dist);
 
 const launchStart = Date.now();
-const browser = await chromium.launch({
-  timeout: 120000,
-  executablePath: browserPath,
-  headless: true,
-  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--disable-quic',
-    '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-}).catch((e) => fail(`could not start ${browserPath}: ${e.message}`, 3));
+const browser = await launch(browserPath).catch((e) => fail(`could not start ${browserPath}: ${e.message}`, 3));
 console.error(`web test: browser started in ${((Date.now() - launchStart) / 1000).toFixed(1)} s`);
 const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
 page.on('console', (m) => { if (process.env.WEB_TEST_VERBOSE || m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text()}`); });
@@ -89,7 +63,7 @@ try {
   await fs.promises.mkdir(outDir, { recursive: true });
   await page.screenshot({ path: path.join(outDir, 'timeout.png'), fullPage: true }).catch(() => {});
   await browser.close().catch(() => {});
-  server.close();
+  closeServer();
   fail(e.message, 3);
 }
 const seconds = (Date.now() - started) / 1000;
@@ -215,7 +189,7 @@ const linked = {};
   await p.close();
 }
 await browser.close();
-server.close();
+closeServer();
 
 // ---- checks ------------------------------------------------------------------
 const problems = [];
