@@ -146,3 +146,95 @@ fn async_training_equals_blocking_training_and_frees_the_thread() {
         report.readbacks
     );
 }
+
+/// Regression: `train_async` never yielded between unlogged steps (they
+/// wait for nothing), so a 20 ms ticker on the same single-thread executor
+/// stalled for a whole epoch (634 ms measured), and the epoch end's
+/// readback blocked in the driver's submit while the GPU caught up (430 ms
+/// on lavapipe, whose submissions wait for the one before). Now the steps
+/// yield every few milliseconds and readbacks submit on a helper thread;
+/// what remains, once the first steps have built their pipelines, is one
+/// step's submission and the epoch end's evaluation being recorded and
+/// submitted (70 ms measured on a 2-core lavapipe host).
+#[test]
+fn train_async_hands_the_thread_back_between_unlogged_steps() {
+    let Some(_gpu) = common::gpu() else { return };
+    let rows = 1600;
+    let x: Vec<f32> = (0..rows * 7)
+        .map(|i| ((i as u32).wrapping_mul(2654435761) >> 16) as f32 / 32768.0 - 1.0)
+        .collect();
+    let y: Vec<u32> = (0..rows as u32).map(|r| (r * 5 + 1) % 3).collect();
+    let d = Dataset::new("ticks", x, y, 7, 3).unwrap();
+    let (model, mut train) = configs();
+    train.epochs = 1;
+    train.batch_size = 8;
+    train.log_every = 1_000_000;
+    let mut pool = LocalPool::new();
+    let stepping = Rc::new(Cell::new(false));
+    let done = Rc::new(Cell::new(false));
+    let worst = Rc::new(Cell::new(std::time::Duration::ZERO));
+    let training = Rc::new(Cell::new(std::time::Duration::ZERO));
+    {
+        let (stepping, done, training) = (stepping.clone(), done.clone(), training.clone());
+        pool.spawner()
+            .spawn_local_obj(LocalFutureObj::new(Box::new(async move {
+                let gpu = Gpu::new_async().await.unwrap();
+                let mut t = Trainer::new(Mlp::new(&gpu, model).unwrap(), train, &d, &d).unwrap();
+                let mut since = None;
+                t.train_async(
+                    "ticks",
+                    |step, _| {
+                        // Measured from the third step: the first ones
+                        // build pipelines (host work that cannot yield).
+                        if step == 3 {
+                            stepping.set(true);
+                            since = Some(std::time::Instant::now());
+                        }
+                    },
+                    |_| stepping.set(false),
+                )
+                .await
+                .unwrap();
+                training.set(since.map(|s| s.elapsed()).unwrap_or_default());
+                done.set(true);
+            })))
+            .unwrap();
+    }
+    {
+        let (stepping, done, worst) = (stepping.clone(), done.clone(), worst.clone());
+        pool.spawner()
+            .spawn_local_obj(LocalFutureObj::new(Box::new(async move {
+                let mut last = std::time::Instant::now();
+                while !done.get() {
+                    let now = std::time::Instant::now();
+                    if stepping.get() {
+                        worst.set(worst.get().max(now - last));
+                    }
+                    last = now;
+                    let mut yielded = false;
+                    std::future::poll_fn(|cx| {
+                        if yielded {
+                            std::task::Poll::Ready(())
+                        } else {
+                            yielded = true;
+                            cx.waker().wake_by_ref();
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
+                }
+            })))
+            .unwrap();
+    }
+    pool.run();
+    let (worst, training) = (worst.get(), training.get());
+    println!("200 unlogged steps took {training:?}; the other task waited at most {worst:?}");
+    assert!(
+        training > std::time::Duration::from_millis(100),
+        "the epoch was too short to tell ({training:?})"
+    );
+    assert!(
+        worst < std::time::Duration::from_millis(200),
+        "the training held the thread for {worst:?}"
+    );
+}

@@ -199,9 +199,7 @@ impl Gpu {
         })?;
         let mut encoder = device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
-        let index = self.submit("copying results back", vec![encoder.finish()])?;
-        self.map_read(&staging)
-            .wait(self, "reading results back", Some(index))
+        self.submit_and_map(encoder.finish(), &staging, "reading results back")
             .await?;
         self.count_readback();
         let view = staging
@@ -215,6 +213,70 @@ impl Gpu {
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+
+    /// Submits `commands` and maps `staging` (which they write) for reading
+    /// once they are done. Natively the submission, the map and the wait
+    /// all happen on a helper thread: some drivers (lavapipe) block a
+    /// submission until the previous one has run, which would hold the
+    /// awaiting task's executor for as long as the GPU is behind.
+    async fn submit_and_map(
+        &self,
+        commands: wgpu::CommandBuffer,
+        staging: &wgpu::Buffer,
+        context: &str,
+    ) -> Result<(), Error> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let (tx, mut rx) = unbounded();
+            let (queue, device, buffer) = (
+                self.inner.queue.clone(),
+                self.inner.device.clone(),
+                staging.clone(),
+            );
+            let timeout = self.inner.timeout;
+            let thread_tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("fusedmlp-readback".into())
+                .spawn(move || {
+                    let index = queue.submit([commands]);
+                    let sender = thread_tx.clone();
+                    buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                        let _ = sender.unbounded_send(r.map_err(|e| e.to_string()));
+                    });
+                    if let Err(e) = device.poll(wgpu::PollType::Wait {
+                        submission_index: Some(index),
+                        timeout: Some(timeout),
+                    }) {
+                        let _ = thread_tx.unbounded_send(Err(format!(
+                            "{e} (waited up to {} s; set {TIMEOUT_ENV} to wait longer)",
+                            timeout.as_secs()
+                        )));
+                    }
+                });
+            if let Err(e) = spawned {
+                return Err(Error::GpuWait {
+                    context: context.to_string(),
+                    message: format!("could not start a thread to wait on: {e}"),
+                });
+            }
+            drop(tx);
+            next(&mut rx).await.map_err(|message| Error::GpuWait {
+                context: context.to_string(),
+                message,
+            })?;
+            // Errors in a submission made on the helper thread arrive
+            // through the device's uncaptured-error handler.
+            self.check_uncaptured(context)?;
+            self.check_lost()
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let index = self.submit(context, vec![commands])?;
+            self.map_read(staging)
+                .wait(self, context, Some(index))
+                .await
+        }
     }
 
     /// Copies `size` bytes from `offset` of `buffer` back to the host, blocking.

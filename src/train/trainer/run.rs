@@ -2,6 +2,25 @@
 
 use super::*;
 
+/// The most host time [`Trainer::train_async`] runs without handing its
+/// thread back to the executor.
+pub(crate) const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// A future that is pending once, waking itself: awaiting it lets the
+/// executor run its other tasks before this one goes on.
+fn yield_now() -> impl std::future::Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+}
+
 impl Trainer {
     /// Records the evaluation-mode forward and loss over `rows` rows of a
     /// resident split, in batch-sized chunks, into `totals` (cleared first).
@@ -71,8 +90,11 @@ impl Trainer {
     /// [`Trainer::train`] without blocking: every wait for the GPU (logged
     /// steps' diagnostics, the divergence flags, the evaluation at each
     /// epoch's end, checkpoints' readbacks) is awaited, so an async
-    /// application (or the browser) keeps running while the GPU works.
-    /// Checkpoint files, where set, are written with blocking I/O.
+    /// application (or the browser) keeps running while the GPU works; and
+    /// between steps that wait for nothing it hands the thread back to the
+    /// executor at least every 4 ms of host work, so other tasks on a
+    /// single-thread executor keep running. Checkpoint files, where set,
+    /// are written with blocking I/O.
     pub async fn train_async(
         &mut self,
         label: &str,
@@ -85,6 +107,7 @@ impl Trainer {
         let mut epochs = Vec::new();
         let mut outcome = "completed".to_string();
         let mut divergence = None;
+        let mut last_yield = Instant::now();
         'epochs: while self.epoch < self.config.epochs {
             let epoch = self.epoch;
             let order = shuffle_order(self.config.seed, epoch, self.train_rows);
@@ -108,6 +131,13 @@ impl Trainer {
                 self.step_in_epoch += 1;
                 self.collect_logs(false).await?;
                 on_step(self.step, total);
+                // An unlogged step waits for nothing, so without this the
+                // future would hold its executor's thread for a whole
+                // epoch: hand it back every few milliseconds of host work.
+                if last_yield.elapsed() >= YIELD_EVERY {
+                    yield_now().await;
+                    last_yield = Instant::now();
+                }
                 if logged {
                     // The flags ride on logged steps' readbacks: stop early.
                     if let Some(d) = self.divergence_async().await? {
