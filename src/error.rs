@@ -99,6 +99,20 @@ pub enum Error {
         valid: String,
     },
 
+    /// A setting outside its range, named as the library names it
+    /// (`TrainConfig::batch_size`, `MlpConfig::dropout`, ...), with the
+    /// value given and what it must be. The command line maps the field
+    /// to its flag ([`Error::field`]).
+    #[error("{field} is {value}; it must be {expected}")]
+    InvalidSetting {
+        /// The setting, as `Type::field`.
+        field: String,
+        /// The value given.
+        value: String,
+        /// Its valid range, or what it needs.
+        expected: String,
+    },
+
     /// An invalid configuration value.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -136,6 +150,28 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An [`Error::InvalidSetting`].
+    pub(crate) fn setting(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        expected: impl Into<String>,
+    ) -> Error {
+        Error::InvalidSetting {
+            field: field.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+
+    /// The setting an [`Error::InvalidSetting`] is about (`None` for
+    /// every other error).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidSetting { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
     pub(crate) fn shape(
         context: impl Into<String>,
         expected: impl ToString,

@@ -80,13 +80,16 @@ fn run_errors_exit_1_with_the_reason() {
         ),
         (
             vec!["train".into(), "--width".into(), "0".into()],
-            "width 0",
+            "MlpConfig::hidden[0] is 0; it must be at least 1 unit (set with --depth and --width, or --hidden)",
         ),
         (
             vec!["train".into(), "--batch-size".into(), "100000".into()],
-            "larger than the training split",
+            "it must be at most the training split's",
         ),
-        (vec!["train".into(), "--lr=-1".into()], "learning rate"),
+        (
+            vec!["train".into(), "--lr=-1".into()],
+            "TrainConfig::learning_rate is -1; it must be positive and finite (set with --lr)",
+        ),
         (
             vec![
                 "train".into(),
@@ -95,7 +98,7 @@ fn run_errors_exit_1_with_the_reason() {
                 "--batch-norm".into(),
                 "before".into(),
             ],
-            "--layer-norm or --batch-norm",
+            "a layer takes one normalisation (set with --batch-norm or --layer-norm)",
         ),
         (
             vec![
@@ -105,11 +108,11 @@ fn run_errors_exit_1_with_the_reason() {
                 "--batch-size".into(),
                 "1".into(),
             ],
-            "at least 2 rows",
+            "at least 2 with BatchNorm, to estimate a variance (LayerNorm takes any batch) (set with --batch-size)",
         ),
         (
             vec!["train".into(), "--lr".into(), "NaN".into()],
-            "learning rate",
+            "TrainConfig::learning_rate is NaN",
         ),
         (
             vec![

@@ -437,52 +437,62 @@ fn bad_training_configurations_are_errors() {
                 batch_size: 0,
                 ..ok.clone()
             },
-            "batch size",
+            "TrainConfig::batch_size is 0; it must be at least 1",
         ),
         (
             TrainConfig {
                 batch_size: 11,
                 ..ok.clone()
             },
-            "larger than the training split",
+            "TrainConfig::batch_size is 11; it must be at most the training split's 10 rows",
         ),
         (
             TrainConfig {
                 learning_rate: -1.0,
                 ..ok.clone()
             },
-            "learning rate",
+            "TrainConfig::learning_rate is -1; it must be positive and finite",
         ),
         (
             TrainConfig {
                 learning_rate: f32::NAN,
                 ..ok.clone()
             },
-            "learning rate",
+            "TrainConfig::learning_rate is NaN",
         ),
         (
             TrainConfig {
                 epochs: 0,
                 ..ok.clone()
             },
-            "epochs",
+            "TrainConfig::epochs is 0",
         ),
         (
             TrainConfig {
                 clip_norm: Some(-1.0),
                 ..ok.clone()
             },
-            "clipping norm",
+            "TrainConfig::clip_norm is -1",
         ),
     ];
     for (tc, want) in cases {
         let err = Trainer::new(model(), tc, &data, &data)
             .err()
             .expect("must fail");
+        // Typed: the field in the library's own names, no command-line flag.
+        assert!(
+            err.field().is_some_and(|f| f.starts_with("TrainConfig::")),
+            "{err}"
+        );
         assert!(err.to_string().contains(want), "{err}");
+        assert!(!err.to_string().contains("--"), "{err}");
     }
     let err = Mlp::new(&gpu, MlpConfig::deep(4, 2, 0, 2, Activation::Relu)).unwrap_err();
-    assert!(err.to_string().contains("width 0"), "{err}");
+    assert_eq!(err.field(), Some("MlpConfig::hidden[0]"), "{err}");
+    assert!(
+        err.to_string().contains("is 0; it must be at least 1 unit"),
+        "{err}"
+    );
     let err = Trainer::new(
         Mlp::new(&gpu, MlpConfig::deep(5, 2, 8, 2, Activation::Relu)).unwrap(),
         TrainConfig {
@@ -881,12 +891,12 @@ fn batch_norm_refuses_bad_configurations() {
         .expect("batch size 1 must be refused")
         .to_string();
     assert!(
-        err.contains("at least 2 rows") && err.contains("--batch-size"),
+        err.contains("TrainConfig::batch_size is 1; it must be at least 2 with BatchNorm"),
         "{err}"
     );
     config.layer_norm = Some(NormPlacement::After);
     let err = Mlp::new(&gpu, config).expect_err("two norms").to_string();
-    assert!(err.contains("--layer-norm or --batch-norm"), "{err}");
+    assert!(err.contains("MlpConfig::batch_norm"), "{err}");
 }
 
 /// Regression: trainers on several threads share one device, and one

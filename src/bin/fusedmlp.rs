@@ -1165,8 +1165,35 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e}");
+            match e.field().and_then(flag_of) {
+                Some(flag) => eprintln!("error: {e} (set with {flag})"),
+                None => eprintln!("error: {e}"),
+            }
             ExitCode::from(1)
         }
     }
+}
+
+/// The command-line flag that sets a library setting named in an
+/// [`Error::InvalidSetting`].
+fn flag_of(field: &str) -> Option<&'static str> {
+    let base = field.split('[').next().unwrap_or(field);
+    Some(match base {
+        "TrainConfig::epochs" => "--epochs",
+        "TrainConfig::batch_size" => "--batch-size",
+        "TrainConfig::learning_rate" => "--lr",
+        "TrainConfig::clip_norm" => "--clip-norm",
+        "TrainConfig::log_every" => "--log-every",
+        "TrainConfig::max_logged_steps" => "--max-logged-steps",
+        "MlpConfig::hidden" => "--depth and --width, or --hidden",
+        "MlpConfig::output" => "--head (the output count follows the data)",
+        "MlpConfig::input" => "--data (the input count follows the data)",
+        "MlpConfig::dropout" => "--dropout",
+        "MlpConfig::scale_residual_init" => "--scale-residual-init and --residual",
+        "MlpConfig::batch_norm" | "MlpConfig::layer_norm" => "--batch-norm or --layer-norm",
+        "MlpConfig::learn_prelu" => "--learn-prelu",
+        "Optimizer::Sgd::momentum" | "Optimizer::RmsProp::momentum" => "--momentum",
+        f if f.ends_with("::weight_decay") => "--weight-decay",
+        _ => return None,
+    })
 }

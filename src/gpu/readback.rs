@@ -244,6 +244,9 @@ impl Gpu {
                     buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
                         let _ = sender.unbounded_send(r.map_err(|e| e.to_string()));
                     });
+                    // The caller holds the buffer; a handle kept here past
+                    // the callback would outlive the readback.
+                    drop(buffer);
                     if let Err(e) = device.poll(wgpu::PollType::Wait {
                         submission_index: Some(index),
                         timeout: Some(timeout),

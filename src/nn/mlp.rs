@@ -295,21 +295,24 @@ impl MlpConfig {
     /// Checks sizes and the activation.
     pub fn validate(&self) -> Result<(), Error> {
         if self.input == 0 {
-            return Err(Error::Config("the input size must be at least 1".into()));
+            return Err(Error::setting("MlpConfig::input", 0, "at least 1"));
         }
         if self.output == 0 {
-            return Err(Error::Config("the output size must be at least 1".into()));
+            return Err(Error::setting("MlpConfig::output", 0, "at least 1"));
         }
         if self.hidden.is_empty() {
-            return Err(Error::Config(
-                "the net has no hidden layer (depth 0); give it at least one (--depth 1 or more)"
-                    .into(),
+            return Err(Error::setting(
+                "MlpConfig::hidden",
+                "empty (depth 0)",
+                "at least one hidden layer",
             ));
         }
         if let Some(l) = self.hidden.iter().position(|&w| w == 0) {
-            return Err(Error::Config(format!(
-                "hidden layer {l} has width 0; every hidden layer needs at least 1 unit"
-            )));
+            return Err(Error::setting(
+                format!("MlpConfig::hidden[{l}]"),
+                0,
+                "at least 1 unit",
+            ));
         }
         // A weight's element count must be countable in a u32 (the kernels'
         // index type) and on this platform (usize is 32 bits in the browser).
@@ -318,46 +321,61 @@ impl MlpConfig {
                 .checked_mul(fan_out)
                 .filter(|&n| n <= u32::MAX as usize);
             if count.is_none() {
-                return Err(Error::Config(format!(
-                    "layer {l}'s weight [{fan_out}, {fan_in}] has more than 2^32 values; \
-                     make the layers narrower"
-                )));
+                let field = if l < self.hidden.len() {
+                    format!("MlpConfig::hidden[{l}]")
+                } else {
+                    "MlpConfig::output".to_string()
+                };
+                return Err(Error::setting(
+                    field,
+                    fan_out,
+                    format!(
+                        "small enough for layer {l}'s weight [{fan_out}, {fan_in}] to have fewer \
+                         than 2^32 values"
+                    ),
+                ));
             }
         }
         if self.scale_residual_init && !self.residual {
-            return Err(Error::Config(
-                "scaling the residual initialisation needs residual connections; add --residual"
-                    .into(),
+            return Err(Error::setting(
+                "MlpConfig::scale_residual_init",
+                true,
+                "false unless MlpConfig::residual is true (it scales the residual blocks)",
             ));
         }
         if self.layer_norm.is_some() && self.batch_norm.is_some() {
-            return Err(Error::Config(
-                "LayerNorm and BatchNorm were both asked for; a layer takes one normalisation, \
-                 so choose --layer-norm or --batch-norm"
-                    .into(),
+            return Err(Error::setting(
+                "MlpConfig::batch_norm",
+                "set together with MlpConfig::layer_norm",
+                "None when layer_norm is set: a layer takes one normalisation",
             ));
         }
         if self.learn_prelu.is_some() && self.norm().is_some() {
-            return Err(Error::Config(
-                "learned PReLU slopes and a normalisation layer cannot be combined yet; use one of them"
-                    .into(),
+            return Err(Error::setting(
+                "MlpConfig::learn_prelu",
+                "set with a normalisation",
+                "None when layer_norm or batch_norm is set (the two cannot be combined yet)",
             ));
         }
         if self.learn_prelu.is_some() && !matches!(self.activation, Activation::Prelu { .. }) {
-            return Err(Error::Config(format!(
-                "learned PReLU slopes need the prelu activation, not {}",
-                self.activation
-            )));
+            return Err(Error::setting(
+                "MlpConfig::learn_prelu",
+                format!("set with the {} activation", self.activation),
+                "None unless the activation is prelu",
+            ));
         }
         if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
-            return Err(Error::Config(format!(
-                "the dropout probability must be in [0, 1), got {}",
-                self.dropout
-            )));
+            return Err(Error::setting(
+                "MlpConfig::dropout",
+                self.dropout,
+                "in [0, 1)",
+            ));
         }
         if self.head == Head::Softmax && self.output < 2 {
-            return Err(Error::Config(
-                "a softmax head needs at least 2 outputs; use --head sigmoid for one output".into(),
+            return Err(Error::setting(
+                "MlpConfig::output",
+                self.output,
+                "at least 2 for a softmax head (Head::Sigmoid takes one output)",
             ));
         }
         self.activation.validate()

@@ -101,13 +101,26 @@ impl Optimizer {
 
     /// Checks every hyper-parameter.
     pub fn validate(&self) -> Result<(), Error> {
+        let variant = match self {
+            Optimizer::Sgd { .. } => "Sgd",
+            Optimizer::Adam { .. } => "Adam",
+            Optimizer::AdamW { .. } => "AdamW",
+            Optimizer::RmsProp { .. } => "RmsProp",
+        };
         let check = |name: &str, v: f32, lo: f32, hi: f32| {
             if v.is_finite() && v >= lo && v <= hi {
                 Ok(())
             } else {
-                Err(Error::Config(format!(
-                    "optimizer {self}: {name} must be in [{lo}, {hi}], got {v}"
-                )))
+                let range = if hi == f32::MAX {
+                    format!("finite and at least {lo}")
+                } else {
+                    format!("in [{lo}, {hi}]")
+                };
+                Err(Error::setting(
+                    format!("Optimizer::{variant}::{name}"),
+                    v,
+                    range,
+                ))
             }
         };
         match *self {
@@ -119,8 +132,10 @@ impl Optimizer {
                 check("momentum", momentum, 0.0, 1.0)?;
                 check("weight_decay", weight_decay, 0.0, f32::MAX)?;
                 if nesterov && momentum == 0.0 {
-                    return Err(Error::Config(
-                        "Nesterov momentum needs a momentum above 0 (set --momentum)".into(),
+                    return Err(Error::setting(
+                        "Optimizer::Sgd::momentum",
+                        momentum,
+                        "above 0 for Nesterov momentum",
                     ));
                 }
                 Ok(())

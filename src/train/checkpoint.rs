@@ -536,19 +536,13 @@ impl Checkpoint {
                     state.push((get("state1")?, get("state2")?));
                 }
                 t.optimizer_state = state;
-                t.train_config
-                    .validate(usize::MAX)
-                    .or_else(|e| match e {
-                        // The data size is checked on resume, against the real data.
-                        Error::Config(m) if m.contains("larger than the training split") => Ok(()),
-                        other => Err(other),
-                    })
-                    .map_err(|e| {
-                        data_err(
-                            name,
-                            format!("the saved training configuration is invalid: {e}"),
-                        )
-                    })?;
+                // The data size is checked on resume, against the real data.
+                t.train_config.validate(usize::MAX).map_err(|e| {
+                    data_err(
+                        name,
+                        format!("the saved training configuration is invalid: {e}"),
+                    )
+                })?;
                 Some(t)
             }
         };

@@ -118,40 +118,49 @@ impl TrainConfig {
     /// Checks every field against the training data size.
     pub fn validate(&self, train_rows: usize) -> Result<(), Error> {
         if self.epochs == 0 {
-            return Err(Error::Config("epochs must be at least 1".into()));
+            return Err(Error::setting("TrainConfig::epochs", 0, "at least 1"));
         }
         if self.batch_size == 0 {
-            return Err(Error::Config("the batch size must be at least 1".into()));
+            return Err(Error::setting("TrainConfig::batch_size", 0, "at least 1"));
+        }
+        if train_rows == 0 {
+            return Err(Error::Config(
+                "the training split has no rows; give a data set with at least one row per batch"
+                    .into(),
+            ));
         }
         if self.batch_size > train_rows {
-            return Err(Error::Config(format!(
-                "the batch size ({}) is larger than the training split ({train_rows} rows); \
-                 use --batch-size {train_rows} or less",
-                self.batch_size
-            )));
+            return Err(Error::setting(
+                "TrainConfig::batch_size",
+                self.batch_size,
+                format!("at most the training split's {train_rows} rows"),
+            ));
         }
         if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
-            return Err(Error::Config(format!(
-                "the learning rate must be positive and finite, got {}",
-                self.learning_rate
-            )));
+            return Err(Error::setting(
+                "TrainConfig::learning_rate",
+                self.learning_rate,
+                "positive and finite",
+            ));
         }
         if let Some(c) = self.clip_norm {
             if !c.is_finite() || c <= 0.0 {
-                return Err(Error::Config(format!(
-                    "the clipping norm must be positive and finite, got {c}"
-                )));
+                return Err(Error::setting(
+                    "TrainConfig::clip_norm",
+                    c,
+                    "positive and finite (None: no clipping)",
+                ));
             }
         }
         if self.log_every == 0 {
-            return Err(Error::Config("log_every must be at least 1".into()));
+            return Err(Error::setting("TrainConfig::log_every", 0, "at least 1"));
         }
         if self.max_logged_steps < 2 {
-            return Err(Error::Config(format!(
-                "max_logged_steps must be at least 2 (the first and the last logged step), \
-                 got {}",
-                self.max_logged_steps
-            )));
+            return Err(Error::setting(
+                "TrainConfig::max_logged_steps",
+                self.max_logged_steps,
+                "at least 2 (the first and the last logged step)",
+            ));
         }
         self.optimizer.validate()
     }

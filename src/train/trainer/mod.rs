@@ -509,14 +509,17 @@ impl std::fmt::Display for Divergence {
         write!(
             f,
             "training diverged: the first NaN or infinity appeared at step {} in the {}. \
-             Lower the learning rate, clip gradients (--clip-norm), or use a better-scaled \
-             initialisation",
+             Lower the learning rate, clip gradients (TrainConfig::clip_norm), or use a \
+             better-scaled initialisation",
             self.step,
             self.location()
         )?;
         match &self.last_good_checkpoint {
             Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
-            None => write!(f, "; no checkpoint was written (use --checkpoint-every)"),
+            None => write!(
+                f,
+                "; no checkpoint was written (Trainer::set_checkpointing saves them as it trains)"
+            ),
         }
     }
 }
@@ -544,27 +547,33 @@ impl Trainer {
         let fused_shape = fused::choose(config.kernels, mc, config.batch_size)?;
         for (name, d) in [("training", train), ("validation", validation)] {
             if d.n_features != mc.input {
-                return Err(Error::Config(format!(
-                    "the {name} data has {} features but the model's input size is {}",
-                    d.n_features, mc.input
-                )));
+                return Err(Error::setting(
+                    "MlpConfig::input",
+                    mc.input,
+                    format!(
+                        "{}, the number of features in the {name} data",
+                        d.n_features
+                    ),
+                ));
             }
             let needed = if mc.output == 1 { 2 } else { mc.output };
             if d.n_classes > needed {
-                return Err(Error::Config(format!(
-                    "the {name} data has {} classes but the model has {} outputs; set the output size to {}",
-                    d.n_classes,
+                return Err(Error::setting(
+                    "MlpConfig::output",
                     mc.output,
-                    d.n_classes
-                )));
+                    format!(
+                        "{} for the {name} data's {} classes",
+                        d.n_classes, d.n_classes
+                    ),
+                ));
             }
         }
         if matches!(mc.norm(), Some((crate::nn::NormKind::Batch, _))) && config.batch_size < 2 {
-            return Err(Error::Config(format!(
-                "BatchNorm needs at least 2 rows per batch to estimate a variance, got a batch \
-                 size of {}; raise --batch-size or use --layer-norm",
-                config.batch_size
-            )));
+            return Err(Error::setting(
+                "TrainConfig::batch_size",
+                config.batch_size,
+                "at least 2 with BatchNorm, to estimate a variance (LayerNorm takes any batch)",
+            ));
         }
         let b = config.batch_size;
         let labels = |d: &Dataset| d.labels.iter().map(|&l| l as f32).collect::<Vec<f32>>();
