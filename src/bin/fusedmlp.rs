@@ -560,14 +560,13 @@ fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
         },
         |e| {
             bar.suspend(|| {
+                let val = match e.validation() {
+                    Some((loss, acc)) => format!("val loss {loss:.4} acc {acc:.4}"),
+                    None => "no validation set".to_string(),
+                };
                 println!(
-                    "epoch {:>3}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.1} s",
-                    e.epoch,
-                    e.train_loss,
-                    e.train_accuracy,
-                    e.val_loss,
-                    e.val_accuracy,
-                    e.elapsed_seconds
+                    "epoch {:>3}: train loss {:.4} acc {:.4} | {val} | {:.1} s",
+                    e.epoch, e.train_loss, e.train_accuracy, e.elapsed_seconds
                 )
             })
         },

@@ -196,8 +196,11 @@ impl Gpu {
                 self.heuristic_variant(dims)
             });
         }
-        let path = cache_path();
-        if !state.disk_loaded {
+        // Off means the heuristic's choice only: a cache written by an
+        // earlier, measuring process does not count either.
+        let off = std::env::var(AUTOTUNE_ENV).as_deref() == Ok("0");
+        let path = cache_path().filter(|_| !off);
+        if !state.disk_loaded && !off {
             state.disk_loaded = true;
             if let Some(text) = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
                 // A corrupt or outdated cache is simply re-measured.
@@ -221,7 +224,7 @@ impl Gpu {
         }
         let spent: f64 = state.records.iter().map(|r| r.seconds).sum();
         let over_budget = spent >= PROCESS_BUDGET.as_secs_f64();
-        let measure = std::env::var(AUTOTUNE_ENV).as_deref() != Ok("0") && path.is_some();
+        let measure = !off && path.is_some();
         let macs = dims.m as u64 * dims.n as u64 * dims.k as u64;
         let tiny = macs < MIN_MEASURED_MACS;
         if !measure || over_budget || tiny {

@@ -125,12 +125,31 @@ pub struct EpochLog {
     /// Accuracy of the whole training split evaluated after the epoch.
     #[serde(default = "not_measured")]
     pub train_eval_accuracy: f32,
-    /// Validation loss (evaluation mode) at the end of the epoch.
+    /// Validation loss (evaluation mode) at the end of the epoch; NaN (null
+    /// in JSON) when the run has no validation set (see
+    /// [`EpochLog::validation`]).
     pub val_loss: f32,
-    /// Validation accuracy at the end of the epoch.
+    /// Validation accuracy at the end of the epoch; NaN when the run has
+    /// no validation set.
     pub val_accuracy: f32,
+    /// Rows in the validation set (0: none). Reports written before this
+    /// field existed read as `usize::MAX` (not recorded).
+    #[serde(default = "rows_not_recorded")]
+    pub val_rows: usize,
     /// Seconds since training started.
     pub elapsed_seconds: f64,
+}
+
+impl EpochLog {
+    /// The validation (loss, accuracy), or `None` when the run has no
+    /// validation set.
+    pub fn validation(&self) -> Option<(f32, f32)> {
+        (self.val_rows > 0).then_some((self.val_loss, self.val_accuracy))
+    }
+}
+
+fn rows_not_recorded() -> usize {
+    usize::MAX
 }
 
 /// Everything one training run reports.

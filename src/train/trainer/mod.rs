@@ -535,15 +535,25 @@ fn max_abs_derivative(act: Activation) -> f64 {
 
 impl Trainer {
     /// Uploads the data and allocates every buffer for `model` and `config`.
-    pub fn new(
+    pub fn new<'v>(
         model: Mlp,
         config: TrainConfig,
         train: &Dataset,
-        validation: &Dataset,
+        validation: impl Into<Option<&'v Dataset>>,
     ) -> Result<Trainer, Error> {
         let gpu = model.gpu.clone();
         let mc = &model.config;
         config.validate(train.len())?;
+        // No validation set: an empty one, whose figures each epoch reports
+        // as absent.
+        let none = Dataset {
+            name: "no validation set".into(),
+            features: Vec::new(),
+            labels: Vec::new(),
+            n_features: train.n_features,
+            n_classes: train.n_classes,
+        };
+        let validation = validation.into().unwrap_or(&none);
         let fused_shape = fused::choose(config.kernels, mc, config.batch_size)?;
         for (name, d) in [("training", train), ("validation", validation)] {
             if d.n_features != mc.input {

@@ -1,6 +1,7 @@
 //! The loop: epochs, evaluation, the report, and timed steps for benchmarks.
 
 use super::*;
+use crate::train::observer::{Callbacks, Control, Observer};
 
 /// The most host time [`Trainer::train_async`] runs without handing its
 /// thread back to the executor.
@@ -74,6 +75,19 @@ impl Trainer {
         Ok((three(t), three(v), three(e)))
     }
 
+    /// Hands the logged steps read back since the last call to
+    /// `observer`, in step order; whether it asked to stop.
+    fn deliver_logs(&self, observer: &mut impl Observer, delivered: &mut Option<u64>) -> bool {
+        let mut stop = false;
+        for log in &self.logs {
+            if delivered.is_none_or(|d| log.step > d) {
+                stop |= observer.on_logged_step(log) == Control::Stop;
+                *delivered = Some(log.step);
+            }
+        }
+        stop
+    }
+
     /// Trains for the configured epochs. `on_step` is called after every
     /// submitted step with (steps taken, total steps); `on_epoch` after every
     /// epoch. Stops early (with the outcome saying why) if the loss becomes
@@ -87,6 +101,17 @@ impl Trainer {
         pollster::block_on(self.train_async(label, on_step, on_epoch))
     }
 
+    /// [`Trainer::train`] with an [`Observer`] that sees every step, every
+    /// logged step's diagnostics and every epoch, and can stop the run
+    /// ([`Control::Stop`]: early stopping, a time budget, a target).
+    pub fn train_observed(
+        &mut self,
+        label: &str,
+        observer: &mut impl Observer,
+    ) -> Result<RunReport, Error> {
+        pollster::block_on(self.train_observed_async(label, observer))
+    }
+
     /// [`Trainer::train`] without blocking: every wait for the GPU (logged
     /// steps' diagnostics, the divergence flags, the evaluation at each
     /// epoch's end, checkpoints' readbacks) is awaited, so an async
@@ -98,8 +123,19 @@ impl Trainer {
     pub async fn train_async(
         &mut self,
         label: &str,
-        mut on_step: impl FnMut(u64, u64),
-        mut on_epoch: impl FnMut(&EpochLog),
+        on_step: impl FnMut(u64, u64),
+        on_epoch: impl FnMut(&EpochLog),
+    ) -> Result<RunReport, Error> {
+        let mut callbacks = Callbacks { on_step, on_epoch };
+        self.train_observed_async(label, &mut callbacks).await
+    }
+
+    /// [`Trainer::train_observed`] without blocking (as
+    /// [`Trainer::train_async`]).
+    pub async fn train_observed_async(
+        &mut self,
+        label: &str,
+        observer: &mut impl Observer,
     ) -> Result<RunReport, Error> {
         let start = Instant::now();
         let steps_per_epoch = self.steps_per_epoch();
@@ -108,6 +144,8 @@ impl Trainer {
         let mut outcome = "completed".to_string();
         let mut divergence = None;
         let mut last_yield = Instant::now();
+        // The last logged step handed to the observer.
+        let mut delivered = None;
         'epochs: while self.epoch < self.config.epochs {
             let epoch = self.epoch;
             let order = shuffle_order(self.config.seed, epoch, self.train_rows);
@@ -130,7 +168,8 @@ impl Trainer {
                     .await?;
                 self.step_in_epoch += 1;
                 self.collect_logs(false).await?;
-                on_step(self.step, total);
+                let mut stop = self.deliver_logs(observer, &mut delivered);
+                stop |= observer.on_step(self.step, total) == Control::Stop;
                 // An unlogged step waits for nothing, so without this the
                 // future would hold its executor's thread for a whole
                 // epoch: hand it back every few milliseconds of host work.
@@ -149,6 +188,10 @@ impl Trainer {
                     outcome = format!("stopped after step {}", self.step);
                     break 'epochs;
                 }
+                if stop {
+                    outcome = format!("stopped by the observer after step {}", self.step);
+                    break 'epochs;
+                }
                 if let Some((path, every)) = self.checkpointing.clone() {
                     if self.step.is_multiple_of(every) {
                         if let Some(d) = self.divergence_async().await? {
@@ -161,17 +204,22 @@ impl Trainer {
             }
             let (t, v, e) = self.evaluate_and_read_totals().await?;
             self.collect_logs(true).await?;
+            let mut stop = self.deliver_logs(observer, &mut delivered);
+            // No validation rows: the validation figures are absent (NaN,
+            // null in JSON), not zero.
+            let no_val = self.val_rows == 0;
             let log = EpochLog {
                 epoch,
                 train_loss: t[0] / t[2].max(1.0),
                 train_accuracy: t[1] / t[2].max(1.0),
                 train_eval_loss: e[0] / e[2].max(1.0),
                 train_eval_accuracy: e[1] / e[2].max(1.0),
-                val_loss: v[0] / v[2].max(1.0),
-                val_accuracy: v[1] / v[2].max(1.0),
+                val_loss: if no_val { f32::NAN } else { v[0] / v[2] },
+                val_accuracy: if no_val { f32::NAN } else { v[1] / v[2] },
+                val_rows: self.val_rows,
                 elapsed_seconds: start.elapsed().as_secs_f64(),
             };
-            on_epoch(&log);
+            stop |= observer.on_epoch(&log) == Control::Stop;
             epochs.push(log);
             if let Some(d) = self.divergence_async().await? {
                 divergence = Some(d);
@@ -179,6 +227,10 @@ impl Trainer {
             }
             self.epoch += 1;
             self.step_in_epoch = 0;
+            if stop && self.epoch < self.config.epochs {
+                outcome = format!("stopped by the observer after epoch {epoch}");
+                break;
+            }
         }
         self.collect_logs(true).await?;
         if let Some(d) = &divergence {
