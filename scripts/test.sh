@@ -9,5 +9,7 @@ export FUSEDMLP_REQUIRE_GPU=1
 cargo test --release "$@"
 # The core alone (no command line, plots or gzip), so a feature gate cannot rot.
 cargo test --release --no-default-features --lib "$@"
+# A crate of its own, outside the repository, through the public API alone.
+scripts/external-crate.sh
 # The browser playground in headless Chromium (WebGPU on SwiftShader).
 scripts/web-test.sh
