@@ -990,8 +990,9 @@ fn scaled_residual_init_keeps_a_100_layer_net_bounded() {
     // Asking for the scaling without residual connections is an error.
     let mut bad = MlpConfig::deep(6, 3, 8, 4, Activation::Relu);
     bad.scale_residual_init = true;
-    let err = bad.validate().unwrap_err().to_string();
-    assert!(err.contains("--residual"), "{err}");
+    let err = bad.validate().unwrap_err();
+    assert_eq!(err.field(), Some("MlpConfig::scale_residual_init"), "{err}");
+    assert!(err.to_string().contains("MlpConfig::residual"), "{err}");
 }
 
 /// The fully fused path at the shapes it must survive: batches that are not

@@ -48,6 +48,20 @@ pub struct TrainingState {
 }
 
 /// A saved model, with the training state when it was saved mid-run.
+/// [`crate::Mlp::save`] and [`crate::Mlp::load`] cover a model alone;
+/// a checkpoint is also how [`crate::Trainer::save_checkpoint`] and
+/// [`crate::Trainer::resume`] carry a run.
+///
+/// ```no_run
+/// use fusedmlp::train::checkpoint::Checkpoint;
+///
+/// let ckpt = Checkpoint::load("run.safetensors".as_ref())?;
+/// println!("{} layers, {} parameters", ckpt.params.len(), ckpt.model.parameter_count());
+/// if let Some(t) = &ckpt.training {
+///     println!("saved at step {} (epoch {})", t.step, t.epoch);
+/// }
+/// # Ok::<(), fusedmlp::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     /// The architecture.

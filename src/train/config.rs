@@ -9,7 +9,26 @@ use super::report::DEFAULT_MAX_LOGGED_STEPS;
 use crate::error::Error;
 use crate::nn::{Optimizer, Schedule};
 
-/// How to train.
+/// How to train. Start from the default (10 epochs of plain SGD at 0.05,
+/// batch 64) and set what differs; [`TrainConfig::validate`] (called by
+/// [`crate::Trainer::new`]) names any field out of range.
+///
+/// ```
+/// use fusedmlp::{Optimizer, TrainConfig};
+///
+/// let config = TrainConfig {
+///     epochs: 20,
+///     batch_size: 32,
+///     learning_rate: 1e-3,
+///     optimizer: Optimizer::adam(),
+///     clip_norm: Some(1.0),
+///     log_every: 25, // per-layer diagnostics every 25 steps
+///     ..Default::default()
+/// };
+/// assert!(config.validate(1_000).is_ok());
+/// let err = TrainConfig { batch_size: 0, ..config }.validate(1_000).unwrap_err();
+/// assert_eq!(err.field(), Some("TrainConfig::batch_size"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Passes over the training split.

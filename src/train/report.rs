@@ -152,7 +152,21 @@ fn rows_not_recorded() -> usize {
     usize::MAX
 }
 
-/// Everything one training run reports.
+/// Everything one training run reports (what `--json` writes).
+///
+/// ```no_run
+/// # fn f(report: fusedmlp::RunReport) -> Result<(), Box<dyn std::error::Error>> {
+/// // Per-layer gradient norms at the first logged step (initialisation).
+/// let first = &report.steps[0];
+/// for l in &first.layers {
+///     println!("layer {}: |dL/dW| {:.2e}, dead {:.0}%", l.layer, l.weight_grad_norm, 100.0 * l.dead_fraction);
+/// }
+/// if let Some(d) = &report.divergence {
+///     println!("diverged at step {} in the {}", d.step, d.location());
+/// }
+/// std::fs::write("report.json", serde_json::to_string_pretty(&report)?)?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunReport {
     /// A short label for plots and tables (for example `relu`).

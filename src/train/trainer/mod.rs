@@ -411,6 +411,24 @@ struct SlopeState {
 
 /// A training run in progress: the model, the resident data and every
 /// buffer a step needs.
+///
+/// ```no_run
+/// use fusedmlp::{data, Activation, Gpu, Mlp, MlpConfig, TrainConfig, Trainer};
+///
+/// let gpu = Gpu::new()?;
+/// let (train, val) = data::digits()?.split(0.2, 0)?;
+/// let model = Mlp::new(&gpu, MlpConfig::deep(64, 20, 64, 10, Activation::Relu))?;
+/// let mut trainer = Trainer::new(model, TrainConfig::default(), &train, &val)?;
+/// trainer.set_checkpointing("run.safetensors", 500); // and at the end
+/// let report = trainer.train("relu", |step, total| {
+///     if step % 100 == 0 { println!("{step}/{total}") }
+/// }, |e| println!("epoch {}: {:?}", e.epoch, e.validation()))?;
+/// println!("{}: {} steps in {:.1} s", report.outcome, report.total_steps, report.wall_seconds);
+/// let saved = fusedmlp::train::checkpoint::Checkpoint::load("run.safetensors".as_ref())?;
+/// let resumed = Trainer::resume(&gpu, &saved, &train, &val, Some(20))?; // 10 more epochs
+/// # let _ = resumed;
+/// # Ok::<(), fusedmlp::Error>(())
+/// ```
 pub struct Trainer {
     gpu: Gpu,
     /// The model being trained.
