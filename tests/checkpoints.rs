@@ -327,6 +327,14 @@ fn divergence_is_caught_and_named() {
         report.outcome
     );
     assert!(["activation", "gradient", "weight", "loss"].contains(&d.tensor.as_str()));
+    // Typed too: the step and where.
+    assert_eq!(
+        report.status,
+        fusedmlp::train::Outcome::Diverged {
+            step: d.step,
+            location: d.location()
+        }
+    );
     assert!(
         report.total_steps < 5 * tr.steps_per_epoch() as u64,
         "the run must stop early"

@@ -5,7 +5,7 @@
 mod common;
 
 use fusedmlp::data::Dataset;
-use fusedmlp::train::{Control, EpochLog, Observer, StepLog};
+use fusedmlp::train::{Control, EpochLog, Observer, Outcome, StepLog};
 use fusedmlp::{Activation, Mlp, MlpConfig, TrainConfig, Trainer};
 
 fn data() -> Dataset {
@@ -66,6 +66,7 @@ fn an_observer_sees_every_event_and_can_stop_the_run() {
     let per_epoch = t.steps_per_epoch() as u64;
     let report = t.train_observed("watched", &mut watch).unwrap();
     assert_eq!(report.outcome, "completed");
+    assert_eq!(report.status, Outcome::Completed);
     assert_eq!(watch.steps, (1..=5 * per_epoch).collect::<Vec<_>>());
     assert_eq!(watch.epochs, [0, 1, 2, 3, 4]);
     let logged: Vec<u64> = report.steps.iter().map(|s| s.step).collect();
@@ -88,6 +89,12 @@ fn an_observer_sees_every_event_and_can_stop_the_run() {
     assert_eq!(report.epochs.len(), 2);
     assert_eq!(report.total_steps, 2 * per_epoch);
     assert_eq!(report.outcome, "stopped by the observer after epoch 1");
+    assert_eq!(
+        report.status,
+        Outcome::StoppedByObserver {
+            step: 2 * per_epoch
+        }
+    );
     // Stopped mid-epoch at a step.
     let mut stop = Watch {
         stop_at_step: Some(7),
@@ -98,6 +105,7 @@ fn an_observer_sees_every_event_and_can_stop_the_run() {
         .unwrap();
     assert_eq!(report.total_steps, 7);
     assert_eq!(report.outcome, "stopped by the observer after step 7");
+    assert_eq!(report.status, Outcome::StoppedByObserver { step: 7 });
     assert!(report.epochs.is_empty());
 }
 

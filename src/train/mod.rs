@@ -13,7 +13,8 @@ pub use config::Kernels;
 pub use inference::Metrics;
 pub use observer::{Control, Observer};
 pub use report::{
-    thin_logged_steps, EpochLog, LayerDiagnostics, RunReport, StepLog, DEFAULT_MAX_LOGGED_STEPS,
+    thin_logged_steps, EpochLog, LayerDiagnostics, Outcome, RunReport, StepLog,
+    DEFAULT_MAX_LOGGED_STEPS,
 };
 pub use seeds::Seeds;
 pub use trainer::{shuffle_order, TrainConfig, Trainer};

@@ -197,11 +197,66 @@ pub struct RunReport {
     pub total_steps: u64,
     /// GPU-to-host readbacks made during training.
     pub readbacks: u64,
-    /// How the run ended (`completed`, or why it stopped).
+    /// How the run ended (`completed`, or why it stopped), in words.
     pub outcome: String,
+    /// How the run ended, typed: what [`RunReport::outcome`] says.
+    #[serde(default)]
+    pub status: Outcome,
     /// Where the first NaN or infinity appeared, if the run diverged.
     #[serde(default)]
     pub divergence: Option<super::trainer::Divergence>,
+}
+
+/// How a training run ended ([`RunReport::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every configured epoch ran.
+    #[default]
+    Completed,
+    /// [`crate::Trainer::stop_after`] ended it after this step.
+    Stopped {
+        /// Steps taken.
+        step: u64,
+    },
+    /// An [`crate::train::Observer`] ended it after this step.
+    StoppedByObserver {
+        /// Steps taken.
+        step: u64,
+    },
+    /// A NaN or infinity appeared (see [`RunReport::divergence`] for the
+    /// whole account).
+    Diverged {
+        /// The step it appeared at.
+        step: u64,
+        /// Where: the tensor and layer, or the loss.
+        location: String,
+    },
+}
+
+impl Outcome {
+    /// Whether every configured epoch ran.
+    pub fn is_completed(&self) -> bool {
+        *self == Outcome::Completed
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Completed => f.write_str("completed"),
+            Outcome::Stopped { step } => write!(f, "stopped after step {step}"),
+            Outcome::StoppedByObserver { step } => {
+                write!(f, "stopped by the observer after step {step}")
+            }
+            Outcome::Diverged { step, location } => {
+                write!(
+                    f,
+                    "diverged: NaN or infinity at step {step} in the {location}"
+                )
+            }
+        }
+    }
 }
 
 impl StepLog {
@@ -282,6 +337,7 @@ impl RunReport {
             out.total_steps = p.total_steps;
             out.readbacks = p.readbacks;
             out.outcome = p.outcome;
+            out.status = p.status;
             out.divergence = p.divergence;
         }
         out.samples_per_second =

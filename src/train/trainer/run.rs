@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::train::observer::{Callbacks, Control, Observer};
+use crate::train::report::Outcome;
 
 /// The most host time [`Trainer::train_async`] runs without handing its
 /// thread back to the executor.
@@ -142,6 +143,7 @@ impl Trainer {
         let total = self.total_steps();
         let mut epochs = Vec::new();
         let mut outcome = "completed".to_string();
+        let mut status = Outcome::Completed;
         let mut divergence = None;
         let mut last_yield = Instant::now();
         // The last logged step handed to the observer.
@@ -185,11 +187,13 @@ impl Trainer {
                     }
                 }
                 if self.stop_at == Some(self.step) {
-                    outcome = format!("stopped after step {}", self.step);
+                    status = Outcome::Stopped { step: self.step };
+                    outcome = status.to_string();
                     break 'epochs;
                 }
                 if stop {
-                    outcome = format!("stopped by the observer after step {}", self.step);
+                    status = Outcome::StoppedByObserver { step: self.step };
+                    outcome = status.to_string();
                     break 'epochs;
                 }
                 if let Some((path, every)) = self.checkpointing.clone() {
@@ -228,6 +232,7 @@ impl Trainer {
             self.epoch += 1;
             self.step_in_epoch = 0;
             if stop && self.epoch < self.config.epochs {
+                status = Outcome::StoppedByObserver { step: self.step };
                 outcome = format!("stopped by the observer after epoch {epoch}");
                 break;
             }
@@ -235,6 +240,10 @@ impl Trainer {
         self.collect_logs(true).await?;
         if let Some(d) = &divergence {
             outcome = d.to_string();
+            status = Outcome::Diverged {
+                step: d.step,
+                location: d.location(),
+            };
             // Diagnostics logged once values were non-finite describe the
             // blow-up, not the net: the report keeps the steps before it.
             self.logs.retain(|l| l.step < d.step);
@@ -266,6 +275,7 @@ impl Trainer {
             total_steps: self.step,
             readbacks: self.readbacks,
             outcome,
+            status,
             divergence,
         })
     }
