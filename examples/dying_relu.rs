@@ -166,7 +166,7 @@ fn run(
     config.activation = spec.activation;
     config.init = Some(spec.init);
     let mut tc = train_config.clone();
-    tc.learning_rate = spec.lr;
+    tc.learning_rate = Some(spec.lr);
     let mut probes = vec![(
         0,
         never_active_units(&config, &config.initial_parameters(), train),
@@ -339,7 +339,7 @@ fn main() -> Result<(), Error> {
     let train_config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
-        learning_rate: args.high_lr,
+        learning_rate: Some(args.high_lr),
         optimizer: Optimizer::sgd(),
         log_every: args.log_every,
         seed: args.seed,

@@ -110,7 +110,7 @@ fn main() -> Result<(), fusedmlp::Error> {
         let train_config = TrainConfig {
             epochs: args.epochs,
             batch_size: args.batch_size,
-            learning_rate: args.lr,
+            learning_rate: Some(args.lr),
             optimizer,
             clip_norm: clip,
             log_every: args.log_every,

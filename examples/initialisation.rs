@@ -221,7 +221,7 @@ fn main() -> Result<(), Error> {
     let train_config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
-        learning_rate: args.lr,
+        learning_rate: Some(args.lr),
         optimizer: Optimizer::sgd(),
         log_every: args.log_every,
         seed: args.seed,

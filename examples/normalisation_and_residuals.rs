@@ -232,7 +232,7 @@ fn main() -> Result<(), Error> {
     let train_config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
-        learning_rate: args.lr,
+        learning_rate: Some(args.lr),
         optimizer,
         // Log the first step (the initialisation) and the last one.
         log_every: total_steps.saturating_sub(1).max(1),

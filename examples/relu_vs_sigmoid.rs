@@ -74,7 +74,7 @@ fn main() -> Result<(), fusedmlp::Error> {
     let base = MlpConfig::deep(64, args.depth, args.width, 10, Activation::Relu);
     let mut recipe = compare::main_job_recipe(train.len(), args.epochs, 0);
     recipe.batch_size = args.batch_size;
-    recipe.learning_rate = args.lr;
+    recipe.learning_rate = Some(args.lr);
     recipe.schedule = args.schedule;
     recipe.warmup_steps = args.warmup_epochs * (train.len() / args.batch_size.max(1)) as u64;
     recipe.kernels = args.kernels;
@@ -107,7 +107,7 @@ fn main() -> Result<(), fusedmlp::Error> {
         let mut constant = recipe.clone();
         constant.schedule = Schedule::Constant;
         constant.warmup_steps = 0;
-        constant.learning_rate = args.baseline_lr;
+        constant.learning_rate = Some(args.baseline_lr);
         contenders.push(Contender {
             label: Some(format!("relu, constant lr {}", args.baseline_lr)),
             train: Some(constant),

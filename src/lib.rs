@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use fusedmlp::data::{self, Standardizer};
-//! use fusedmlp::{Activation, Gpu, Mlp, MlpConfig, TrainConfig, Trainer};
+//! use fusedmlp::{Activation, Gpu, Mlp, MlpConfig, Optimizer, TrainConfig, Trainer};
 //!
 //! let gpu = Gpu::new()?;
 //! let (raw_train, raw_val) = data::digits()?.split(0.2, 0)?;
@@ -17,7 +17,7 @@
 //! scaler.apply(&mut train)?;
 //! scaler.apply(&mut val)?;
 //! let model = Mlp::new(&gpu, MlpConfig::deep(64, 4, 64, 10, Activation::Relu))?;
-//! let config = TrainConfig { epochs: 3, ..Default::default() };
+//! let config = TrainConfig { epochs: 3, optimizer: Optimizer::adam(), ..Default::default() };
 //! let mut trainer = Trainer::new(model, config, &train, &val)?;
 //! trainer.train("digits", |_, _| {}, |_| {})?;
 //! trainer.model.set_standardizer(Some(scaler))?; // saved with the weights

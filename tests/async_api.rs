@@ -29,7 +29,7 @@ fn configs() -> (MlpConfig, TrainConfig) {
     let train = TrainConfig {
         epochs: 2,
         batch_size: 16,
-        learning_rate: 0.05,
+        learning_rate: Some(0.05),
         optimizer: Optimizer::adam(),
         clip_norm: Some(1.0),
         log_every: 2,

@@ -28,7 +28,7 @@ fn config() -> (MlpConfig, TrainConfig) {
     let t = TrainConfig {
         epochs: 3,
         batch_size: 16,
-        learning_rate: 0.01,
+        learning_rate: Some(0.01),
         optimizer: Optimizer::adam(),
         clip_norm: Some(1.0),
         log_every: 7,
@@ -302,7 +302,7 @@ fn divergence_is_caught_and_named() {
     let t = TrainConfig {
         epochs: 5,
         batch_size: 16,
-        learning_rate: 1e9,
+        learning_rate: Some(1e9),
         log_every: 5,
         ..Default::default()
     };
@@ -361,7 +361,7 @@ fn two_models_train_at_once_on_one_device() {
         let t = TrainConfig {
             epochs: 2,
             batch_size: 16,
-            learning_rate: 0.05,
+            learning_rate: Some(0.05),
             ..Default::default()
         };
         let mut tr = Trainer::new(Mlp::new(&gpu, m).unwrap(), t, &train, &val).unwrap();

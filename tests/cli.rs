@@ -88,7 +88,7 @@ fn run_errors_exit_1_with_the_reason() {
         ),
         (
             vec!["train".into(), "--lr=-1".into()],
-            "TrainConfig::learning_rate is -1; it must be positive and finite (set with --lr)",
+            "TrainConfig::learning_rate is -1; it must be positive and finite (None: the optimizer's default) (set with --lr)",
         ),
         (
             vec![

@@ -198,7 +198,7 @@ fn gpu_steps_equal_reference_steps_for_every_optimizer_and_head() {
             batch_size: 13,
             // RMSprop's first steps move every weight by about lr / sqrt(1 - alpha):
             // its usual rate keeps the comparison meaningful.
-            learning_rate: if opt.name() == "rmsprop" { 0.002 } else { 0.05 },
+            learning_rate: Some(if opt.name() == "rmsprop" { 0.002 } else { 0.05 }),
             optimizer: opt,
             schedule,
             warmup_steps: 1,
@@ -237,7 +237,7 @@ fn the_same_seed_gives_the_same_run() {
         let tc = TrainConfig {
             epochs: 3,
             batch_size: 16,
-            learning_rate: 0.1,
+            learning_rate: Some(0.1),
             log_every: 5,
             ..Default::default()
         };
@@ -282,7 +282,7 @@ fn diagnostics_match_the_reference_forward() {
         let tc = TrainConfig {
             epochs: 1,
             batch_size: 32,
-            learning_rate: 0.1,
+            learning_rate: Some(0.1),
             log_every: 1,
             kernels,
             ..Default::default()
@@ -347,7 +347,7 @@ fn logged_gradient_and_update_norms_match_the_reference_step() {
         let config = MlpConfig::deep(5, 3, 12, 3, Activation::Tanh);
         let tc = TrainConfig {
             batch_size: 32,
-            learning_rate: lr,
+            learning_rate: Some(lr),
             log_every: 1,
             kernels,
             ..Default::default()
@@ -448,14 +448,14 @@ fn bad_training_configurations_are_errors() {
         ),
         (
             TrainConfig {
-                learning_rate: -1.0,
+                learning_rate: Some(-1.0),
                 ..ok.clone()
             },
             "TrainConfig::learning_rate is -1; it must be positive and finite",
         ),
         (
             TrainConfig {
-                learning_rate: f32::NAN,
+                learning_rate: Some(f32::NAN),
                 ..ok.clone()
             },
             "TrainConfig::learning_rate is NaN",
@@ -542,7 +542,7 @@ fn residual_and_dropout_steps_equal_reference_steps() {
         let train = TrainConfig {
             epochs: 1,
             batch_size: 13,
-            learning_rate: 0.05,
+            learning_rate: Some(0.05),
             optimizer: Optimizer::Sgd {
                 momentum: 0.9,
                 nesterov: false,
@@ -647,7 +647,7 @@ fn learned_prelu_steps_equal_reference_steps() {
         let train = TrainConfig {
             epochs: 1,
             batch_size: 13,
-            learning_rate: 0.05,
+            learning_rate: Some(0.05),
             // Plain SGD: Adam divides by the gradient's own size, so
             // elements whose gradient is rounding noise move by a whole step
             // on either path and no tolerance tells the paths apart.
@@ -734,7 +734,7 @@ fn layer_norm_steps_equal_reference_steps() {
         let train = TrainConfig {
             epochs: 1,
             batch_size: 13,
-            learning_rate: 0.05,
+            learning_rate: Some(0.05),
             optimizer: Optimizer::Sgd {
                 momentum: 0.9,
                 nesterov: false,
@@ -802,7 +802,7 @@ fn batch_norm_steps_equal_reference_steps() {
         let train = TrainConfig {
             epochs: 1,
             batch_size: 13,
-            learning_rate: 0.05,
+            learning_rate: Some(0.05),
             // SGD: Adam's per-element normalisation would turn the bias
             // gradients before BatchNorm (zero but for rounding) into full steps.
             optimizer: Optimizer::Sgd {
@@ -1019,7 +1019,7 @@ fn fused_path_steps_equal_reference_steps_at_ragged_shapes() {
         config.seed = 2;
         let train = TrainConfig {
             batch_size: rows,
-            learning_rate: 0.05,
+            learning_rate: Some(0.05),
             // Plain SGD: Adam divides by the gradient's own size, so
             // elements whose gradient is rounding noise move by a whole step
             // on either path and no tolerance tells the paths apart.
@@ -1041,7 +1041,7 @@ fn fused_path_steps_equal_reference_steps_at_ragged_shapes() {
         config.seed = 4;
         let train = TrainConfig {
             batch_size: 11,
-            learning_rate: 0.02,
+            learning_rate: Some(0.02),
             optimizer: Optimizer::sgd(),
             ..Default::default()
         };

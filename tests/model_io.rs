@@ -42,7 +42,7 @@ fn trained(gpu: &fusedmlp::Gpu) -> (Mlp, Dataset) {
     let tc = TrainConfig {
         epochs: 2,
         batch_size: 20,
-        learning_rate: 0.01,
+        learning_rate: Some(0.01),
         optimizer: Optimizer::adam(),
         seed: 5,
         ..Default::default()

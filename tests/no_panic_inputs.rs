@@ -167,7 +167,7 @@ fn one_case(gpu: &fusedmlp::Gpu, seed: u64) -> usize {
     let config = TrainConfig {
         epochs: size(&mut rng, 2),
         batch_size: size(&mut rng, 16).min(n.max(1)),
-        learning_rate: real(&mut rng, 0.05),
+        learning_rate: Some(real(&mut rng, 0.05)),
         clip_norm: rng.random_bool(0.3).then(|| real(&mut rng, 1.0)),
         log_every: size(&mut rng, 3) as u64,
         max_logged_steps: size(&mut rng, 4) + 1,

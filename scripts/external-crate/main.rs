@@ -45,7 +45,7 @@ fn run() -> Result<(), Error> {
     let config = TrainConfig {
         epochs: 10,
         batch_size: 32,
-        learning_rate: 1e-3,
+        learning_rate: Some(1e-3),
         optimizer: Optimizer::adam(),
         ..Default::default()
     };

@@ -197,9 +197,10 @@ struct RunArgs {
     /// Optimizer: sgd, adam, adamw or rmsprop.
     #[arg(long, default_value = "sgd")]
     optimizer: Optimizer,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.05)]
-    lr: f32,
+    /// Learning rate (default: the optimizer's own, as PyTorch's: 1e-3 for
+    /// sgd, adam and adamw, 1e-2 for rmsprop).
+    #[arg(long)]
+    lr: Option<f32>,
     /// Momentum (SGD, RMSprop).
     #[arg(long)]
     momentum: Option<f32>,
@@ -380,7 +381,7 @@ impl RunArgs {
         println!(
             "model: {} hidden layers {:?}, {} outputs, head {}; optimizer {}, lr {}, batch {}, {} epochs, seed {}",
             model.hidden.len(), model.hidden, model.output, model.head, train_config.optimizer,
-            self.lr, self.batch_size, self.epochs, self.seed
+            train_config.lr(), self.batch_size, self.epochs, self.seed
         );
         Ok((train, val, model, train_config, standardizer))
     }

@@ -171,6 +171,16 @@ impl Optimizer {
         }
     }
 
+    /// The learning rate PyTorch's optimizer takes by default: 1e-3 for
+    /// `SGD`, `Adam` and `AdamW`, 1e-2 for `RMSprop`. A
+    /// [`crate::TrainConfig`] without a learning rate uses it.
+    pub fn default_learning_rate(&self) -> f32 {
+        match self {
+            Optimizer::Sgd { .. } | Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 1e-3,
+            Optimizer::RmsProp { .. } => 1e-2,
+        }
+    }
+
     /// The name alone.
     pub fn name(&self) -> &'static str {
         match self {

@@ -444,12 +444,9 @@ impl ReferenceMlp {
                 .sum();
             scale = (max_norm as f64 / (total.sqrt() + 1e-6)).min(1.0);
         }
-        let lr = train.schedule.rate(
-            train.learning_rate,
-            self.step,
-            total_steps,
-            train.warmup_steps,
-        ) as f64;
+        let lr = train
+            .schedule
+            .rate(train.lr(), self.step, total_steps, train.warmup_steps) as f64;
         let t = (self.step + 1) as i32;
         for (l, (gw, gb)) in grads.iter().enumerate() {
             let (w, b) = &mut self.params[l];

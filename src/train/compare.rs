@@ -486,7 +486,7 @@ pub fn main_job_recipe(train_rows: usize, epochs: usize, seed: u64) -> TrainConf
     TrainConfig {
         epochs,
         batch_size,
-        learning_rate: 0.03,
+        learning_rate: Some(0.03),
         optimizer: crate::nn::Optimizer::sgd(),
         schedule: crate::nn::Schedule::Cosine { min_lr: 0.0 },
         warmup_steps: 2 * steps_per_epoch,

@@ -9,8 +9,8 @@ use super::report::DEFAULT_MAX_LOGGED_STEPS;
 use crate::error::Error;
 use crate::nn::{Optimizer, Schedule};
 
-/// How to train. Start from the default (10 epochs of plain SGD at 0.05,
-/// batch 64) and set what differs; [`TrainConfig::validate`] (called by
+/// How to train. Start from the default (10 epochs of plain SGD at
+/// PyTorch's default rate, batch 64) and set what differs; [`TrainConfig::validate`] (called by
 /// [`crate::Trainer::new`]) names any field out of range.
 ///
 /// ```
@@ -19,12 +19,12 @@ use crate::nn::{Optimizer, Schedule};
 /// let config = TrainConfig {
 ///     epochs: 20,
 ///     batch_size: 32,
-///     learning_rate: 1e-3,
-///     optimizer: Optimizer::adam(),
+///     optimizer: Optimizer::adam(), // at Adam's default rate, 1e-3
 ///     clip_norm: Some(1.0),
 ///     log_every: 25, // per-layer diagnostics every 25 steps
 ///     ..Default::default()
 /// };
+/// assert_eq!(config.lr(), 1e-3);
 /// assert!(config.validate(1_000).is_ok());
 /// let err = TrainConfig { batch_size: 0, ..config }.validate(1_000).unwrap_err();
 /// assert_eq!(err.field(), Some("TrainConfig::batch_size"));
@@ -35,8 +35,10 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Examples per step (the last partial batch of an epoch is dropped).
     pub batch_size: usize,
-    /// Base learning rate.
-    pub learning_rate: f32,
+    /// Base learning rate; `None` takes the optimizer's own default,
+    /// PyTorch's ([`Optimizer::default_learning_rate`]: 1e-3 for SGD, Adam
+    /// and AdamW, 1e-2 for RMSprop). [`TrainConfig::lr`] is the rate used.
+    pub learning_rate: Option<f32>,
     /// The optimizer.
     pub optimizer: Optimizer,
     /// The learning-rate schedule.
@@ -120,7 +122,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 10,
             batch_size: 64,
-            learning_rate: 0.05,
+            learning_rate: None,
             optimizer: Optimizer::sgd(),
             schedule: Schedule::Constant,
             warmup_steps: 0,
@@ -134,6 +136,13 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The base learning rate used: [`TrainConfig::learning_rate`], or the
+    /// optimizer's default where it is `None`.
+    pub fn lr(&self) -> f32 {
+        self.learning_rate
+            .unwrap_or_else(|| self.optimizer.default_learning_rate())
+    }
+
     /// Checks every field against the training data size.
     pub fn validate(&self, train_rows: usize) -> Result<(), Error> {
         if self.epochs == 0 {
@@ -155,12 +164,14 @@ impl TrainConfig {
                 format!("at most the training split's {train_rows} rows"),
             ));
         }
-        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
-            return Err(Error::setting(
-                "TrainConfig::learning_rate",
-                self.learning_rate,
-                "positive and finite",
-            ));
+        if let Some(lr) = self.learning_rate {
+            if !lr.is_finite() || lr <= 0.0 {
+                return Err(Error::setting(
+                    "TrainConfig::learning_rate",
+                    lr,
+                    "positive and finite (None: the optimizer's default)",
+                ));
+            }
         }
         if let Some(c) = self.clip_norm {
             if !c.is_finite() || c <= 0.0 {

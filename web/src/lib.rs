@@ -347,7 +347,7 @@ impl PlayConfig {
             // The page stops the trainer where it wants; epochs never run out.
             epochs: 1_000_000,
             batch_size: self.batch,
-            learning_rate: self.lr,
+            learning_rate: Some(self.lr),
             optimizer: self.optimizer.parse::<Optimizer>()?,
             clip_norm: (self.clip > 0.0).then_some(self.clip),
             log_every: self.log_every.max(1),

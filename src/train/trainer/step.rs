@@ -10,7 +10,7 @@ impl Trainer {
         let b = self.config.batch_size;
         let log = self.step.is_multiple_of(self.config.log_every);
         let lr = self.config.schedule.rate(
-            self.config.learning_rate,
+            self.config.lr(),
             self.step,
             self.total_steps(),
             self.config.warmup_steps,
