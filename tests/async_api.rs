@@ -72,23 +72,27 @@ async fn async_run(done: Rc<Cell<bool>>) -> (RunReport, Params, Vec<f32>) {
     (report, params, read)
 }
 
+/// Hands the thread back to the executor once (pending once, waking itself).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 fn spawn_ticker(spawner: &LocalSpawner, done: Rc<Cell<bool>>, ticks: Rc<Cell<u64>>) {
     spawner
         .spawn_local_obj(LocalFutureObj::new(Box::new(async move {
             while !done.get() {
                 ticks.set(ticks.get() + 1);
-                // Yield to the executor once.
-                let mut yielded = false;
-                std::future::poll_fn(|cx| {
-                    if yielded {
-                        std::task::Poll::Ready(())
-                    } else {
-                        yielded = true;
-                        cx.waker().wake_by_ref();
-                        std::task::Poll::Pending
-                    }
-                })
-                .await;
+                yield_once().await;
             }
         })))
         .unwrap();
@@ -211,17 +215,7 @@ fn train_async_hands_the_thread_back_between_unlogged_steps() {
                         worst.set(worst.get().max(now - last));
                     }
                     last = now;
-                    let mut yielded = false;
-                    std::future::poll_fn(|cx| {
-                        if yielded {
-                            std::task::Poll::Ready(())
-                        } else {
-                            yielded = true;
-                            cx.waker().wake_by_ref();
-                            std::task::Poll::Pending
-                        }
-                    })
-                    .await;
+                    yield_once().await;
                 }
             })))
             .unwrap();

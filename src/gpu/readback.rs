@@ -68,6 +68,27 @@ async fn next(rx: &mut UnboundedReceiver<Outcome>) -> Outcome {
         .unwrap_or_else(|| Err("the GPU dropped the request before completing it".into()))
 }
 
+/// Polls `device` until `index` (or all submitted work) has finished,
+/// reporting a timeout or a lost device through `tx`: the body of the
+/// native helper threads.
+#[cfg(not(target_arch = "wasm32"))]
+fn poll_until_done(
+    device: &wgpu::Device,
+    index: Option<wgpu::SubmissionIndex>,
+    timeout: std::time::Duration,
+    tx: &UnboundedSender<Outcome>,
+) {
+    if let Err(e) = device.poll(wgpu::PollType::Wait {
+        submission_index: index,
+        timeout: Some(timeout),
+    }) {
+        let _ = tx.unbounded_send(Err(format!(
+            "{e} (waited up to {} s; set {TIMEOUT_ENV} to wait longer)",
+            timeout.as_secs()
+        )));
+    }
+}
+
 impl Gpu {
     /// Asks for `buffer` (whole) to be mapped for reading once the work
     /// submitted so far is done.
@@ -96,18 +117,7 @@ impl Gpu {
             let thread_tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .name("fusedmlp-poll".into())
-                .spawn(move || {
-                    let polled = device.poll(wgpu::PollType::Wait {
-                        submission_index: index,
-                        timeout: Some(timeout),
-                    });
-                    if let Err(e) = polled {
-                        let _ = thread_tx.unbounded_send(Err(format!(
-                            "{e} (waited up to {} s; set {TIMEOUT_ENV} to wait longer)",
-                            timeout.as_secs()
-                        )));
-                    }
-                });
+                .spawn(move || poll_until_done(&device, index, timeout, &thread_tx));
             if let Err(e) = spawned {
                 // No thread: poll here instead (blocking, but correct).
                 log::warn!("could not start a polling thread ({e}); polling on the caller's");
@@ -247,15 +257,7 @@ impl Gpu {
                     // The caller holds the buffer; a handle kept here past
                     // the callback would outlive the readback.
                     drop(buffer);
-                    if let Err(e) = device.poll(wgpu::PollType::Wait {
-                        submission_index: Some(index),
-                        timeout: Some(timeout),
-                    }) {
-                        let _ = thread_tx.unbounded_send(Err(format!(
-                            "{e} (waited up to {} s; set {TIMEOUT_ENV} to wait longer)",
-                            timeout.as_secs()
-                        )));
-                    }
+                    poll_until_done(&device, Some(index), timeout, &thread_tx);
                 });
             if let Err(e) = spawned {
                 return Err(Error::GpuWait {

@@ -893,6 +893,11 @@ impl Mlp {
     /// # Ok::<(), fusedmlp::Error>(())
     /// ```
     pub fn predict_proba(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
+        pollster::block_on(self.predict_proba_async(x, rows))
+    }
+
+    /// [`Mlp::predict_proba`] without blocking.
+    pub async fn predict_proba_async(&self, x: &[f32], rows: usize) -> Result<Vec<f32>, Error> {
         let head = self.config.head;
         if head == Head::Mse {
             return Err(Error::Config(
@@ -900,7 +905,7 @@ impl Mlp {
                     .into(),
             ));
         }
-        let logits = self.predict_logits(x, rows)?;
+        let logits = self.predict_logits_async(x, rows).await?;
         Ok(logits
             .chunks(self.config.output.max(1))
             .flat_map(|row| head.outputs_of(row))

@@ -97,7 +97,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-fn io_err(context: String) -> impl FnOnce(std::io::Error) -> Error {
+pub(super) fn io_err(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{io_err, Checkpoint};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::gpu::Gpu;
@@ -155,10 +155,8 @@ impl Mlp {
     /// needed here) onto `gpu`, ready to predict rows as they come.
     pub fn load(gpu: &Gpu, path: impl AsRef<Path>) -> Result<Mlp, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            context: format!("reading the model {}", path.display()),
-            source: e,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(io_err(format!("reading the model {}", path.display())))?;
         Self::from_bytes(gpu, &path.display().to_string(), &bytes)
     }
 

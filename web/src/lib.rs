@@ -471,18 +471,11 @@ impl Session {
     #[wasm_bindgen(js_name = predictProba)]
     pub async fn predict_proba(&self, rows: Vec<f32>) -> Result<Vec<f32>, JsValue> {
         let n = rows.len() / self.features.max(1);
-        let logits = self
-            .trainer
+        self.trainer
             .model
-            .predict_logits_async(&rows, n)
+            .predict_proba_async(&rows, n)
             .await
-            .map_err(js_err)?;
-        let head = self.trainer.model.config.head;
-        Ok(logits
-            .chunks(self.trainer.model.config.output.max(1))
-            .flat_map(|row| head.outputs_of(row))
-            .map(|p| p as f32)
-            .collect())
+            .map_err(js_err)
     }
 
     /// Optimizer steps per epoch (full batches of the training split).
