@@ -174,7 +174,7 @@ fn run(
     let model = Mlp::new(gpu, config.clone())?;
     let mut trainer = Trainer::new(model, tc, train, val)?;
     let report = trainer.train_in_parts(&spec.label, probe_every, |t| {
-        let params = t.model.parameters()?;
+        let params = t.model().parameters()?;
         probes.push((t.steps_taken(), never_active_units(&config, &params, train)));
         Ok(())
     })?;
@@ -336,15 +336,13 @@ fn main() -> Result<(), Error> {
     let (train, val) = digits.split(0.2, args.seed)?;
     let mut base = MlpConfig::deep(64, args.depth, args.width, 10, Activation::Relu);
     base.seed = args.seed;
-    let train_config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: Some(args.high_lr),
-        optimizer: Optimizer::sgd(),
-        log_every: args.log_every,
-        seed: args.seed,
-        ..Default::default()
-    };
+    let train_config = TrainConfig::default()
+        .with_epochs(args.epochs)
+        .with_batch_size(args.batch_size)
+        .with_learning_rate(args.high_lr)
+        .with_optimizer(Optimizer::sgd())
+        .with_log_every(args.log_every)
+        .with_seed(args.seed);
     println!("adapter: {}", gpu.describe());
     println!(
         "data: digits, {} train / {} validation rows, 64 features, 10 classes",

@@ -107,16 +107,14 @@ fn main() -> Result<(), fusedmlp::Error> {
             Some(c) => format!("clip {c:?}"),
         };
         println!("run {}/{}: {label}", i + 1, clips.len());
-        let train_config = TrainConfig {
-            epochs: args.epochs,
-            batch_size: args.batch_size,
-            learning_rate: Some(args.lr),
-            optimizer,
-            clip_norm: clip,
-            log_every: args.log_every,
-            seed: args.seed,
-            ..Default::default()
-        };
+        let train_config = TrainConfig::default()
+            .with_epochs(args.epochs)
+            .with_batch_size(args.batch_size)
+            .with_learning_rate(args.lr)
+            .with_optimizer(optimizer)
+            .with_clip_norm(clip)
+            .with_log_every(args.log_every)
+            .with_seed(args.seed);
         let model = Mlp::new(&gpu, model_config.clone())?;
         let mut trainer = Trainer::new(model, train_config, &train, &val)?;
         runs.push(trainer.train(&label, |_, _| {}, |_| {})?);

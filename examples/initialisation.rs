@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use fusedmlp::analysis::{activation_std_per_layer, std_dev};
-use fusedmlp::nn::mlp::LayerValues;
+use fusedmlp::nn::LayerValues;
 use fusedmlp::plot::{plot_panels, Panel, Series};
 use fusedmlp::train::compare;
 use fusedmlp::{
@@ -218,15 +218,13 @@ fn main() -> Result<(), Error> {
     let (train, val) = digits.split(0.2, args.seed)?;
     let mut base = MlpConfig::deep(64, args.depth, args.width, 10, Activation::Relu);
     base.seed = args.seed;
-    let train_config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: Some(args.lr),
-        optimizer: Optimizer::sgd(),
-        log_every: args.log_every,
-        seed: args.seed,
-        ..Default::default()
-    };
+    let train_config = TrainConfig::default()
+        .with_epochs(args.epochs)
+        .with_batch_size(args.batch_size)
+        .with_learning_rate(args.lr)
+        .with_optimizer(Optimizer::sgd())
+        .with_log_every(args.log_every)
+        .with_seed(args.seed);
     println!("adapter: {}", gpu.describe());
     println!(
         "data: digits, {} train / {} validation rows, 64 features, 10 classes",

@@ -229,16 +229,14 @@ fn main() -> Result<(), Error> {
     standardizer.apply(&mut train)?;
     standardizer.apply(&mut val)?;
     let total_steps = (train.len() / args.batch_size.max(1) * args.epochs) as u64;
-    let train_config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: Some(args.lr),
-        optimizer,
+    let train_config = TrainConfig::default()
+        .with_epochs(args.epochs)
+        .with_batch_size(args.batch_size)
+        .with_learning_rate(args.lr)
+        .with_optimizer(optimizer)
         // Log the first step (the initialisation) and the last one.
-        log_every: total_steps.saturating_sub(1).max(1),
-        seed: args.seed,
-        ..Default::default()
-    };
+        .with_log_every(total_steps.saturating_sub(1).max(1))
+        .with_seed(args.seed);
     train_config.validate(train.len())?;
 
     let model = |activation, depth, residual, batch_norm, layer_norm| {
@@ -286,10 +284,7 @@ fn main() -> Result<(), Error> {
             },
             Spec {
                 variant: "residual+scaled_init",
-                config: MlpConfig {
-                    scale_residual_init: true,
-                    ..model(a, d, true, None, None)
-                },
+                config: model(a, d, true, None, None).with_scale_residual_init(true),
             },
         ];
         if !args.no_residual_batch_norm {

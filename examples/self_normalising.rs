@@ -140,15 +140,13 @@ fn main() -> Result<(), fusedmlp::Error> {
             let mut config = MlpConfig::deep(64, depth, args.width, 10, activation);
             config.init = Some(init);
             config.seed = args.seed;
-            let train_config = TrainConfig {
-                epochs: args.epochs,
-                batch_size: args.batch_size,
-                learning_rate: Some(args.lr),
-                optimizer: Optimizer::sgd(),
-                log_every,
-                seed: args.seed,
-                ..Default::default()
-            };
+            let train_config = TrainConfig::default()
+                .with_epochs(args.epochs)
+                .with_batch_size(args.batch_size)
+                .with_learning_rate(args.lr)
+                .with_optimizer(Optimizer::sgd())
+                .with_log_every(log_every)
+                .with_seed(args.seed);
             let mut trainer = Trainer::new(Mlp::new(&gpu, config)?, train_config, &train, &val)?;
             trainer.set_standardizer(Some(standardizer.clone()))?;
             runs.push((depth, trainer.train(&label, |_, _| {}, |_| {})?));

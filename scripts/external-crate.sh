@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs scripts/external-crate/main.rs as a binary crate of its own,
-# outside the repository, depending on fusedmlp (core features only) by
-# path: the public API alone must train, save, load and predict. Reuses
+# outside the repository, depending on fusedmlp by path with its default
+# features (what `cargo add fusedmlp` gives): the public API alone must
+# train, save, load and predict. Reuses
 # the repository's lock file and target folder, so only the two crates
 # themselves compile.
 set -euo pipefail
@@ -18,7 +19,7 @@ edition = "2021"
 publish = false
 
 [dependencies]
-fusedmlp = { path = "$ROOT", default-features = false }
+fusedmlp = { path = "$ROOT" }
 
 [workspace]
 TOML

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu-env.sh
-cargo run --release --example relu_vs_sigmoid -- "$@"
+cargo run --release --features cli --example relu_vs_sigmoid -- "$@"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/gpu-env.sh
 export FUSEDMLP_REQUIRE_GPU=1
 # Release mode: the numerics tests run millions of elements through lavapipe.
-cargo test --release "$@"
+cargo test --release --features cli "$@"
 # The core alone (no command line, plots or gzip), so a feature gate cannot rot.
 cargo test --release --no-default-features --lib "$@"
 # A crate of its own, outside the repository, through the public API alone.

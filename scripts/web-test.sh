@@ -25,7 +25,7 @@ fi
 command -v node >/dev/null || { log "FAILED: the web test needs Node.js and npm (to drive Chromium)"; exit 1; }
 scripts/web.sh --build-only
 # The native command line reads back the model the page lets a user download.
-cargo build --release --quiet --bin fusedmlp
+cargo build --release --quiet --features cli --bin fusedmlp
 (cd web/test && npm ci --no-audit --no-fund --loglevel=error)
 # A browser that fails to start, crashes or goes silent (exit 3) gets one
 # more try; a failed check does not.

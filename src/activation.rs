@@ -26,6 +26,7 @@ pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
 pub enum Activation {
     /// `f(x) = x`.
     Identity,

@@ -10,7 +10,8 @@ use crate::gpu::autotune::TuningRecord;
 use crate::gpu::fused::{FusedBuffers, FusedKernel};
 use crate::gpu::gemm::Epilogue;
 use crate::gpu::linear::{GemmDims, LinearScratch};
-use crate::gpu::timing::{median, TimeSource};
+use crate::gpu::timing::median;
+pub use crate::gpu::timing::TimeSource;
 use crate::gpu::{Gpu, GpuTensor};
 use crate::LinearShape;
 
@@ -45,8 +46,7 @@ pub struct BenchReport {
     /// The adapter, in words.
     pub adapter: String,
     /// How kernel times were measured: `Timestamps` only when every
-    /// measurement's GPU timestamps agreed with its wall clock (see
-    /// [`crate::gpu::timing::timestamps_plausible`]), else `Wall`.
+    /// measurement's GPU timestamps agreed with its wall clock, else `Wall`.
     pub time_source: TimeSource,
     /// Peak GFLOP/s (the faster of the two forms).
     pub peak_gflops: f64,
@@ -688,4 +688,11 @@ pub fn train_path_bench(
         r.fraction_of_peak = r.step_gflops / peak;
     }
     Ok((peak, rows))
+}
+
+/// What the autotuner did in this process so far: (shape classes decided,
+/// seconds spent measuring candidates).
+pub fn autotune_summary(gpu: &Gpu) -> (usize, f64) {
+    let tuning = gpu.tuning_records();
+    (tuning.len(), tuning.iter().map(|t| t.seconds).sum())
 }

@@ -5,6 +5,7 @@ use thiserror::Error;
 /// Everything that can go wrong in fusedmlp, each variant with a message that
 /// says what was wrong and what to do about it.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No GPU adapter was found (or none matched `FUSEDMLP_ADAPTER`).
     #[error(

@@ -17,12 +17,13 @@
 //! scaler.apply(&mut train)?;
 //! scaler.apply(&mut val)?;
 //! let model = Mlp::new(&gpu, MlpConfig::deep(64, 4, 64, 10, Activation::Relu))?;
-//! let config = TrainConfig { epochs: 3, optimizer: Optimizer::adam(), ..Default::default() };
+//! let config = TrainConfig::default().with_epochs(3).with_optimizer(Optimizer::adam());
 //! let mut trainer = Trainer::new(model, config, &train, &val)?;
 //! trainer.train("digits", |_, _| {}, |_| {})?;
-//! trainer.model.set_standardizer(Some(scaler))?; // saved with the weights
+//! let mut model = trainer.into_model();
+//! model.set_standardizer(Some(scaler))?; // saved with the weights
 //! let path = std::env::temp_dir().join("fusedmlp-doc-digits.safetensors");
-//! trainer.model.save(&path)?;
+//! model.save(&path)?;
 //!
 //! let model = Mlp::load(&gpu, &path)?; // rows are standardised as in training
 //! let first_row = model.predict_classes(raw_val.row(0), 1)?;
@@ -50,24 +51,27 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`activation`] | the [`Activation`] enum: PyTorch's names, parameters and parsing |
-//! | [`gpu`] | the host layer: device, tensors, shader assembly, GEMM generation, the fully fused narrow stack, autotuning, timing, dispatch, async readbacks |
+//! | [`gpu`] | the host layer: the device ([`Gpu`]), tensors, the fused linear+activation kernels, the fully fused narrow stack, peak measurement, async readbacks |
 //! | [`reference`](mod@reference) | the CPU twin of every GPU op, f64 accumulation |
 //! | [`nn`] | the MLP, initialisers, heads and losses, optimizers and schedules |
-//! | [`train`] | the trainer (one step, its passes, logged diagnostics, checkpoints, the loop), its configuration, reports, comparisons |
-//! | [`analysis`] | measurements for experiments: never-active units, host-side activation spread, verdicts, table formats |
+//! | [`train`] | the trainer, its configuration, observers, checkpoints, reports and comparisons |
 //! | [`data`] | the embedded digits, synthetic sets, CSV and IDX loaders, standardisation |
 //! | `plot` | PNG figures of runs and experiments (feature `plots`) |
-//! | [`bench`](mod@bench) | the kernel and training-step benchmarks behind `fusedmlp bench` |
-//! | [`selftest`] | every activation on the GPU against the CPU reference |
-//! | [`soak`] | long-run resource checks behind `fusedmlp soak` |
+//! | [`selftest`] | every activation on the GPU against the CPU reference, for a new driver |
 //! | [`error`] | the crate's one error type |
+//!
+//! With the `cli` feature, the command line's own modules join them:
+//! `bench` (the kernel and training-step benchmarks behind `fusedmlp
+//! bench`), `soak` (long-run resource checks) and `analysis` (the
+//! examples' measurements and table formats).
 //!
 //! ## Features
 //!
-//! * `plots` (default): the `plot` module, with plotters and an embedded font.
-//! * `cli` (default): the `fusedmlp` binary (clap, indicatif, env_logger);
-//!   implies `plots` and `gzip`.
 //! * `gzip` (default): reading `.gz` data files.
+//! * `plots`: the `plot` module, with plotters and an embedded font.
+//! * `cli`: the `fusedmlp` binary (clap, indicatif, env_logger) and the
+//!   examples; implies `plots` and `gzip`. `cargo install fusedmlp
+//!   --features cli` installs the command.
 //!
 //! With `default-features = false` the crate is the core alone: the GPU
 //! layer, the reference path, models, training, data, checkpoints and
@@ -79,7 +83,9 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+#[cfg(feature = "cli")]
 pub mod analysis;
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod data;
 pub mod error;
@@ -89,14 +95,16 @@ pub mod nn;
 pub mod plot;
 pub mod reference;
 pub mod selftest;
+#[cfg(feature = "cli")]
 pub mod soak;
 pub mod train;
 
 pub use activation::{Activation, Saved};
+pub use data::{Dataset, Standardizer};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuTensor, LinearGrads, LinearShape};
 pub use nn::{Head, Init, Mlp, MlpConfig, Optimizer, Schedule};
-pub use train::{Metrics, RunReport, TrainConfig, Trainer};
+pub use train::{Checkpoint, Metrics, RunReport, TrainConfig, Trainer};
 
 /// The README's examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

@@ -26,16 +26,14 @@ fn data() -> Dataset {
 fn configs() -> (MlpConfig, TrainConfig) {
     let mut model = MlpConfig::deep(7, 4, 13, 3, Activation::Tanh);
     model.seed = 3;
-    let train = TrainConfig {
-        epochs: 2,
-        batch_size: 16,
-        learning_rate: Some(0.05),
-        optimizer: Optimizer::adam(),
-        clip_norm: Some(1.0),
-        log_every: 2,
-        seed: 5,
-        ..Default::default()
-    };
+    let train = TrainConfig::default()
+        .with_epochs(2)
+        .with_batch_size(16)
+        .with_learning_rate(0.05)
+        .with_optimizer(Optimizer::adam())
+        .with_clip_norm(1.0)
+        .with_log_every(2)
+        .with_seed(5);
     (model, train)
 }
 
@@ -52,7 +50,7 @@ fn blocking_run(gpu: &Gpu) -> (RunReport, Params) {
     let d = data();
     let mut t = Trainer::new(Mlp::new(gpu, model).unwrap(), train, &d, &d).unwrap();
     let report = t.train("blocking", |_, _| {}, |_| {}).unwrap();
-    let params = t.model.parameters().unwrap();
+    let params = t.model().parameters().unwrap();
     (report, params)
 }
 
@@ -64,7 +62,7 @@ async fn async_run(done: Rc<Cell<bool>>) -> (RunReport, Params, Vec<f32>) {
     let d = data();
     let mut t = Trainer::new(Mlp::new(&gpu, model).unwrap(), train, &d, &d).unwrap();
     let report = t.train_async("async", |_, _| {}, |_| {}).await.unwrap();
-    let params = t.model.parameters_async().await.unwrap();
+    let params = t.model().parameters_async().await.unwrap();
     let probe = gpu.upload(&[1.5, -2.0, 0.25], 1, 3).unwrap();
     let read = probe.read_async(&gpu).await.unwrap();
     gpu.wait_idle_async().await.unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use fusedmlp::data::Dataset;
-use fusedmlp::train::checkpoint::Checkpoint;
+use fusedmlp::train::Checkpoint;
 use fusedmlp::{Activation, Error, Mlp, MlpConfig, Optimizer, TrainConfig, Trainer};
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -25,16 +25,14 @@ fn data() -> (Dataset, Dataset) {
 fn config() -> (MlpConfig, TrainConfig) {
     let mut m = MlpConfig::deep(6, 4, 24, 3, Activation::Tanh);
     m.seed = 3;
-    let t = TrainConfig {
-        epochs: 3,
-        batch_size: 16,
-        learning_rate: Some(0.01),
-        optimizer: Optimizer::adam(),
-        clip_norm: Some(1.0),
-        log_every: 7,
-        seed: 9,
-        ..Default::default()
-    };
+    let t = TrainConfig::default()
+        .with_epochs(3)
+        .with_batch_size(16)
+        .with_learning_rate(0.01)
+        .with_optimizer(Optimizer::adam())
+        .with_clip_norm(1.0)
+        .with_log_every(7)
+        .with_seed(9);
     (m, t)
 }
 
@@ -47,7 +45,7 @@ fn resuming_mid_epoch_is_bit_identical() {
     let mut straight =
         Trainer::new(Mlp::new(&gpu, m.clone()).unwrap(), t.clone(), &train, &val).unwrap();
     straight.train("straight", |_, _| {}, |_| {}).unwrap();
-    let want = straight.model.parameters().unwrap();
+    let want = straight.model().parameters().unwrap();
     // The same run interrupted mid-epoch, saved, resumed.
     let dir = temp_dir("resume");
     let path = dir.join("run.safetensors");
@@ -62,7 +60,7 @@ fn resuming_mid_epoch_is_bit_identical() {
     let mut resumed = Trainer::resume(&gpu, &ckpt, &train, &val, None).unwrap();
     assert_eq!(resumed.steps_taken(), stop);
     resumed.train("resumed", |_, _| {}, |_| {}).unwrap();
-    let got = resumed.model.parameters().unwrap();
+    let got = resumed.model().parameters().unwrap();
     assert_eq!(
         got, want,
         "resumed parameters differ from the uninterrupted run"
@@ -109,7 +107,7 @@ fn the_weights_file_has_pytorch_names_and_shapes() {
     want.sort();
     assert_eq!(names, want, "only the model's tensors, named as in PyTorch");
     let loaded = Checkpoint::load(&path).unwrap();
-    assert_eq!(loaded.params, tr.model.parameters().unwrap());
+    assert_eq!(loaded.params, tr.model().parameters().unwrap());
     assert_eq!(loaded.model, m);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -299,13 +297,11 @@ fn divergence_is_caught_and_named() {
     let (train, val) = data();
     let mut m = MlpConfig::deep(6, 6, 24, 3, Activation::Relu);
     m.seed = 1;
-    let t = TrainConfig {
-        epochs: 5,
-        batch_size: 16,
-        learning_rate: Some(1e9),
-        log_every: 5,
-        ..Default::default()
-    };
+    let t = TrainConfig::default()
+        .with_epochs(5)
+        .with_batch_size(16)
+        .with_learning_rate(1e9)
+        .with_log_every(5);
     let dir = temp_dir("diverge");
     let path = dir.join("good.safetensors");
     let mut tr = Trainer::new(Mlp::new(&gpu, m).unwrap(), t, &train, &val).unwrap();
@@ -358,15 +354,13 @@ fn two_models_train_at_once_on_one_device() {
     let run = |act: Activation| {
         let mut m = MlpConfig::deep(6, 5, 20, 3, act);
         m.seed = 2;
-        let t = TrainConfig {
-            epochs: 2,
-            batch_size: 16,
-            learning_rate: Some(0.05),
-            ..Default::default()
-        };
+        let t = TrainConfig::default()
+            .with_epochs(2)
+            .with_batch_size(16)
+            .with_learning_rate(0.05);
         let mut tr = Trainer::new(Mlp::new(&gpu, m).unwrap(), t, &train, &val).unwrap();
         tr.train("x", |_, _| {}, |_| {}).unwrap();
-        tr.model.parameters().unwrap()
+        tr.model().parameters().unwrap()
     };
     let alone_a = run(Activation::Relu);
     let alone_b = run(Activation::Tanh);

@@ -65,12 +65,12 @@ fn csv_error(text: &str, options: CsvOptions) -> String {
 #[test]
 fn digits_loads() {
     let d = data::digits().unwrap();
-    assert_eq!(d.name, "digits");
+    assert_eq!(d.name(), "digits");
     assert_eq!(d.len(), 1797);
-    assert_eq!(d.n_features, 64);
-    assert_eq!(d.n_classes, 10);
-    assert_eq!(d.features.len(), 1797 * 64);
-    assert!(d.features.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert_eq!(d.n_features(), 64);
+    assert_eq!(d.n_classes(), 10);
+    assert_eq!(d.features().len(), 1797 * 64);
+    assert!(d.features().iter().all(|&v| (0.0..=1.0).contains(&v)));
     let counts = d.class_counts();
     assert_eq!(counts.iter().sum::<usize>(), 1797);
     assert!(
@@ -79,7 +79,7 @@ fn digits_loads() {
     );
     // Pixels are integers 0..=16 scaled by 1/16.
     assert!(d
-        .features
+        .features()
         .iter()
         .all(|&v| (v * 16.0 - (v * 16.0).round()).abs() < 1e-5));
 }
@@ -115,10 +115,10 @@ fn synthetic_sets_are_seeded_sized_and_balanced() {
         let b = gen(7).unwrap();
         let c = gen(8).unwrap();
         assert_eq!(a, b, "{name}: same seed must give the same set");
-        assert_ne!(a.features, c.features, "{name}: seeds must differ");
+        assert_ne!(a.features(), c.features(), "{name}: seeds must differ");
         assert_eq!(a.len(), n, "{name}");
-        assert_eq!(a.n_classes, classes, "{name}");
-        assert!(a.features.iter().all(|v| v.is_finite()), "{name}");
+        assert_eq!(a.n_classes(), classes, "{name}");
+        assert!(a.features().iter().all(|v| v.is_finite()), "{name}");
         let counts = a.class_counts();
         let fair = n as f64 / classes as f64;
         for &count in &counts {
@@ -158,7 +158,7 @@ fn by_name_forms() {
     assert_eq!(by_name("moons:64", 0).unwrap().len(), 64);
     let blobs = by_name("blobs", 0).unwrap();
     assert_eq!(
-        (blobs.len(), blobs.n_classes, blobs.n_features),
+        (blobs.len(), blobs.n_classes(), blobs.n_features()),
         (1000, 4, 2)
     );
     assert_eq!(by_name("checkerboard:10", 0).unwrap().len(), 10);
@@ -183,8 +183,8 @@ fn split_sizes_and_determinism() {
     let d = data::moons(200, 0.1, 1).unwrap();
     let (train, val) = d.split(0.2, 5).unwrap();
     assert_eq!((train.len(), val.len()), (160, 40));
-    assert_eq!(train.n_features, 2);
-    assert_eq!(val.n_classes, 2);
+    assert_eq!(train.n_features(), 2);
+    assert_eq!(val.n_classes(), 2);
     assert_eq!(d.split(0.2, 5).unwrap(), (train.clone(), val.clone()));
     assert_ne!(d.split(0.2, 6).unwrap().0, train);
     let (t, v) = d.split(0.0, 5).unwrap();
@@ -199,16 +199,16 @@ fn split_sizes_and_determinism() {
     }
     // Together the halves hold every row exactly once.
     let mut all: Vec<(u32, u32, u32)> = train
-        .features
+        .features()
         .chunks(2)
-        .zip(&train.labels)
-        .chain(val.features.chunks(2).zip(&val.labels))
+        .zip(train.labels())
+        .chain(val.features().chunks(2).zip(val.labels()))
         .map(|(r, &l)| (r[0].to_bits(), r[1].to_bits(), l))
         .collect();
     let mut orig: Vec<(u32, u32, u32)> = d
-        .features
+        .features()
         .chunks(2)
-        .zip(&d.labels)
+        .zip(d.labels())
         .map(|(r, &l)| (r[0].to_bits(), r[1].to_bits(), l))
         .collect();
     all.sort();
@@ -227,7 +227,7 @@ fn standardizer_zero_mean_unit_std() {
     let d = Dataset::new("s", features, labels, 3, 2).unwrap();
     let (mut train, mut val) = d.split(0.25, 3).unwrap();
     let st = Standardizer::fit(&train);
-    assert_eq!(st.std[1], 1.0, "zero-variance feature gets std 1");
+    assert_eq!(st.std()[1], 1.0, "zero-variance feature gets std 1");
     st.apply(&mut train).unwrap();
     st.apply(&mut val).unwrap();
     for j in 0..3 {
@@ -241,7 +241,7 @@ fn standardizer_zero_mean_unit_std() {
             assert!((std - 1.0).abs() < 1e-4, "feature {j}: std {std}");
         }
     }
-    assert!(val.features.iter().all(|v| v.is_finite()));
+    assert!(val.features().iter().all(|v| v.is_finite()));
     let mut wrong = data::moons(10, 0.1, 0).unwrap();
     assert!(matches!(st.apply(&mut wrong), Err(Error::Shape { .. })));
 }
@@ -253,9 +253,9 @@ fn csv_header_modes() {
     let with_header = "x1,x2,label\n0.5,1.5,1\n2.5,3.5,0\n";
     let auto = parse_csv("h", with_header, CsvOptions::default()).unwrap();
     assert_eq!(auto.len(), 2);
-    assert_eq!(auto.features, vec![0.5, 1.5, 2.5, 3.5]);
-    assert_eq!(auto.labels, vec![1, 0]);
-    assert_eq!(auto.n_classes, 2);
+    assert_eq!(auto.features(), vec![0.5, 1.5, 2.5, 3.5]);
+    assert_eq!(auto.labels(), vec![1, 0]);
+    assert_eq!(auto.n_classes(), 2);
     let yes = parse_csv("h", with_header, opts(LabelColumn::Last, Header::Yes)).unwrap();
     assert_eq!(yes, auto);
     let m = csv_error(with_header, opts(LabelColumn::Last, Header::No));
@@ -264,7 +264,7 @@ fn csv_header_modes() {
     let numeric = "1,2,3\n4,5,6\n";
     let no = parse_csv("n", numeric, opts(LabelColumn::Last, Header::No)).unwrap();
     assert_eq!(no.len(), 2);
-    assert_eq!(no.n_classes, 7);
+    assert_eq!(no.n_classes(), 7);
     assert_eq!(
         parse_csv("n", numeric, CsvOptions::default()).unwrap(),
         no,
@@ -272,21 +272,21 @@ fn csv_header_modes() {
     );
     let yes = parse_csv("n", numeric, opts(LabelColumn::Last, Header::Yes)).unwrap();
     assert_eq!(yes.len(), 1);
-    assert_eq!(yes.labels, vec![6]);
+    assert_eq!(yes.labels(), vec![6]);
 }
 
 #[test]
 fn csv_label_columns() {
     let text = " 2 , 0.1, 0.2 \r\n\r\n 0, 0.3 ,0.4\r\n";
     let first = parse_csv("l", text, opts(LabelColumn::First, Header::No)).unwrap();
-    assert_eq!(first.labels, vec![2, 0]);
-    assert_eq!(first.features, vec![0.1, 0.2, 0.3, 0.4]);
-    assert_eq!(first.n_classes, 3);
+    assert_eq!(first.labels(), vec![2, 0]);
+    assert_eq!(first.features(), vec![0.1, 0.2, 0.3, 0.4]);
+    assert_eq!(first.n_classes(), 3);
 
     let text = "0.1,1,0.2\n0.3,0,0.4\n";
     let mid = parse_csv("l", text, opts(LabelColumn::Index(1), Header::No)).unwrap();
-    assert_eq!(mid.labels, vec![1, 0]);
-    assert_eq!(mid.features, vec![0.1, 0.2, 0.3, 0.4]);
+    assert_eq!(mid.labels(), vec![1, 0]);
+    assert_eq!(mid.features(), vec![0.1, 0.2, 0.3, 0.4]);
 
     let text = "0.1,0.2,1\n0.3,0.4,0\n";
     let last = parse_csv("l", text, opts(LabelColumn::Last, Header::No)).unwrap();
@@ -294,7 +294,7 @@ fn csv_label_columns() {
         last,
         parse_csv("l", text, opts(LabelColumn::Index(2), Header::No)).unwrap()
     );
-    assert_eq!(last.features, vec![0.1, 0.2, 0.3, 0.4]);
+    assert_eq!(last.features(), vec![0.1, 0.2, 0.3, 0.4]);
 }
 
 #[test]
@@ -302,12 +302,12 @@ fn csv_files_plain_and_gzipped() {
     let text = b"a,b,c\n1,2,0\n3,4,1\n5,6,2\n";
     let plain = TempFile::new(".csv", text);
     let d = load_csv(&plain.0, CsvOptions::default()).unwrap();
-    assert_eq!((d.len(), d.n_features, d.n_classes), (3, 2, 3));
-    assert_eq!(d.name, plain.0.display().to_string());
+    assert_eq!((d.len(), d.n_features(), d.n_classes()), (3, 2, 3));
+    assert_eq!(d.name(), plain.0.display().to_string().as_str());
     let gz = TempFile::new(".csv.gz", &gzip(text));
     let dz = load_csv(&gz.0, CsvOptions::default()).unwrap();
-    assert_eq!(dz.features, d.features);
-    assert_eq!(dz.labels, d.labels);
+    assert_eq!(dz.features(), d.features());
+    assert_eq!(dz.labels(), d.labels());
 }
 
 #[test]
@@ -392,7 +392,7 @@ fn csv_bad_labels() {
     );
     // Integer-valued floats are fine.
     let d = parse_csv("t", "1,2,1.0\n", CsvOptions::default()).unwrap();
-    assert_eq!(d.labels, vec![1]);
+    assert_eq!(d.labels(), vec![1]);
 }
 
 #[test]
@@ -460,14 +460,14 @@ fn idx_pair(labels: &[u8]) -> (Vec<u8>, Vec<u8>) {
 fn idx_round_trip() {
     let (images, labels) = idx_pair(&[3, 0, 1, 3]);
     let d = parse_idx("mini", &images, &labels).unwrap();
-    assert_eq!(d.name, "mini");
-    assert_eq!((d.len(), d.n_features, d.n_classes), (4, 6, 4));
-    assert_eq!(d.labels, vec![3, 0, 1, 3]);
-    for (i, &v) in d.features.iter().enumerate() {
+    assert_eq!(d.name(), "mini");
+    assert_eq!((d.len(), d.n_features(), d.n_classes()), (4, 6, 4));
+    assert_eq!(d.labels(), vec![3, 0, 1, 3]);
+    for (i, &v) in d.features().iter().enumerate() {
         let want = ((i * 10) % 256) as f32 / 255.0;
         assert_eq!(v, want, "pixel {i}");
     }
-    assert!(d.features.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert!(d.features().iter().all(|&v| (0.0..=1.0).contains(&v)));
 }
 
 #[test]
@@ -481,7 +481,10 @@ fn idx_files_plain_and_gzipped() {
         parse_idx(&img.0.display().to_string(), &images, &labels).unwrap()
     );
     let img_gz = TempFile::new("-images-idx3-ubyte.gz", &gzip(&images));
-    assert_eq!(load_idx(&img_gz.0, &lab.0).unwrap().features, d.features);
+    assert_eq!(
+        load_idx(&img_gz.0, &lab.0).unwrap().features(),
+        d.features()
+    );
 
     let missing = std::env::temp_dir().join("fusedmlp-data-test-missing-labels.idx");
     match load_idx(&img.0, &missing) {

@@ -28,7 +28,7 @@ const SUBGROUP_DESIGN_SAVES: u64 = 1;
 #[test]
 fn main_job_step_dispatches_do_not_grow() {
     // SAFETY: the only test in this binary, before any thread or device.
-    unsafe { std::env::set_var(fusedmlp::gpu::autotune::AUTOTUNE_ENV, "0") };
+    unsafe { std::env::set_var(fusedmlp::gpu::AUTOTUNE_ENV, "0") };
     let Some(gpu) = common::gpu() else { return };
     let rows = 96;
     let x: Vec<f32> = (0..rows * 64)
@@ -38,7 +38,7 @@ fn main_job_step_dispatches_do_not_grow() {
     let data = Dataset::new("dispatch", x, y, 64, 10).unwrap();
     let config = MlpConfig::deep(64, 20, 64, 10, Activation::Relu);
     let saved = match gpu.fused_kernel() {
-        fusedmlp::gpu::fused::FusedKernel::Subgroup => SUBGROUP_DESIGN_SAVES,
+        fusedmlp::gpu::FusedKernel::Subgroup => SUBGROUP_DESIGN_SAVES,
         _ => 0,
     };
     for (kernels, bound, log_every) in [
@@ -54,13 +54,11 @@ fn main_job_step_dispatches_do_not_grow() {
         } else {
             bound - saved
         };
-        let tc = TrainConfig {
-            batch_size: 32,
-            log_every,
-            optimizer: Optimizer::sgd(),
-            kernels,
-            ..Default::default()
-        };
+        let tc = TrainConfig::default()
+            .with_batch_size(32)
+            .with_log_every(log_every)
+            .with_optimizer(Optimizer::sgd())
+            .with_kernels(kernels);
         let mut t =
             Trainer::new(Mlp::new(&gpu, config.clone()).unwrap(), tc, &data, &data).unwrap();
         t.run_steps(1).unwrap();

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use fusedmlp::nn::mlp::LayerValues;
-use fusedmlp::train::checkpoint::{Checkpoint, TrainingState};
+use fusedmlp::nn::LayerValues;
+use fusedmlp::train::{Checkpoint, TrainingState};
 use fusedmlp::{Activation, MlpConfig, Optimizer, TrainConfig};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -40,10 +40,7 @@ fn real_checkpoint() -> (Vec<u8>, Vec<u8>) {
             step: 7,
             epoch: 1,
             step_in_epoch: 2,
-            train_config: TrainConfig {
-                optimizer: Optimizer::adam(),
-                ..Default::default()
-            },
+            train_config: TrainConfig::default().with_optimizer(Optimizer::adam()),
             data_fingerprint: 42,
             epoch_totals: [1.0, 2.0, 3.0],
             optimizer_state,

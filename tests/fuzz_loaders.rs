@@ -312,19 +312,19 @@ fn harness_catches_panics_hangs_and_allocations() {
 
 /// The invariants every loaded data set must satisfy.
 fn check_dataset(d: &Dataset) -> TestCaseResult {
-    prop_assert_eq!(d.name.as_str(), NAME);
+    prop_assert_eq!(d.name(), NAME);
     prop_assert!(!d.is_empty(), "Ok with no rows");
-    prop_assert!(d.n_features >= 1, "n_features = 0");
-    prop_assert!(d.n_classes >= 1, "n_classes = 0");
+    prop_assert!(d.n_features() >= 1, "n_features = 0");
+    prop_assert!(d.n_classes() >= 1, "n_classes = 0");
     prop_assert_eq!(
-        Some(d.features.len()),
-        d.labels.len().checked_mul(d.n_features),
+        Some(d.features().len()),
+        d.labels().len().checked_mul(d.n_features()),
         "features.len() != labels.len() * n_features"
     );
-    if let Some(l) = d.labels.iter().find(|&&l| l as usize >= d.n_classes) {
-        prop_assert!(false, "label {} >= n_classes {}", l, d.n_classes);
+    if let Some(l) = d.labels().iter().find(|&&l| l as usize >= d.n_classes()) {
+        prop_assert!(false, "label {} >= n_classes {}", l, d.n_classes());
     }
-    if let Some(v) = d.features.iter().find(|v| !v.is_finite()) {
+    if let Some(v) = d.features().iter().find(|v| !v.is_finite()) {
         prop_assert!(false, "non-finite feature {}", v);
     }
     Ok(())
@@ -351,14 +351,14 @@ fn check_csv(
     match result {
         Ok(d) => {
             check_dataset(&d)?;
-            let max_label = d.labels.iter().copied().max().unwrap_or(0);
+            let max_label = d.labels().iter().copied().max().unwrap_or(0);
             prop_assert!(max_label <= MAX_CSV_LABEL, "label {} too large", max_label);
-            prop_assert_eq!(d.n_classes, max_label as usize + 1, "n_classes");
+            prop_assert_eq!(d.n_classes(), max_label as usize + 1, "n_classes");
             // Features are every cell of the first non-blank line but one.
             let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
             let first = body.lines().map(str::trim).find(|l| !l.is_empty());
             prop_assert_eq!(
-                Some(d.n_features + 1),
+                Some(d.n_features() + 1),
                 first.map(|l| l.split(',').count()),
                 "n_features + 1 != cells in the first non-blank line"
             );
@@ -872,12 +872,12 @@ fn csv_round_trip_is_exact() {
             )));
         };
         prop_assert_eq!(d.len(), table.rows.len());
-        prop_assert_eq!(d.n_features, table.n_features());
-        prop_assert_eq!(&d.labels, &table.labels);
+        prop_assert_eq!(d.n_features(), table.n_features());
+        prop_assert_eq!(d.labels(), table.labels.as_slice());
         let max = table.labels.iter().copied().max().unwrap();
-        prop_assert_eq!(d.n_classes, max as usize + 1);
+        prop_assert_eq!(d.n_classes(), max as usize + 1);
         let want: Vec<u32> = table.rows.iter().flatten().map(|v| v.to_bits()).collect();
-        let got: Vec<u32> = d.features.iter().map(|v| v.to_bits()).collect();
+        let got: Vec<u32> = d.features().iter().map(|v| v.to_bits()).collect();
         prop_assert_eq!(got, want, "features differ (compared bit for bit)");
         Ok(())
     });
@@ -934,16 +934,16 @@ fn check_idx(
                 n,
                 "label count != image count"
             );
-            prop_assert_eq!(d.n_features, rows * cols, "n_features != rows * cols");
+            prop_assert_eq!(d.n_features(), rows * cols, "n_features != rows * cols");
             prop_assert_eq!(images.len(), 16 + n * rows * cols, "images length");
             prop_assert_eq!(labels.len(), 8 + n, "labels length");
-            for (i, (&f, &p)) in d.features.iter().zip(&images[16..]).enumerate() {
+            for (i, (&f, &p)) in d.features().iter().zip(&images[16..]).enumerate() {
                 prop_assert_eq!(f, f32::from(p) / 255.0, "pixel {}", i);
             }
             let want: Vec<u32> = labels[8..].iter().map(|&l| u32::from(l)).collect();
-            prop_assert_eq!(&d.labels, &want);
+            prop_assert_eq!(d.labels(), &want);
             let max = labels[8..].iter().copied().max().unwrap();
-            prop_assert_eq!(d.n_classes, usize::from(max) + 1, "n_classes");
+            prop_assert_eq!(d.n_classes(), usize::from(max) + 1, "n_classes");
             Ok(Some(d))
         }
         Err(Error::Data { path, message }) => {
@@ -1146,12 +1146,15 @@ fn idx_round_trip_is_exact() {
             let Some(d) = check_idx(images, label_file, stats)? else {
                 return Err(TestCaseError::fail("a valid IDX pair failed to load"));
             };
-            prop_assert_eq!((d.len(), d.n_features), (n, rows * cols));
+            prop_assert_eq!((d.len(), d.n_features()), (n, rows * cols));
             let want: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-            prop_assert_eq!(&d.features, &want);
+            prop_assert_eq!(d.features(), &want);
             let want: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
-            prop_assert_eq!(&d.labels, &want);
-            prop_assert_eq!(d.n_classes, usize::from(*labels.iter().max().unwrap()) + 1);
+            prop_assert_eq!(d.labels(), &want);
+            prop_assert_eq!(
+                d.n_classes(),
+                usize::from(*labels.iter().max().unwrap()) + 1
+            );
             Ok(())
         },
     );

@@ -5,7 +5,7 @@
 
 mod common;
 
-use fusedmlp::gpu::fused::{FusedKernel, FusedShape, MAX_FUSED_WIDTH};
+use fusedmlp::gpu::{FusedKernel, FusedShape, MAX_FUSED_WIDTH};
 use fusedmlp::reference::fused_mlp;
 use fusedmlp::{Activation, Error, Gpu};
 
@@ -174,7 +174,7 @@ fn runs_are_bit_identical() {
     let x = common::grid_values(s.batch * s.input, 1, 1.0);
     let layers = stack(s, 2);
     let dy = common::grid_values(s.batch * s.width, 3, 1.0);
-    let bits = |g: &fusedmlp::gpu::fused::FusedGrads| -> Vec<u32> {
+    let bits = |g: &fusedmlp::gpu::FusedGrads| -> Vec<u32> {
         g.grads
             .iter()
             .flat_map(|(w, b)| w.iter().chain(b).map(|v| v.to_bits()))
@@ -206,41 +206,4 @@ fn shapes_it_cannot_take_are_errors_that_say_so() {
         .fused_mlp_forward(Activation::Relu, &[0.0; 6], &layers, s)
         .unwrap_err();
     assert!(err.to_string().contains("layer 1"), "{err}");
-}
-
-#[test]
-fn a_fused_stack_takes_at_most_four_dispatches_at_any_depth() {
-    let Some(gpu) = common::gpu() else { return };
-    // The subgroup design reads weights where they lie when the widths are
-    // multiples of 4 (three dispatches), else it pads them first (four);
-    // the workgroup-memory design always lays them out (four).
-    for kernel in kernels(&gpu) {
-        for (input, layers) in [(5, 1), (5, 20), (8, 20), (8, 100)] {
-            let s = shape(8, input, 16, layers);
-            let bufs = gpu
-                .fused_buffers_with_kernel(Activation::Tanh, s, kernel)
-                .unwrap();
-            let x = gpu.zeros(s.batch, s.input).unwrap();
-            let w = gpu.zeros(1, s.weight_len()).unwrap();
-            let b = gpu.zeros(1, s.bias_len()).unwrap();
-            let dy = gpu.zeros(s.batch, s.width).unwrap();
-            let mut e = gpu.device().create_command_encoder(&Default::default());
-            let before = gpu.dispatch_count();
-            gpu.record_fused_mlp_forward(&mut e, &x, &w, &b, &bufs)
-                .unwrap();
-            gpu.record_fused_mlp_backward(&mut e, &x, &w, &dy, &bufs)
-                .unwrap();
-            let expected = if kernel == FusedKernel::Subgroup && input % 4 == 0 {
-                3
-            } else {
-                4
-            };
-            assert_eq!(
-                gpu.dispatch_count() - before,
-                expected,
-                "{kernel:?}, input {input}, {layers} layers"
-            );
-            drop(e);
-        }
-    }
 }

@@ -22,10 +22,14 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// Raw (unstandardised) blobs far from the origin, so a missing or doubled
 /// standardisation changes every prediction.
 fn raw_data() -> (Dataset, Dataset) {
-    let mut all = fusedmlp::data::blobs(400, 3, 5, 1.0, 7).unwrap();
-    for (i, v) in all.features.iter_mut().enumerate() {
+    let (name, mut features, labels, n_features, n_classes) =
+        fusedmlp::data::blobs(400, 3, 5, 1.0, 7)
+            .unwrap()
+            .into_parts();
+    for (i, v) in features.iter_mut().enumerate() {
         *v = *v * 40.0 + 100.0 * (i % 5) as f32;
     }
+    let all = Dataset::new(name, features, labels, n_features, n_classes).unwrap();
     all.split(0.25, 3).unwrap()
 }
 
@@ -39,18 +43,16 @@ fn trained(gpu: &fusedmlp::Gpu) -> (Mlp, Dataset) {
     scaler.apply(&mut sval).unwrap();
     let mut config = MlpConfig::deep(5, 3, 16, 3, Activation::Relu);
     config.batch_norm = Some(NormPlacement::Before);
-    let tc = TrainConfig {
-        epochs: 2,
-        batch_size: 20,
-        learning_rate: Some(0.01),
-        optimizer: Optimizer::adam(),
-        seed: 5,
-        ..Default::default()
-    };
+    let tc = TrainConfig::default()
+        .with_epochs(2)
+        .with_batch_size(20)
+        .with_learning_rate(0.01)
+        .with_optimizer(Optimizer::adam())
+        .with_seed(5);
     let mut t = Trainer::new(Mlp::new(gpu, config).unwrap(), tc, &strain, &sval).unwrap();
     t.set_standardizer(Some(scaler)).unwrap();
     t.train("model-io", |_, _| {}, |_| {}).unwrap();
-    (t.model, val)
+    (t.into_model(), val)
 }
 
 #[test]
@@ -61,21 +63,21 @@ fn a_saved_model_loads_and_predicts_raw_rows_exactly_as_before() {
     let path = dir.join("model.safetensors");
     model.save(&path).unwrap();
     let loaded = Mlp::load(&gpu, &path).unwrap();
-    assert_eq!(loaded.config, model.config);
+    assert_eq!(loaded.config(), model.config());
     assert_eq!(loaded.standardizer(), model.standardizer());
     let rows = val.len();
-    let want = model.predict_logits(&val.features, rows).unwrap();
-    let got = loaded.predict_logits(&val.features, rows).unwrap();
+    let want = model.predict_logits(val.features(), rows).unwrap();
+    let got = loaded.predict_logits(val.features(), rows).unwrap();
     assert_eq!(got, want, "loaded predictions are bit-identical");
     assert_eq!(
-        loaded.predict_classes(&val.features, rows).unwrap(),
-        model.predict_classes(&val.features, rows).unwrap()
+        loaded.predict_classes(val.features(), rows).unwrap(),
+        model.predict_classes(val.features(), rows).unwrap()
     );
     // The running statistics came along: a model without them (fresh
     // BatchNorm) predicts differently.
     let mut fresh = Mlp::from_parameters_and_slopes(
         &gpu,
-        model.config.clone(),
+        model.config().clone(),
         &model.parameters().unwrap(),
         &model.slope_values().unwrap(),
     )
@@ -84,11 +86,11 @@ fn a_saved_model_loads_and_predicts_raw_rows_exactly_as_before() {
     fresh
         .set_standardizer(model.standardizer().cloned())
         .unwrap();
-    assert_ne!(fresh.predict_logits(&val.features, rows).unwrap(), want);
+    assert_ne!(fresh.predict_logits(val.features(), rows).unwrap(), want);
     // The standardizer is applied once: standardising by hand and
     // predicting without it gives the same logits.
     let mut plain = Mlp::load(&gpu, &path).unwrap();
-    let mut scaled = val.features.clone();
+    let mut scaled = val.features().to_vec();
     plain
         .standardizer()
         .unwrap()
@@ -97,12 +99,12 @@ fn a_saved_model_loads_and_predicts_raw_rows_exactly_as_before() {
     plain.set_standardizer(None).unwrap();
     assert_eq!(plain.predict_logits(&scaled, rows).unwrap(), want);
     // And differs from the raw rows fed unscaled.
-    assert_ne!(plain.predict_logits(&val.features, rows).unwrap(), want);
+    assert_ne!(plain.predict_logits(val.features(), rows).unwrap(), want);
     // Bytes, as the browser saves and loads them: the same file.
     let bytes = pollster::block_on(model.to_bytes_async()).unwrap();
     let from_bytes = Mlp::from_bytes(&gpu, "in memory", &bytes).unwrap();
     assert_eq!(
-        from_bytes.predict_logits(&val.features, rows).unwrap(),
+        from_bytes.predict_logits(val.features(), rows).unwrap(),
         want
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -113,8 +115,8 @@ fn evaluate_scores_raw_rows_as_the_reference_does() {
     let Some(gpu) = common::gpu() else { return };
     let (model, val) = trained(&gpu);
     let m = model.evaluate(&val).unwrap();
-    let logits = model.predict_logits(&val.features, val.len()).unwrap();
-    let (loss, correct, _) = loss_and_grad(model.config.head, &logits, &val.labels, 3);
+    let logits = model.predict_logits(val.features(), val.len()).unwrap();
+    let (loss, correct, _) = loss_and_grad(model.config().head, &logits, val.labels(), 3);
     assert_eq!(m.rows, val.len());
     assert_eq!(m.correct, correct);
     assert!((m.loss - loss).abs() < 1e-12, "{} vs {loss}", m.loss);
@@ -139,11 +141,7 @@ fn a_training_checkpoint_loads_as_a_model_and_bad_files_say_what_they_are() {
     let Some(gpu) = common::gpu() else { return };
     let (train, val) = raw_data();
     let config = MlpConfig::deep(5, 2, 8, 3, Activation::Tanh);
-    let tc = TrainConfig {
-        epochs: 1,
-        batch_size: 30,
-        ..Default::default()
-    };
+    let tc = TrainConfig::default().with_epochs(1).with_batch_size(30);
     let mut t = Trainer::new(Mlp::new(&gpu, config).unwrap(), tc, &train, &val).unwrap();
     t.run_steps(3).unwrap();
     let dir = temp_dir("training");
@@ -157,8 +155,8 @@ fn a_training_checkpoint_loads_as_a_model_and_bad_files_say_what_they_are() {
     }
     let loaded = Mlp::load(&gpu, &path).unwrap();
     assert_eq!(
-        loaded.predict_logits(&val.features, val.len()).unwrap(),
-        t.model.predict_logits(&val.features, val.len()).unwrap()
+        loaded.predict_logits(val.features(), val.len()).unwrap(),
+        t.model().predict_logits(val.features(), val.len()).unwrap()
     );
     // A CSV where a model was expected.
     let csv = dir.join("data.csv");
@@ -167,10 +165,11 @@ fn a_training_checkpoint_loads_as_a_model_and_bad_files_say_what_they_are() {
     assert!(err.contains("not a fusedmlp model or checkpoint"), "{err}");
     // A standardizer of the wrong width is refused.
     let mut m = loaded;
-    let s = Standardizer {
-        mean: vec![0.0; 4],
-        std: vec![1.0; 4],
-    };
+    let s = Standardizer::new(vec![0.0; 4], vec![1.0; 4]).unwrap();
+    // One whose deviations do not match its means, or are not positive, is
+    // not a standardizer at all.
+    assert!(Standardizer::new(vec![0.0; 4], vec![1.0; 3]).is_err());
+    assert!(Standardizer::new(vec![0.0; 2], vec![1.0, 0.0]).is_err());
     assert!(matches!(
         m.set_standardizer(Some(s)),
         Err(Error::Shape { .. })

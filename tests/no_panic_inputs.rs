@@ -164,15 +164,13 @@ fn one_case(gpu: &fusedmlp::Gpu, seed: u64) -> usize {
     let Ok(data) = Dataset::new("sweep", features, labels, input, output.max(1)) else {
         return 1;
     };
-    let config = TrainConfig {
-        epochs: size(&mut rng, 2),
-        batch_size: size(&mut rng, 16).min(n.max(1)),
-        learning_rate: Some(real(&mut rng, 0.05)),
-        clip_norm: rng.random_bool(0.3).then(|| real(&mut rng, 1.0)),
-        log_every: size(&mut rng, 3) as u64,
-        max_logged_steps: size(&mut rng, 4) + 1,
-        ..Default::default()
-    };
+    let config = TrainConfig::default()
+        .with_epochs(size(&mut rng, 2))
+        .with_batch_size(size(&mut rng, 16).min(n.max(1)))
+        .with_learning_rate(real(&mut rng, 0.05))
+        .with_clip_norm(rng.random_bool(0.3).then(|| real(&mut rng, 1.0)))
+        .with_log_every(size(&mut rng, 3) as u64)
+        .with_max_logged_steps(size(&mut rng, 4) + 1);
     let Ok(mut trainer) = Trainer::new(model, config, &data, &data) else {
         return 2;
     };

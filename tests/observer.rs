@@ -13,12 +13,10 @@ fn data() -> Dataset {
 }
 
 fn trainer(gpu: &fusedmlp::Gpu, validation: Option<&Dataset>, train: &Dataset) -> Trainer {
-    let tc = TrainConfig {
-        epochs: 5,
-        batch_size: 16,
-        log_every: 4,
-        ..Default::default()
-    };
+    let tc = TrainConfig::default()
+        .with_epochs(5)
+        .with_batch_size(16)
+        .with_log_every(4);
     let model = Mlp::new(gpu, MlpConfig::deep(4, 3, 16, 3, Activation::Relu)).unwrap();
     Trainer::new(model, tc, train, validation).unwrap()
 }

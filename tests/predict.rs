@@ -3,7 +3,7 @@
 
 mod common;
 
-use fusedmlp::nn::loss::Head;
+use fusedmlp::Head;
 use fusedmlp::{Activation, Mlp, MlpConfig};
 
 fn model(gpu: &fusedmlp::Gpu, head: Head, outputs: usize) -> Mlp {

@@ -21,12 +21,10 @@ fn logged_training_holds_memory_and_gpu_objects_flat() {
     let Some(gpu) = common::gpu() else { return };
     let (train, _) = data::digits().unwrap().split(0.2, 0).unwrap();
     let model = MlpConfig::deep(64, 20, 64, 10, Activation::Relu);
-    let config = TrainConfig {
-        batch_size: 32,
-        log_every: 1,
-        max_logged_steps: 32,
-        ..Default::default()
-    };
+    let config = TrainConfig::default()
+        .with_batch_size(32)
+        .with_log_every(1)
+        .with_max_logged_steps(32);
     let report = soak(
         &gpu,
         model,

@@ -30,10 +30,7 @@ fn run() -> Result<(), Error> {
     scaler.apply(&mut val)?;
 
     // A bad setting is a typed error naming the field.
-    let bad = TrainConfig {
-        batch_size: 0,
-        ..Default::default()
-    };
+    let bad = TrainConfig::default().with_batch_size(0);
     let model = Mlp::new(&gpu, MlpConfig::deep(64, 4, 64, 10, Activation::Relu))?;
     match Trainer::new(model, bad, &train, &val) {
         Err(e) if e.field() == Some("TrainConfig::batch_size") => println!("refused: {e}"),
@@ -42,13 +39,11 @@ fn run() -> Result<(), Error> {
     }
 
     let model = Mlp::new(&gpu, MlpConfig::deep(64, 4, 64, 10, Activation::Relu))?;
-    let config = TrainConfig {
-        epochs: 10,
-        batch_size: 32,
-        learning_rate: Some(1e-3),
-        optimizer: Optimizer::adam(),
-        ..Default::default()
-    };
+    let config = TrainConfig::default()
+        .with_epochs(10)
+        .with_batch_size(32)
+        .with_learning_rate(1e-3)
+        .with_optimizer(Optimizer::adam());
     let mut trainer = Trainer::new(model, config, &train, &val)?;
     let report = trainer.train_observed("external", &mut Target(0.9))?;
     println!("{} after {} epochs", report.outcome, report.epochs.len());
@@ -58,13 +53,13 @@ fn run() -> Result<(), Error> {
         "fusedmlp-external-{}.safetensors",
         std::process::id()
     ));
-    trainer.model.save(&path)?;
+    trainer.model().save(&path)?;
     let model = Mlp::load(&gpu, &path)?;
     let _ = std::fs::remove_file(&path);
 
     let rows = 5;
-    let x = &raw_val.features[..rows * 64];
-    let before = trainer.model.predict_proba(x, rows)?;
+    let x = &raw_val.features()[..rows * 64];
+    let before = trainer.model().predict_proba(x, rows)?;
     let after = model.predict_proba(x, rows)?;
     assert_eq!(
         before, after,
@@ -73,7 +68,7 @@ fn run() -> Result<(), Error> {
     let classes = model.predict_classes(x, rows)?;
     println!(
         "predicted {classes:?}, labels {:?}",
-        &raw_val.labels[..rows]
+        &raw_val.labels()[..rows]
     );
     let metrics = model.evaluate(&raw_val)?;
     println!("validation: {metrics}");

@@ -294,6 +294,12 @@ impl RunArgs {
                 *momentum = self.momentum.unwrap_or(0.0);
                 *weight_decay = self.weight_decay.unwrap_or(0.0);
             }
+            _ if self.momentum.is_none() && !self.nesterov && self.weight_decay.is_none() => {}
+            other => {
+                return Err(Error::Config(format!(
+                    "--momentum, --nesterov and --weight-decay do not apply to {other:?}"
+                )))
+            }
         }
         opt.validate()?;
         Ok(opt)
@@ -331,12 +337,12 @@ impl RunArgs {
             .hidden
             .clone()
             .unwrap_or_else(|| vec![self.width; self.depth]);
-        let output = if self.head != Head::Softmax && all.n_classes == 2 {
+        let output = if self.head != Head::Softmax && all.n_classes() == 2 {
             1
         } else {
-            all.n_classes
+            all.n_classes()
         };
-        let mut model = MlpConfig::new(all.n_features, hidden, output, Activation::Relu);
+        let mut model = MlpConfig::new(all.n_features(), hidden, output, Activation::Relu);
         model.head = self.head;
         model.init = self.init;
         model.seed = self.seed;
@@ -351,27 +357,26 @@ impl RunArgs {
             model.activation = Activation::Selu;
             model.init = Some(self.init.unwrap_or(Init::LecunNormal));
         }
-        let train_config = TrainConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            learning_rate: self.lr,
-            optimizer: self.optimizer()?,
-            schedule: self.schedule,
-            warmup_steps: self.warmup,
-            clip_norm: self.clip_norm,
-            log_every: self.log_every,
-            max_logged_steps: self.max_logged_steps,
-            seed: self.seed,
-            kernels: self.kernels,
-        };
+        let train_config = TrainConfig::default()
+            .with_epochs(self.epochs)
+            .with_batch_size(self.batch_size)
+            .with_learning_rate(self.lr)
+            .with_optimizer(self.optimizer()?)
+            .with_schedule(self.schedule)
+            .with_warmup_steps(self.warmup)
+            .with_clip_norm(self.clip_norm)
+            .with_log_every(self.log_every)
+            .with_max_logged_steps(self.max_logged_steps)
+            .with_seed(self.seed)
+            .with_kernels(self.kernels);
         train_config.validate(train.len())?;
         println!(
             "data: {} ({} train / {} validation rows, {} features, {} classes{})",
-            all.name,
+            all.name(),
             train.len(),
             val.len(),
-            all.n_features,
-            all.n_classes,
+            all.n_features(),
+            all.n_classes(),
             if self.standardize {
                 ", standardised"
             } else {
@@ -466,13 +471,11 @@ fn run_soak(a: SoakArgs) -> Result<bool, Error> {
     println!("adapter: {}", gpu.describe());
     let (train, _) = data::digits()?.split(0.2, 0)?;
     let model = MlpConfig::deep(64, a.depth, a.width, 10, Activation::Relu);
-    let tc = TrainConfig {
-        epochs: 1,
-        batch_size: a.batch_size,
-        log_every: a.log_every,
-        max_logged_steps: a.max_logged_steps,
-        ..Default::default()
-    };
+    let tc = TrainConfig::default()
+        .with_epochs(1)
+        .with_batch_size(a.batch_size)
+        .with_log_every(a.log_every)
+        .with_max_logged_steps(a.max_logged_steps);
     println!(
         "soak: {} x {} relu, batch {}, diagnostics every {} steps, at most {} kept, {} min, \
          resident growth bound {} MB",
@@ -529,7 +532,7 @@ fn run_train(args: RunArgs, activation: Activation) -> Result<bool, Error> {
     model.validate()?;
     let mut trainer = match &args.resume {
         Some(path) => {
-            let ckpt = fusedmlp::train::checkpoint::Checkpoint::load(path)?;
+            let ckpt = fusedmlp::train::Checkpoint::load(path)?;
             let t = Trainer::resume(&gpu, &ckpt, &train, &val, Some(args.epochs))?;
             println!(
                 "resuming {} at step {}: model and training configuration from the checkpoint \
@@ -598,7 +601,11 @@ fn run_eval(checkpoint: PathBuf, data_spec: String, seed: u64) -> Result<bool, E
     let metrics = model.evaluate(&set)?;
     println!(
         "{}: {} rows, loss {:.4}, accuracy {:.4} ({} correct)",
-        set.name, metrics.rows, metrics.loss, metrics.accuracy, metrics.correct
+        set.name(),
+        metrics.rows,
+        metrics.loss,
+        metrics.accuracy,
+        metrics.correct
     );
     Ok(true)
 }
@@ -611,25 +618,25 @@ fn run_predict(
     let gpu = Gpu::new()?;
     let model = Mlp::load(&gpu, &checkpoint)?;
     let (x, rows, cols) = data::load_features_csv(&input)?;
-    if cols != model.config.input {
+    if cols != model.config().input {
         return Err(Error::Data {
             path: input.display().to_string(),
             message: format!(
                 "rows have {cols} features but the model takes {}",
-                model.config.input
+                model.config().input
             ),
         });
     }
     // The model standardises the rows itself, with the scaling it was saved with.
     let logits = model.predict_logits(&x, rows)?;
-    let k = model.config.output;
+    let k = model.config().output;
     let mut text = (0..k)
         .map(|j| format!("class_{j}"))
         .collect::<Vec<_>>()
         .join(",");
     text.push('\n');
     for row in logits.chunks(k) {
-        let probs = model.config.head.outputs_of(row);
+        let probs = model.config().head.outputs_of(row);
         text.push_str(
             &probs
                 .iter()
@@ -641,7 +648,7 @@ fn run_predict(
     }
     match output {
         Some(path) => {
-            fusedmlp::train::checkpoint::write_atomic(&path, text.as_bytes())?;
+            fusedmlp::train::write_atomic(&path, text.as_bytes())?;
             eprintln!("wrote {} rows of probabilities to {}", rows, path.display());
         }
         None => print!("{text}"),
@@ -804,13 +811,8 @@ fn run_train_bench() -> Result<bool, Error> {
     for r in report.iter().filter(|r| r.remedy == "none") {
         println!("{}: first step done {:.2} s after the model was created (including kernel compilation and autotuning)", r.activation, r.first_step_seconds);
     }
-    let tuning = gpu.tuning_records();
-    let tuned: f64 = tuning.iter().map(|t| t.seconds).sum();
-    println!(
-        "autotune: {} shape classes, {:.2} s measuring in total",
-        tuning.len(),
-        tuned
-    );
+    let (classes, tuned) = fusedmlp::bench::autotune_summary(&gpu);
+    println!("autotune: {classes} shape classes, {tuned:.2} s measuring in total");
     println!("(20 hidden layers of 256, input 64, 10 classes, batch 256, plain SGD; linear GF/s: the fused linear benchmark at 256x256x256, forward + backward)");
     Ok(true)
 }

@@ -7,21 +7,20 @@ use rand::SeedableRng;
 
 /// A classification data set held in memory.
 ///
-/// Build one with [`Dataset::new`], which validates it; the fields are public
-/// for reading, and code that mutates them is responsible for keeping them
-/// consistent.
+/// Build one with [`Dataset::new`], which validates it; read it through its
+/// accessors, so that every data set the library sees is one `new` accepted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// A short name for messages and reports (`"digits"`, a file path, ...).
-    pub name: String,
+    pub(crate) name: String,
     /// The feature matrix, row-major `[len, n_features]`.
-    pub features: Vec<f32>,
+    pub(crate) features: Vec<f32>,
     /// The class index of each row, each `< n_classes`.
-    pub labels: Vec<u32>,
+    pub(crate) labels: Vec<u32>,
     /// Features per row.
-    pub n_features: usize,
+    pub(crate) n_features: usize,
     /// Number of classes (labels are `0..n_classes`).
-    pub n_classes: usize,
+    pub(crate) n_classes: usize,
 }
 
 impl Dataset {
@@ -98,6 +97,49 @@ impl Dataset {
             n_features,
             n_classes,
         })
+    }
+
+    /// A short name for messages and reports (`"digits"`, a file path, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The same rows under another name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Dataset {
+        self.name = name.into();
+        self
+    }
+
+    /// The feature matrix, row-major `[len, n_features]`.
+    pub fn features(&self) -> &[f32] {
+        &self.features
+    }
+
+    /// The class index of each row, each `< n_classes`.
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// Features per row.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Number of classes (labels are `0..n_classes`).
+    pub fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    /// The data set taken apart: (name, features, labels, features per
+    /// row, classes).
+    pub fn into_parts(self) -> (String, Vec<f32>, Vec<u32>, usize, usize) {
+        (
+            self.name,
+            self.features,
+            self.labels,
+            self.n_features,
+            self.n_classes,
+        )
     }
 
     /// Number of rows.
@@ -184,13 +226,31 @@ impl Dataset {
 /// so they become 0 rather than NaN.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Standardizer {
-    /// Per-feature mean.
-    pub mean: Vec<f32>,
-    /// Per-feature population standard deviation (1 for constant features).
-    pub std: Vec<f32>,
+    mean: Vec<f32>,
+    std: Vec<f32>,
 }
 
 impl Standardizer {
+    /// A standardizer of known per-feature means and standard deviations
+    /// (as [`Standardizer::fit`] would give): an error unless both have the
+    /// same length, every mean is finite and every deviation
+    /// finite and above 0.
+    pub fn new(mean: Vec<f32>, std: Vec<f32>) -> Result<Standardizer, Error> {
+        let s = Standardizer { mean, std };
+        s.check()?;
+        Ok(s)
+    }
+
+    /// Per-feature mean.
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// Per-feature population standard deviation (1 for constant features).
+    pub fn std(&self) -> &[f32] {
+        &self.std
+    }
+
     /// Fits per-feature mean and standard deviation on `data` (accumulated
     /// in `f64`). An empty data set gives mean 0 and std 1.
     pub fn fit(data: &Dataset) -> Standardizer {
@@ -260,7 +320,7 @@ impl Standardizer {
     ///
     /// ```
     /// use fusedmlp::data::Standardizer;
-    /// let s = Standardizer { mean: vec![1.0, 10.0], std: vec![2.0, 5.0] };
+    /// let s = Standardizer::new(vec![1.0, 10.0], vec![2.0, 5.0])?;
     /// let mut rows = vec![3.0, 20.0, 1.0, 5.0];
     /// s.apply_rows(&mut rows)?;
     /// assert_eq!(rows, [1.0, 2.0, 0.0, -1.0]);

@@ -28,8 +28,8 @@ use crate::error::Error;
 pub const AUTOTUNE_ENV: &str = "FUSEDMLP_AUTOTUNE";
 /// Environment variable: the folder for the autotune cache.
 pub const CACHE_DIR_ENV: &str = "FUSEDMLP_CACHE_DIR";
-/// Environment variable: force one candidate by its index in
-/// [`GemmVariant::CANDIDATES`] (where it applies).
+/// Environment variable: force one GEMM kernel variant by its index in the
+/// autotuner's candidate list (where it applies), for benchmarks of each.
 pub const FORCE_VARIANT_ENV: &str = "FUSEDMLP_GEMM_VARIANT";
 
 /// Time budget for tuning one shape class: measuring stops once it is spent
@@ -121,7 +121,7 @@ impl Gpu {
     }
 
     /// The candidates that can run for these dimensions on this adapter.
-    pub fn applicable_variants(&self, dims: GemmDims) -> Vec<GemmVariant> {
+    pub(crate) fn applicable_variants(&self, dims: GemmDims) -> Vec<GemmVariant> {
         GemmVariant::CANDIDATES
             .iter()
             .copied()
@@ -163,7 +163,8 @@ impl Gpu {
     }
 
     /// Every tuning decision made in this process so far.
-    pub fn tuning_records(&self) -> Vec<TuningRecord> {
+    #[cfg(feature = "cli")]
+    pub(crate) fn tuning_records(&self) -> Vec<TuningRecord> {
         self.inner
             .tuning
             .lock()

@@ -93,7 +93,7 @@ impl FusedShape {
 
     /// Floats from one layer's activations to the next layer's in the
     /// per-layer activation buffers: `batch × width` rounded up to a whole
-    /// [`VIEW_ALIGN`](crate::gpu::tensor::VIEW_ALIGN) block, so each
+    /// [`VIEW_ALIGN`](crate::gpu::VIEW_ALIGN) block, so each
     /// layer's activations can be viewed as a tensor of their own.
     pub fn act_stride(&self) -> usize {
         align_floats(self.batch * self.width)
@@ -297,14 +297,16 @@ fn prelude(act: Activation, design: Design, keep_all_z: bool) -> String {
 /// The source of the pack, forward and backward kernels for `act` in the
 /// workgroup-memory design at `lanes` (16, 32, 64 or 128; with
 /// `keep_all_z`, a forward that stores every pre-activation).
-pub fn fused_source(act: Activation, lanes: u32, keep_all_z: bool) -> String {
+#[cfg(test)]
+pub(crate) fn fused_source(act: Activation, lanes: u32, keep_all_z: bool) -> String {
     design_source(act, Design::Lanes { lanes }, keep_all_z)
 }
 
 /// The source of the pack, forward and backward kernels for `act` in the
 /// subgroup design, for `width` hidden units on `input` features and
 /// subgroups of `subgroup` invocations.
-pub fn fused_subgroup_source(
+#[cfg(test)]
+pub(crate) fn fused_subgroup_source(
     act: Activation,
     input: usize,
     width: usize,
@@ -349,7 +351,8 @@ fn design_grads_source(act: Activation, design: Design) -> String {
 /// The source of the weight-gradient kernel of the subgroup design for
 /// `width` hidden units on `input` features and subgroups of `subgroup`
 /// invocations.
-pub fn fused_subgroup_grads_source(
+#[cfg(test)]
+pub(crate) fn fused_subgroup_grads_source(
     act: Activation,
     input: usize,
     width: usize,
@@ -501,16 +504,11 @@ pub(crate) struct ArenaOffsets {
 
 impl Gpu {
     /// Allocates the buffers of a fused stack of `shape` with activation
-    /// `act` (and compiles its kernels), for weights, biases and gradients
-    /// packed as [`FusedShape::weight_len`], [`FusedShape::bias_len`] and
-    /// [`FusedShape::grads_len`] describe.
-    pub fn fused_buffers(&self, act: Activation, shape: FusedShape) -> Result<FusedBuffers, Error> {
-        self.fused_buffers_with_kernel(act, shape, self.fused_kernel())
-    }
-
-    /// [`Gpu::fused_buffers`] with the kernels of design `kernel` (an
-    /// error where this adapter cannot run it).
-    pub fn fused_buffers_with_kernel(
+    /// `act` through the kernels of design `kernel` (and compiles them; an
+    /// error where this adapter cannot run it), for weights, biases and
+    /// gradients packed as [`FusedShape::weight_len`],
+    /// [`FusedShape::bias_len`] and [`FusedShape::grads_len`] describe.
+    pub(crate) fn fused_buffers_with_kernel(
         &self,
         act: Activation,
         shape: FusedShape,
@@ -718,7 +716,7 @@ impl Gpu {
     /// `w` and `b` are packed as [`FusedShape::weight_len`] and
     /// [`FusedShape::bias_len`] describe; the results land in `bufs`
     /// (`ys`, `y_last`, and z where the backward needs it).
-    pub fn record_fused_mlp_forward(
+    pub(crate) fn record_fused_mlp_forward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         x: &GpuTensor,
@@ -732,7 +730,7 @@ impl Gpu {
     /// [`Gpu::record_fused_mlp_forward`] that also stores every layer's
     /// pre-activation in `bufs.zs`, whatever the activation: what a logged
     /// step's diagnostics read.
-    pub fn record_fused_mlp_forward_keeping_z(
+    pub(crate) fn record_fused_mlp_forward_keeping_z(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         x: &GpuTensor,
@@ -819,7 +817,7 @@ impl Gpu {
     /// second. Reads what [`Gpu::record_fused_mlp_forward`] left in `bufs`
     /// (record it first, with the same weights). No gradient is computed
     /// for the net's input.
-    pub fn record_fused_mlp_backward(
+    pub(crate) fn record_fused_mlp_backward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         x: &GpuTensor,
@@ -946,7 +944,7 @@ impl Gpu {
     /// layer, every one with activation `act`.
     ///
     /// ```no_run
-    /// use fusedmlp::gpu::fused::FusedShape;
+    /// use fusedmlp::gpu::FusedShape;
     /// use fusedmlp::{Activation, Gpu};
     /// let gpu = Gpu::new()?;
     /// let shape = FusedShape { batch: 2, input: 1, width: 2, layers: 2 };

@@ -194,7 +194,7 @@ pub struct LinearScratch {
 
 impl Gpu {
     /// Allocates the backward scratch for `shape`.
-    pub fn linear_scratch(&self, shape: LinearShape) -> Result<LinearScratch, Error> {
+    pub(crate) fn linear_scratch(&self, shape: LinearShape) -> Result<LinearScratch, Error> {
         let LinearShape {
             batch,
             in_features: i,
@@ -247,7 +247,7 @@ impl Gpu {
     /// this adapter: `rgba32float` storage textures readable and writable
     /// in compute shaders, strides that are multiples of 4, and both
     /// operands within the 2-D texture size limit (rows, and k / 4 texels).
-    pub fn texture_operands_fit(&self, dims: GemmDims) -> bool {
+    pub(crate) fn texture_operands_fit(&self, dims: GemmDims) -> bool {
         let max = self.limits().max_texture_dimension_2d.min(65535) as usize;
         self.inner.texture_operands
             && dims.vec4_ok()
@@ -379,7 +379,7 @@ impl Gpu {
     /// Records `C = A·Bᵀ` (plus the epilogue) with a chosen variant. `bias`
     /// and `z` are used only by the epilogue.
     #[allow(clippy::too_many_arguments)]
-    pub fn record_gemm_with(
+    pub(crate) fn record_gemm_with(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         variant: GemmVariant,
@@ -644,7 +644,7 @@ impl Gpu {
     /// `variant` runs both GEMMs with one kernel variant instead of the
     /// autotuner's choice (`None`), for tests and benchmarks of each variant.
     #[allow(clippy::too_many_arguments)]
-    pub fn record_linear_backward(
+    pub(crate) fn record_linear_backward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         act: Activation,
@@ -917,7 +917,7 @@ impl Gpu {
     /// [`Gpu::linear_backward`] with both backward GEMMs run by `variant`
     /// (`None`: the autotuner's choice); for tests of each kernel variant.
     #[allow(clippy::too_many_arguments)]
-    pub fn linear_backward_with(
+    pub(crate) fn linear_backward_with(
         &self,
         act: Activation,
         x: &[f32],

@@ -1,19 +1,27 @@
 //! The GPU host layer: device context, tensors, shader assembly, kernel
 //! generation, autotuning, timing and dispatch.
 
-pub mod autotune;
-pub mod context;
-pub mod elementwise;
-pub mod fused;
+pub(crate) mod autotune;
+pub(crate) mod context;
+pub(crate) mod elementwise;
+pub(crate) mod fused;
 mod fused_sg;
-pub mod gemm;
-pub mod linear;
-pub mod norm;
-pub mod readback;
-pub mod shader;
-pub mod tensor;
-pub mod timing;
+pub(crate) mod gemm;
+pub(crate) mod linear;
+pub(crate) mod norm;
+pub(crate) mod readback;
+pub(crate) mod shader;
+pub(crate) mod tensor;
+pub(crate) mod timing;
 
-pub use context::Gpu;
+pub use autotune::{AUTOTUNE_ENV, CACHE_DIR_ENV, FORCE_VARIANT_ENV};
+pub use context::{Gpu, ADAPTER_ENV, TIMEOUT_ENV};
+pub use fused::{
+    FusedForward, FusedGrads, FusedKernel, FusedShape, FUSED_KERNEL_ENV, MAX_FUSED_WIDTH,
+};
 pub use linear::{LinearGrads, LinearShape};
-pub use tensor::GpuTensor;
+pub use norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, LAYER_NORM_EPS};
+pub use tensor::{GpuTensor, VIEW_ALIGN};
+
+#[cfg(test)]
+mod tests;

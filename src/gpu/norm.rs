@@ -67,7 +67,7 @@ pub struct NormBuffers {
 
 impl Gpu {
     /// Allocates normalisation buffers for `rows × cols`.
-    pub fn norm_buffers(
+    pub(crate) fn norm_buffers(
         &self,
         kind: NormKind,
         rows: usize,

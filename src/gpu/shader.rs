@@ -166,7 +166,8 @@ pub fn validate(name: &str, source: &str) -> Result<(), Error> {
 
 /// Every kernel that applies an activation, assembled for `act`, as
 /// (name, source) pairs: what the naga validation test walks.
-pub fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
+#[cfg(test)]
+pub(crate) fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
     use super::gemm::{generate, Epilogue, GemmVariant};
     let mut out = vec![
         (
@@ -227,7 +228,8 @@ pub fn peak_source(use_fma: bool) -> String {
 }
 
 /// Every kernel that applies no activation, as (name, source) pairs.
-pub fn activation_free_sources() -> Vec<(String, String)> {
+#[cfg(test)]
+pub(crate) fn activation_free_sources() -> Vec<(String, String)> {
     let mut out = vec![
         ("peak[fma]".to_string(), peak_source(true)),
         ("peak[mul_add]".to_string(), peak_source(false)),

@@ -37,8 +37,9 @@ impl Gpu {
     /// Whether kernel times can come from GPU timestamps: the adapter has
     /// them and is not a CPU. A CPU adapter's kernels run on the host, so
     /// its wall clock is the kernel time; and lavapipe's timestamps cannot
-    /// be trusted once any kernel has used a storage texture (see
-    /// [`timestamps_plausible`]), which small kernels' intervals cannot show.
+    /// be trusted once any kernel has used a storage texture (each interval
+    /// is checked against the wall clock), which small kernels' intervals
+    /// cannot show.
     pub fn has_timestamps(&self) -> bool {
         self.features().contains(
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
@@ -47,7 +48,7 @@ impl Gpu {
 
     /// Times `record` (called `reps` times into one encoder per measurement):
     /// one warm-up, then the median over `repeats` measurements, per rep.
-    pub fn time_recorded(
+    pub(crate) fn time_recorded(
         &self,
         reps: usize,
         repeats: usize,
@@ -65,7 +66,7 @@ impl Gpu {
     /// seconds per rep of each measurement, in order. For interleaving
     /// measurements of several kernels so that a machine slowing down
     /// mid-run affects them all alike.
-    pub fn time_samples(
+    pub(crate) fn time_samples(
         &self,
         reps: usize,
         samples: usize,

@@ -39,7 +39,7 @@ pub struct ParamEntry {
     pub layer: usize,
     /// What it is.
     pub kind: ParamKind,
-    /// Where it starts, in floats (a multiple of [`VIEW_ALIGN`]).
+    /// Where it starts, in floats (a multiple of [`crate::gpu::VIEW_ALIGN`]).
     pub offset: usize,
     /// Rows.
     pub rows: usize,

@@ -16,6 +16,7 @@ use crate::error::Error;
 /// [`Init::TorchDefault`] (PyTorch's `nn.Linear` default draws them too).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
 pub enum Init {
     /// Kaiming normal, fan_in: std = gain / sqrt(fan_in).
     HeNormal,

@@ -10,6 +10,7 @@ use crate::error::Error;
 /// The output head: how logits become predictions, and the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Head {
     /// Softmax + cross-entropy over the classes (multi-class).
     #[default]

@@ -21,6 +21,7 @@ use crate::gpu::{Gpu, GpuTensor};
 /// assert_eq!(config.init().to_string(), "he_normal");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MlpConfig {
     /// Input features.
     pub input: usize,
@@ -72,6 +73,7 @@ pub struct MlpConfig {
 /// Which normalisation a hidden layer has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum NormKind {
     /// `nn.LayerNorm(width)`: statistics over each row's features.
     Layer,
@@ -148,6 +150,66 @@ impl MlpConfig {
             layer_norm: None,
             batch_norm: None,
         }
+    }
+
+    /// Sets [`MlpConfig::head`] (the output head and loss).
+    pub fn with_head(mut self, head: Head) -> Self {
+        self.head = head;
+        self
+    }
+
+    /// Sets [`MlpConfig::init`] (the initialiser; `None` picks the activation's default); `None` clears it.
+    pub fn with_init(mut self, init: impl Into<Option<Init>>) -> Self {
+        self.init = init.into();
+        self
+    }
+
+    /// Sets [`MlpConfig::seed`] (the seed of the initial weights and dropout masks).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets [`MlpConfig::residual`] (residual connections).
+    pub fn with_residual(mut self, residual: bool) -> Self {
+        self.residual = residual;
+        self
+    }
+
+    /// Sets [`MlpConfig::scale_residual_init`] (residual branches initialised scaled down).
+    pub fn with_scale_residual_init(mut self, scale_residual_init: bool) -> Self {
+        self.scale_residual_init = scale_residual_init;
+        self
+    }
+
+    /// Sets [`MlpConfig::dropout`] (the dropout probability).
+    pub fn with_dropout(mut self, dropout: f32) -> Self {
+        self.dropout = dropout;
+        self
+    }
+
+    /// Sets [`MlpConfig::alpha_dropout`] (alpha dropout instead of inverted dropout).
+    pub fn with_alpha_dropout(mut self, alpha_dropout: bool) -> Self {
+        self.alpha_dropout = alpha_dropout;
+        self
+    }
+
+    /// Sets [`MlpConfig::learn_prelu`] (learned PReLU slopes); `None` clears it.
+    pub fn with_learn_prelu(mut self, learn_prelu: impl Into<Option<PreluMode>>) -> Self {
+        self.learn_prelu = learn_prelu.into();
+        self
+    }
+
+    /// Sets [`MlpConfig::layer_norm`] (LayerNorm and where it sits); `None` clears it.
+    pub fn with_layer_norm(mut self, layer_norm: impl Into<Option<NormPlacement>>) -> Self {
+        self.layer_norm = layer_norm.into();
+        self
+    }
+
+    /// Sets [`MlpConfig::batch_norm`] (BatchNorm and where it sits); `None` clears it.
+    pub fn with_batch_norm(mut self, batch_norm: impl Into<Option<NormPlacement>>) -> Self {
+        self.batch_norm = batch_norm.into();
+        self
     }
 
     /// The hidden layers' normalisation and where it sits (`None`: none).
@@ -468,29 +530,29 @@ pub type LayerValues = (Vec<f32>, Vec<f32>);
 
 /// One linear layer's parameters on the device.
 #[derive(Debug, Clone)]
-pub struct LayerParams {
+pub(crate) struct LayerParams {
     /// `[out, in]`.
-    pub weight: GpuTensor,
+    pub(crate) weight: GpuTensor,
     /// `[1, out]`.
-    pub bias: GpuTensor,
+    pub(crate) bias: GpuTensor,
 }
 
 /// An MLP whose parameters live on the GPU.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     /// The device.
-    pub gpu: Gpu,
+    pub(crate) gpu: Gpu,
     /// The architecture.
-    pub config: MlpConfig,
+    pub(crate) config: MlpConfig,
     /// Linear layers, output layer last (views into [`Mlp::arena`]).
-    pub layers: Vec<LayerParams>,
+    pub(crate) layers: Vec<LayerParams>,
     /// Learned PReLU slopes per layer (`None` where the layer has none).
-    pub slopes: Vec<Option<GpuTensor>>,
+    pub(crate) slopes: Vec<Option<GpuTensor>>,
     /// Normalisation (scale `[1, width]`, shift `[1, width]`) per layer (`None` where none).
-    pub norms: Vec<Option<(GpuTensor, GpuTensor)>>,
+    pub(crate) norms: Vec<Option<(GpuTensor, GpuTensor)>>,
     /// BatchNorm1d's running (mean `[1, width]`, variance `[1, width]`) per
     /// layer (`None` where none).
-    pub running: Vec<Option<(GpuTensor, GpuTensor)>>,
+    pub(crate) running: Vec<Option<(GpuTensor, GpuTensor)>>,
     /// Every trained tensor in one buffer (the fields above are views).
     arena: GpuTensor,
     layout: ParamLayout,
@@ -500,6 +562,28 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// The device the parameters live on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &MlpConfig {
+        &self.config
+    }
+
+    /// Linear layer `l`'s weight `[out, in]` on the device (0 = first
+    /// hidden layer, the output layer last), a view into [`Mlp::arena`];
+    /// `None` past the last layer.
+    pub fn weight(&self, l: usize) -> Option<&GpuTensor> {
+        self.layers.get(l).map(|p| &p.weight)
+    }
+
+    /// Linear layer `l`'s bias `[1, out]` on the device, as [`Mlp::weight`].
+    pub fn bias(&self, l: usize) -> Option<&GpuTensor> {
+        self.layers.get(l).map(|p| &p.bias)
+    }
+
     /// Builds the net with its seeded initial parameters.
     pub fn new(gpu: &Gpu, config: MlpConfig) -> Result<Mlp, Error> {
         config.validate()?;
@@ -722,8 +806,9 @@ impl Mlp {
         Ok(())
     }
 
-    /// The arena holding every trained tensor (`[1, len]`): the views in
-    /// [`Mlp::layers`], [`Mlp::slopes`] and [`Mlp::norms`] are ranges of it.
+    /// The arena holding every trained tensor (`[1, len]`): weights, biases
+    /// ([`Mlp::weight`], [`Mlp::bias`]), slopes and norms are ranges of it,
+    /// where [`Mlp::layout`] says.
     pub fn arena(&self) -> &GpuTensor {
         &self.arena
     }

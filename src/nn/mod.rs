@@ -1,14 +1,17 @@
 //! Neural-network building blocks: the MLP, initialisers, heads and losses,
 //! optimizers and schedules.
 
-pub mod arena;
-pub mod init;
-pub mod loss;
-pub mod mlp;
-pub mod optim;
+pub(crate) mod arena;
+pub(crate) mod init;
+pub(crate) mod loss;
+pub(crate) mod mlp;
+pub(crate) mod optim;
 
 pub use arena::{ParamEntry, ParamKind, ParamLayout};
-pub use init::Init;
+pub use init::{gain, Init};
 pub use loss::Head;
-pub use mlp::{Mlp, MlpConfig, NormKind, NormPlacement, PreluMode};
+pub use mlp::{
+    LayerValues, Mlp, MlpConfig, NamedParameter, NormKind, NormPlacement, PreluMode,
+    PREDICT_CHUNK_FLOATS,
+};
 pub use optim::{Optimizer, Schedule};

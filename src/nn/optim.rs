@@ -11,6 +11,7 @@ use crate::error::Error;
 /// An optimizer and its hyper-parameters, with PyTorch's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Optimizer {
     /// `torch.optim.SGD`.
     Sgd {
@@ -251,6 +252,7 @@ impl FromStr for Optimizer {
 /// A learning-rate schedule over optimizer steps.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "name", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Schedule {
     /// The base rate throughout.
     #[default]

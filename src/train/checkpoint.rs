@@ -53,7 +53,7 @@ pub struct TrainingState {
 /// [`crate::Trainer::resume`] carry a run.
 ///
 /// ```no_run
-/// use fusedmlp::train::checkpoint::Checkpoint;
+/// use fusedmlp::train::Checkpoint;
 ///
 /// let ckpt = Checkpoint::load("run.safetensors".as_ref())?;
 /// println!("{} layers, {} parameters", ckpt.params.len(), ckpt.model.parameter_count());
@@ -569,7 +569,7 @@ impl Checkpoint {
                         format!("the standardisation in the metadata is invalid: {e}"),
                     )
                 })?;
-                if st.mean.len() != model.input || st.std.len() != model.input {
+                if st.mean().len() != model.input || st.std().len() != model.input {
                     return Err(data_err(
                         name,
                         "the standardisation does not match the model's input size",

@@ -497,7 +497,7 @@ pub fn main_job_recipe(train_rows: usize, epochs: usize, seed: u64) -> TrainConf
 }
 
 /// Writes `report.json` (every run in full, with the summaries) and, with
-/// the `plots` feature, the plots of [`crate::plot::write_plots`] into
+/// the `plots` feature, the plots of `plot::write_plots` into
 /// `dir`; returns the files written.
 pub fn write_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io {
@@ -523,7 +523,7 @@ pub fn write_outputs(runs: &[RunReport], dir: &Path) -> Result<Vec<PathBuf>, Err
 /// Writes the comparison over seeds into `dir`: `report.json` (the seeds,
 /// each contender's [`SeedSummary`] and every run in full) and, with the
 /// `plots` feature, `curves.png` with every seed's curves (thin) and their
-/// median (thick), and the other figures of [`crate::plot::write_plots`]
+/// median (thick), and the other figures of `plot::write_plots`
 /// for the first seed's runs. Returns the files written.
 pub fn write_seed_outputs(runs: &SeedRuns, dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let Some(first) = runs.runs.first() else {

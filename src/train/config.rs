@@ -16,20 +16,19 @@ use crate::nn::{Optimizer, Schedule};
 /// ```
 /// use fusedmlp::{Optimizer, TrainConfig};
 ///
-/// let config = TrainConfig {
-///     epochs: 20,
-///     batch_size: 32,
-///     optimizer: Optimizer::adam(), // at Adam's default rate, 1e-3
-///     clip_norm: Some(1.0),
-///     log_every: 25, // per-layer diagnostics every 25 steps
-///     ..Default::default()
-/// };
+/// let config = TrainConfig::default()
+///     .with_epochs(20)
+///     .with_batch_size(32)
+///     .with_optimizer(Optimizer::adam()) // at Adam's default rate, 1e-3
+///     .with_clip_norm(1.0)
+///     .with_log_every(25); // per-layer diagnostics every 25 steps
 /// assert_eq!(config.lr(), 1e-3);
 /// assert!(config.validate(1_000).is_ok());
-/// let err = TrainConfig { batch_size: 0, ..config }.validate(1_000).unwrap_err();
+/// let err = config.with_batch_size(0).validate(1_000).unwrap_err();
 /// assert_eq!(err.field(), Some("TrainConfig::batch_size"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TrainConfig {
     /// Passes over the training split.
     pub epochs: usize,
@@ -63,12 +62,13 @@ pub struct TrainConfig {
 /// Which kernels run a step's hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Kernels {
     /// The fully fused stack where the net allows it and it is the faster
     /// path ([`Kernels::auto_picks_fused`]), else layered.
     #[default]
     Auto,
-    /// The fully fused stack ([`crate::gpu::fused`]): every hidden layer
+    /// The fully fused stack ([`crate::gpu::FusedShape`]): every hidden layer
     /// forward in one dispatch, backward in two. Needs hidden layers of one
     /// width (at most 128) and one activation, without normalisation,
     /// residual connections, dropout or learned slopes; anything else is
@@ -136,6 +136,72 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Sets [`TrainConfig::epochs`] (passes over the training split).
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets [`TrainConfig::batch_size`] (examples per step).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets [`TrainConfig::learning_rate`] (the base rate; `None` takes the optimizer's default); `None` clears it.
+    pub fn with_learning_rate(mut self, learning_rate: impl Into<Option<f32>>) -> Self {
+        self.learning_rate = learning_rate.into();
+        self
+    }
+
+    /// Sets [`TrainConfig::optimizer`] (the optimizer).
+    pub fn with_optimizer(mut self, optimizer: Optimizer) -> Self {
+        self.optimizer = optimizer;
+        self
+    }
+
+    /// Sets [`TrainConfig::schedule`] (the learning-rate schedule).
+    pub fn with_schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Sets [`TrainConfig::warmup_steps`] (steps of linear warmup).
+    pub fn with_warmup_steps(mut self, warmup_steps: u64) -> Self {
+        self.warmup_steps = warmup_steps;
+        self
+    }
+
+    /// Sets [`TrainConfig::clip_norm`] (clipping to a global gradient norm); `None` clears it.
+    pub fn with_clip_norm(mut self, clip_norm: impl Into<Option<f32>>) -> Self {
+        self.clip_norm = clip_norm.into();
+        self
+    }
+
+    /// Sets [`TrainConfig::log_every`] (steps between logged diagnostics).
+    pub fn with_log_every(mut self, log_every: u64) -> Self {
+        self.log_every = log_every;
+        self
+    }
+
+    /// Sets [`TrainConfig::max_logged_steps`] (logged steps kept).
+    pub fn with_max_logged_steps(mut self, max_logged_steps: usize) -> Self {
+        self.max_logged_steps = max_logged_steps;
+        self
+    }
+
+    /// Sets [`TrainConfig::seed`] (the shuffling seed).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets [`TrainConfig::kernels`] (which kernels run the hidden layers).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
     /// The base learning rate used: [`TrainConfig::learning_rate`], or the
     /// optimizer's default where it is `None`.
     pub fn lr(&self) -> f32 {

@@ -16,6 +16,7 @@ use crate::reference::mlp::loss_and_grad;
 
 /// How a model does on a labelled data set ([`Mlp::evaluate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Metrics {
     /// Rows evaluated.
     pub rows: usize,

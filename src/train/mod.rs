@@ -1,14 +1,15 @@
 //! Training: the loop, gradient-flow diagnostics, checkpoints, the JSON report.
 
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod compare;
-pub mod config;
-pub mod inference;
-pub mod observer;
-pub mod report;
-pub mod seeds;
-pub mod trainer;
+pub(crate) mod config;
+pub(crate) mod inference;
+pub(crate) mod observer;
+pub(crate) mod report;
+pub(crate) mod seeds;
+pub(crate) mod trainer;
 
+pub use checkpoint::{write_atomic, Checkpoint, TrainingState};
 pub use config::Kernels;
 pub use inference::Metrics;
 pub use observer::{Control, Observer};
@@ -17,4 +18,4 @@ pub use report::{
     DEFAULT_MAX_LOGGED_STEPS,
 };
 pub use seeds::Seeds;
-pub use trainer::{shuffle_order, TrainConfig, Trainer};
+pub use trainer::{data_fingerprint, shuffle_order, Divergence, TrainConfig, Trainer};

@@ -15,6 +15,7 @@ pub const HIST_BINS: usize = 32;
 /// Gradient-flow diagnostics of one layer at one logged step, all computed
 /// on the GPU from the step's batch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct LayerDiagnostics {
     /// Layer index (0 = first hidden layer; the last is the output layer).
     pub layer: usize,
@@ -42,6 +43,7 @@ pub struct LayerDiagnostics {
 
 /// One logged step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct StepLog {
     /// Optimizer steps taken before this one (0 = the first step, at initialisation).
     pub step: u64,
@@ -108,6 +110,7 @@ pub fn thin_logged_steps(logs: &mut Vec<StepLog>, cap: usize) -> usize {
 
 /// One epoch's summary.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct EpochLog {
     /// Epoch (0-based).
     pub epoch: usize,
@@ -168,6 +171,7 @@ fn rows_not_recorded() -> usize {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct RunReport {
     /// A short label for plots and tables (for example `relu`).
     pub label: String,
@@ -210,6 +214,7 @@ pub struct RunReport {
 /// How a training run ended ([`RunReport::status`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// Every configured epoch ran.
     #[default]

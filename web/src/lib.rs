@@ -343,18 +343,16 @@ impl PlayConfig {
         model.residual = self.residual;
         model.scale_residual_init = self.residual;
         model.dropout = self.dropout;
-        let train = TrainConfig {
+        let train = TrainConfig::default()
             // The page stops the trainer where it wants; epochs never run out.
-            epochs: 1_000_000,
-            batch_size: self.batch,
-            learning_rate: Some(self.lr),
-            optimizer: self.optimizer.parse::<Optimizer>()?,
-            clip_norm: (self.clip > 0.0).then_some(self.clip),
-            log_every: self.log_every.max(1),
-            max_logged_steps: 100_000,
-            seed: self.seed,
-            ..Default::default()
-        };
+            .with_epochs(1_000_000)
+            .with_batch_size(self.batch)
+            .with_learning_rate(self.lr)
+            .with_optimizer(self.optimizer.parse::<Optimizer>()?)
+            .with_clip_norm((self.clip > 0.0).then_some(self.clip))
+            .with_log_every(self.log_every.max(1))
+            .with_max_logged_steps(100_000)
+            .with_seed(self.seed);
         Ok((model, train))
     }
 }
@@ -395,8 +393,8 @@ impl Session {
         let config = PlayConfig::from_json(&config_json)?;
         let gpu = Gpu::new_async().await.map_err(js_err)?;
         let (train, val, standardizer) = config.data(csv.as_deref()).map_err(js_err)?;
-        let classes = train.n_classes.max(2);
-        let features = train.n_features;
+        let classes = train.n_classes().max(2);
+        let features = train.n_features();
         let (model_config, train_config) = config.configs(features, classes).map_err(js_err)?;
         let model = Mlp::new(&gpu, model_config).map_err(js_err)?;
         let mut trainer = Trainer::new(model, train_config, &train, &val).map_err(js_err)?;
@@ -455,7 +453,7 @@ impl Session {
     /// gets a new device).
     #[wasm_bindgen(js_name = deviceLost)]
     pub fn device_lost(&self) -> bool {
-        self.trainer.model.gpu.is_lost()
+        self.trainer.model().gpu().is_lost()
     }
 
     /// The trained model as the crate's safetensors checkpoint (weights,
@@ -463,7 +461,7 @@ impl Session {
     /// `fusedmlp::Mlp::load` read.
     #[wasm_bindgen(js_name = modelBytes)]
     pub async fn model_bytes(&self) -> Result<Vec<u8>, JsValue> {
-        self.trainer.model.to_bytes_async().await.map_err(js_err)
+        self.trainer.model().to_bytes_async().await.map_err(js_err)
     }
 
     /// Class probabilities for raw rows (as the data file holds them, of
@@ -472,7 +470,7 @@ impl Session {
     pub async fn predict_proba(&self, rows: Vec<f32>) -> Result<Vec<f32>, JsValue> {
         let n = rows.len() / self.features.max(1);
         self.trainer
-            .model
+            .model()
             .predict_proba_async(&rows, n)
             .await
             .map_err(js_err)
@@ -497,7 +495,7 @@ impl Session {
     /// Whether the data has two features (a decision surface to draw).
     #[wasm_bindgen(js_name = isPlanar)]
     pub fn is_planar(&self) -> bool {
-        self.features == 2
+        self.features() == 2
     }
 
     /// Classes of the data set.
@@ -507,13 +505,13 @@ impl Session {
 
     /// The training points as `x, y, label` triples (2-D data only).
     pub fn points(&self) -> Vec<f32> {
-        if self.features != 2 {
+        if self.features() != 2 {
             return Vec::new();
         }
         (0..self.train.len())
             .flat_map(|i| {
                 let r = self.train.row(i);
-                [r[0], r[1], self.train.labels[i] as f32]
+                [r[0], r[1], self.train.labels()[i] as f32]
             })
             .collect()
     }
@@ -521,7 +519,7 @@ impl Session {
     /// The model evaluated on the GPU over a `res` × `res` grid spanning
     /// `[-extent, extent]²` (row 0 at the top): `class, probability` pairs.
     pub async fn surface(&self, res: u32, extent: f32) -> Result<Vec<f32>, JsValue> {
-        if self.features != 2 {
+        if self.features() != 2 {
             return Err(js_err("the decision surface needs 2-D data"));
         }
         let res = res.clamp(2, 256) as usize;
@@ -535,20 +533,20 @@ impl Session {
         }
         // The grid is in standardised coordinates (as the points are);
         // the model standardises what it is given, so give it raw ones.
-        if let Some(s) = self.trainer.model.standardizer() {
+        if let Some(s) = self.trainer.model().standardizer() {
             for cell in grid.chunks_mut(2) {
-                for ((v, m), sd) in cell.iter_mut().zip(&s.mean).zip(&s.std) {
+                for ((v, m), sd) in cell.iter_mut().zip(s.mean()).zip(s.std()) {
                     *v = *v * sd + m;
                 }
             }
         }
         let logits = self
             .trainer
-            .model
+            .model()
             .predict_logits_async(&grid, res * res)
             .await
             .map_err(js_err)?;
-        let k = self.trainer.model.config.output;
+        let k = self.trainer.model().config().output;
         let mut out = Vec::with_capacity(res * res * 2);
         for cell in logits.chunks(k) {
             if k == 1 {
@@ -587,12 +585,14 @@ pub async fn check_step(config_json: String) -> Result<String, JsValue> {
     let config = PlayConfig::from_json(&config_json)?;
     let gpu = Gpu::new_async().await.map_err(js_err)?;
     let (train, val, _) = config.data(None).map_err(js_err)?;
-    let classes = train.n_classes.max(2);
-    let (model_config, train_config) = config.configs(train.n_features, classes).map_err(js_err)?;
+    let classes = train.n_classes().max(2);
+    let (model_config, train_config) = config
+        .configs(train.n_features(), classes)
+        .map_err(js_err)?;
     let model = Mlp::new(&gpu, model_config.clone()).map_err(js_err)?;
     let mut trainer = Trainer::new(model, train_config.clone(), &train, &val).map_err(js_err)?;
     trainer.run_steps_async(1).await.map_err(js_err)?;
-    let got = trainer.model.parameters_async().await.map_err(js_err)?;
+    let got = trainer.model().parameters_async().await.map_err(js_err)?;
     let mut reference = ReferenceMlp::new(model_config).map_err(js_err)?;
     let order = shuffle_order(train_config.seed, 0, train.len());
     let batch = &order[..train_config.batch_size.min(order.len())];
@@ -600,7 +600,7 @@ pub async fn check_step(config_json: String) -> Result<String, JsValue> {
         .iter()
         .flat_map(|&r| train.row(r as usize).to_vec())
         .collect();
-    let y: Vec<u32> = batch.iter().map(|&r| train.labels[r as usize]).collect();
+    let y: Vec<u32> = batch.iter().map(|&r| train.labels()[r as usize]).collect();
     reference
         .train_step(&x, &y, &train_config, 1)
         .map_err(js_err)?;

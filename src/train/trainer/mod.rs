@@ -424,7 +424,7 @@ struct SlopeState {
 ///     if step % 100 == 0 { println!("{step}/{total}") }
 /// }, |e| println!("epoch {}: {:?}", e.epoch, e.validation()))?;
 /// println!("{}: {} steps in {:.1} s", report.outcome, report.total_steps, report.wall_seconds);
-/// let saved = fusedmlp::train::checkpoint::Checkpoint::load("run.safetensors".as_ref())?;
+/// let saved = fusedmlp::train::Checkpoint::load("run.safetensors".as_ref())?;
 /// let resumed = Trainer::resume(&gpu, &saved, &train, &val, Some(20))?; // 10 more epochs
 /// # let _ = resumed;
 /// # Ok::<(), fusedmlp::Error>(())
@@ -432,7 +432,7 @@ struct SlopeState {
 pub struct Trainer {
     gpu: Gpu,
     /// The model being trained.
-    pub model: Mlp,
+    pub(crate) model: Mlp,
     config: TrainConfig,
     train_x: GpuTensor,
     train_y: GpuTensor,
@@ -500,6 +500,7 @@ pub struct Trainer {
 
 /// Where a non-finite value first appeared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Divergence {
     /// The optimizer step (0-based).
     pub step: u64,
@@ -897,6 +898,17 @@ impl Trainer {
             stop_at: None,
             fused,
         })
+    }
+
+    /// The model being trained (its parameters are the trainer's, updated
+    /// in place by every step).
+    pub fn model(&self) -> &Mlp {
+        &self.model
+    }
+
+    /// The trained model, for saving or predicting once training is done.
+    pub fn into_model(self) -> Mlp {
+        self.model
     }
 
     /// Optimizer steps taken so far.

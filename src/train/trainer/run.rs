@@ -315,8 +315,10 @@ impl Trainer {
         Ok(RunReport::join(parts, self.config.batch_size))
     }
 
-    /// Runs `steps` optimizer steps over the epoch-0 order (wrapping), with
-    /// no evaluation: for tests and benchmarks. Waits for the GPU at the end.
+    /// Takes `steps` optimizer steps now, over the first epoch's order
+    /// (wrapping), with no evaluation and no report: a warm-up, a fixed
+    /// budget of steps, a check that a configuration trains. Steps due for
+    /// logging are logged ([`Trainer::logs`]). Waits for the GPU at the end.
     pub fn run_steps(&mut self, steps: usize) -> Result<(), Error> {
         pollster::block_on(self.run_steps_async(steps))
     }
@@ -338,7 +340,8 @@ impl Trainer {
     /// record a step, mean seconds per step) over `steps` non-logged steps.
     /// For benchmarks: it takes real optimizer steps (the model changes) and
     /// leaves the step counter where they end.
-    pub fn time_steps(&mut self, steps: usize) -> Result<(f64, f64), Error> {
+    #[cfg(feature = "cli")]
+    pub(crate) fn time_steps(&mut self, steps: usize) -> Result<(f64, f64), Error> {
         let saved_log_every = self.config.log_every;
         self.config.log_every = u64::MAX;
         self.step = 1;

@@ -2,13 +2,11 @@
 //! ragged shapes and several input scales, and every GEMM variant the
 //! autotuner can pick at shapes that hit every tile edge.
 
-mod common;
+use super::{grid_values, run_gemm};
 
-use common::{grid_values, run_gemm};
-
-use fusedmlp::gpu::gemm::{GemmKind, GemmVariant};
-use fusedmlp::gpu::linear::GemmDims;
-use fusedmlp::{reference, Activation, Error, LinearShape};
+use crate::gpu::gemm::{GemmKind, GemmVariant};
+use crate::gpu::linear::GemmDims;
+use crate::{reference, Activation, Error, LinearShape};
 
 /// Largest |gpu − ref| / (1e-4·mag + 1e-6), where mag is the same sum as
 /// the output taken over absolute values. At most 1 passes.
@@ -75,7 +73,7 @@ const SHAPES: [(usize, usize, usize); 7] = [
 
 #[test]
 fn every_activation_at_every_shape_matches_the_reference() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     let mut worst = (0.0f64, String::new());
     let mut failures = Vec::new();
     for (si, &(batch, n_in, n_out)) in SHAPES.iter().enumerate() {
@@ -119,7 +117,7 @@ fn every_activation_at_every_shape_matches_the_reference() {
 
 #[test]
 fn real_valued_inputs_agree_too() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     let shape = LinearShape::new(33, 70, 45);
     let x: Vec<f32> = (0..33 * 70)
         .map(|i| ((i as f32) * 0.7123).sin() * 1.7)
@@ -170,7 +168,7 @@ fn gemm_ref(a: &[f32], b: &[f32], d: GemmDims) -> (Vec<f32>, Vec<f64>) {
 /// Runs one GEMM variant and reads C back.
 #[test]
 fn every_gemm_variant_handles_every_tile_edge() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     let mut tested = 0;
     for v in GemmVariant::CANDIDATES {
         let (tr, tc) = (v.tile_rows() as usize, v.tile_cols() as usize);
@@ -225,7 +223,7 @@ fn every_gemm_variant_handles_every_tile_edge() {
 
 #[test]
 fn the_backward_through_every_gemm_kind_matches_the_reference() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     let kinds = [
         GemmKind::Scalar,
         GemmKind::Vec4,
@@ -294,7 +292,7 @@ fn the_backward_through_every_gemm_kind_matches_the_reference() {
 
 #[test]
 fn rows_past_the_dispatch_limit_are_split_not_dropped() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     let v = GemmVariant::CANDIDATES[0]; // scalar, 4 rows per workgroup
     let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
     let m = max * v.tile_rows() as usize + 9;
@@ -317,7 +315,7 @@ fn rows_past_the_dispatch_limit_are_split_not_dropped() {
 
 #[test]
 fn wrong_lengths_are_shape_errors_naming_both() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     let shape = LinearShape::new(2, 3, 4);
     let err = gpu
         .linear_forward(Activation::Relu, &[0.0; 5], &[0.0; 12], &[0.0; 4], shape)
@@ -346,7 +344,7 @@ fn wrong_lengths_are_shape_errors_naming_both() {
 
 #[test]
 fn a_class_choice_that_cannot_hold_a_larger_member_falls_back() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     // Rows past the 2-D texture limit, in the same shape class as 2000 rows.
     let limit = gpu.limits().max_texture_dimension_2d as usize;
     // Widths where the texture kinds win on lavapipe, so that the class's
@@ -381,7 +379,7 @@ fn a_class_choice_that_cannot_hold_a_larger_member_falls_back() {
 
 #[test]
 fn texture_operands_copied_from_rows_longer_than_k_stay_exact() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     // Rows of 64 floats (256 bytes, which the copy engine can stride over)
     // holding k = 60 (whole texels: copied) or k = 62 (a partial texel: must
     // be packed, with zeros past k). The padding holds values that would show.

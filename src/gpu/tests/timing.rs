@@ -3,16 +3,14 @@
 //! on the same device (the GPU test binaries run their tests in parallel
 //! threads on one shared device and queue).
 
-mod common;
+use super::{grid_values, run_gemm};
 
-use common::{grid_values, run_gemm};
-
-use fusedmlp::gpu::gemm::Epilogue;
-use fusedmlp::gpu::linear::GemmDims;
+use crate::gpu::gemm::Epilogue;
+use crate::gpu::linear::GemmDims;
 
 #[test]
 fn timings_after_a_texture_kernel_still_measure_the_work() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = super::gpu() else { return };
     let dims = GemmDims::dense(256, 256, 256);
     let applicable = gpu.applicable_variants(dims);
     let (Some(tex), Some(buf)) = (
@@ -64,7 +62,7 @@ fn timings_after_a_texture_kernel_still_measure_the_work() {
     // CPU adapter, whose kernels run on the host, is timed by the wall clock.
     if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
         let (t, wall_each) = time(GemmDims::dense(32, 64, 64));
-        assert_eq!(t.source, fusedmlp::gpu::timing::TimeSource::Wall);
+        assert_eq!(t.source, crate::gpu::timing::TimeSource::Wall);
         assert!(t.seconds > 0.25 * wall_each);
     }
 }

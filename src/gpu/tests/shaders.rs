@@ -1,8 +1,8 @@
 //! Every shader, as assembled for every activation, parses and validates
 //! with naga. Needs no GPU.
 
-use fusedmlp::gpu::shader;
-use fusedmlp::Activation;
+use crate::gpu::shader;
+use crate::Activation;
 
 fn variants() -> Vec<Activation> {
     let mut acts = Activation::ALL.to_vec();
