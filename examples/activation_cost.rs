@@ -24,7 +24,7 @@
 //! the noise floor, printed with the table. A ratio below 1 means slower
 //! than identity.
 //!
-//! `cargo run --release --example activation_cost -- --rounds 3 --repeats 3`
+//! `cargo run --release --features cli --example activation_cost -- --rounds 3 --repeats 3`
 //!
 //! Writes `out/activation_cost/`: `report.json` (every measurement),
 //! `fused_relative.png` (forward), `fused_backward_relative.png` and

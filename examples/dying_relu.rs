@@ -32,7 +32,7 @@
 //! `dead_units.png`, `lr_sweep.png`, `measurements.json` and the standard
 //! `report.json` and figures to `out/dying_relu/`.
 //!
-//! `cargo run --release --example dying_relu`
+//! `cargo run --release --features cli --example dying_relu`
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

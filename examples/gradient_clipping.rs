@@ -16,7 +16,7 @@
 //! finite global gradient norm seen and how the run ended; the verdict lines
 //! under it state what happened, not what was expected.
 //!
-//! `cargo run --release --example gradient_clipping -- --clip-norms 1.0,0.25 --lr 0.5`
+//! `cargo run --release --features cli --example gradient_clipping -- --clip-norms 1.0,0.25 --lr 0.5`
 //!
 //! Writes `out/gradient_clipping/`: `report.json` and the comparison plots
 //! (`compare::write_outputs`), and `global_norm.png` (global gradient norm

@@ -24,7 +24,7 @@
 //! per layer on a log scale, one line per initialiser), `measurements.json`
 //! and the standard `report.json` and figures to `out/initialisation/`.
 //!
-//! `cargo run --release --example initialisation`
+//! `cargo run --release --features cli --example initialisation`
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -38,7 +38,7 @@
 //! (a run under the bar may still be climbing), and one line per group
 //! states what was measured against the claim.
 //!
-//! `cargo run --release --example normalisation_and_residuals -- --activations sigmoid,tanh --depth 50 --residual-depth 100`
+//! `cargo run --release --features cli --example normalisation_and_residuals -- --activations sigmoid,tanh --depth 50 --residual-depth 100`
 //!
 //! Writes `out/normalisation_and_residuals/`: `report.json` and the
 //! comparison plots (`compare::write_outputs`: `curves.png`,

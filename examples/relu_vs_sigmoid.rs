@@ -5,7 +5,7 @@
 //! the instability the schedule removes. Prints a side-by-side table and
 //! writes the JSON report and plots.
 //!
-//! `cargo run --release --example relu_vs_sigmoid -- --seeds 0..5` repeats it
+//! `cargo run --release --features cli --example relu_vs_sigmoid -- --seeds 0..5` repeats it
 //! over 5 seeds and prints each figure's median and range;
 //! `--activations relu,sigmoid,tanh,leaky_relu,elu,selu,gelu` adds more runs.
 

@@ -17,7 +17,7 @@
 //! the first, middle and last hidden layer, the extremes over all hidden
 //! layers, and the final validation accuracy.
 //!
-//! `cargo run --release --example self_normalising -- --depths 32,48`
+//! `cargo run --release --features cli --example self_normalising -- --depths 32,48`
 //!
 //! Writes `out/self_normalising/`: `report.json`, the comparison plots and
 //! `mean_std.png` (per-layer mean and std, at initialisation solid and at

@@ -50,7 +50,12 @@ fn real_checkpoint() -> (Vec<u8>, Vec<u8>) {
         norms: vec![(Vec::new(), Vec::new()); 3],
         running: vec![(Vec::new(), Vec::new()); 3],
     };
-    let dir = std::env::temp_dir().join(format!("fusedmlp-fuzz-ckpt-{}", std::process::id()));
+    // A folder per call: the properties run on parallel threads of one
+    // process, and each removes its folder when done.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("fusedmlp-fuzz-ckpt-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("c.safetensors");
     c.save(&path).unwrap();

@@ -113,8 +113,12 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, and
-/// an fsync of the folder so the rename itself is durable.
+/// an fsync of the folder so the rename itself is durable. Each call has a
+/// temporary file of its own (process and call number), so threads writing
+/// the same path at once each leave a whole file, the last rename winning.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -123,7 +127,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::Config(format!("'{}' is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}.tmp-{}-{call}", std::process::id()));
     let result = (|| {
         let mut f =
             std::fs::File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
@@ -632,4 +636,36 @@ fn corrupt(name: &str, e: impl std::fmt::Display) -> Error {
 /// Serialises a value as JSON for the metadata.
 fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::Config(format!("serialising metadata: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_atomic;
+
+    /// Threads of one process writing the same path at once each write a
+    /// temporary file of their own: every call succeeds and the file is one
+    /// of the writes, whole (they shared one temporary name, and a rename
+    /// found it gone).
+    #[test]
+    fn concurrent_atomic_writes_to_one_path_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("fusedmlp-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("same.bin");
+        let writes: Vec<Vec<u8>> = (0..8u8).map(|t| vec![t; 64 * 1024]).collect();
+        std::thread::scope(|s| {
+            for bytes in &writes {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(path, bytes).unwrap();
+                    }
+                });
+            }
+        });
+        let got = std::fs::read(&path).unwrap();
+        assert!(writes.contains(&got), "the file is one whole write");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
