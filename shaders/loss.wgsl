@@ -23,69 +23,13 @@ struct LossParams {
 // Per row: [loss, correct (0 or 1)].
 @group(0) @binding(4) var<storage, read_write> row_stats: array<f32>;
 
-fn target_of(j: u32, label: u32) -> f32 {
-    if (p.classes == 1u) {
-        return f32(label);
-    }
-    return select(0.0, 1.0, j == label);
-}
-
-// One invocation per batch row.
+// One invocation per batch row (the per-row maths: shaders/loss_row.wgsl).
 @compute @workgroup_size(64)
 fn loss_forward_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let r = gid.x;
-    if (r >= p.rows) {
+    if (gid.x >= p.rows) {
         return;
     }
-    let base = r * p.classes;
-    let label = u32(labels[r]);
-    var best = 0u;
-    var best_value = logits[base];
-    for (var j = 1u; j < p.classes; j = j + 1u) {
-        let v = logits[base + j];
-        if (v > best_value) {
-            best_value = v;
-            best = j;
-        }
-    }
-    var loss = 0.0;
-    var correct = select(0.0, 1.0, best == label);
-    if (p.kind == 0u) {
-        // log-sum-exp with the max subtracted: no overflow for any logits.
-        var sum = 0.0;
-        for (var j = 0u; j < p.classes; j = j + 1u) {
-            sum = sum + exp(logits[base + j] - best_value);
-        }
-        loss = best_value + log(sum) - logits[base + label];
-        for (var j = 0u; j < p.classes; j = j + 1u) {
-            let prob = exp(logits[base + j] - best_value) / sum;
-            dlogits[base + j] = (prob - select(0.0, 1.0, j == label)) * p.grad_scale;
-        }
-    } else if (p.kind == 1u) {
-        for (var j = 0u; j < p.classes; j = j + 1u) {
-            let l = logits[base + j];
-            let t = target_of(j, label);
-            // max(l, 0) - l t + log(1 + exp(-|l|)): stable for any l.
-            loss = loss + max(l, 0.0) - l * t + fm_log1p(exp(-abs(l)));
-            dlogits[base + j] = (fm_sigmoid(l) - t) * p.grad_scale;
-        }
-        loss = loss / f32(p.classes);
-        if (p.classes == 1u) {
-            correct = select(0.0, 1.0, (logits[base] > 0.0) == (label == 1u));
-        }
-    } else {
-        for (var j = 0u; j < p.classes; j = j + 1u) {
-            let d = logits[base + j] - target_of(j, label);
-            loss = loss + d * d;
-            dlogits[base + j] = 2.0 * d * p.grad_scale;
-        }
-        loss = loss / f32(p.classes);
-        if (p.classes == 1u) {
-            correct = select(0.0, 1.0, abs(logits[base] - f32(label)) < 0.5);
-        }
-    }
-    row_stats[2u * r] = loss;
-    row_stats[2u * r + 1u] = correct;
+    loss_row(gid.x);
 }
 
 struct ReduceParams {

@@ -606,6 +606,12 @@ pub struct TrainPathRow {
     pub fraction_of_peak: f64,
     /// Seconds from creating the model to the end of its first step.
     pub first_step_seconds: f64,
+    /// With profiling: each compute pass of a step submitted and waited on
+    /// alone, (label, median milliseconds) in recording order; empty without.
+    pub passes: Vec<(String, f64)>,
+    /// With profiling: the median milliseconds of a whole step run that way
+    /// (the passes plus the host's recording and the submissions' overhead).
+    pub profiled_step_ms: Option<f64>,
 }
 
 /// Times unlogged training steps (plain SGD) of each net and activation on
@@ -619,6 +625,7 @@ pub fn train_path_bench(
     activations: &[Activation],
     steps: usize,
     rounds: usize,
+    profile: bool,
 ) -> Result<(f64, Vec<TrainPathRow>), Error> {
     use crate::nn::{Mlp, MlpConfig};
     use crate::train::{Kernels, TrainConfig, Trainer};
@@ -666,8 +673,14 @@ pub fn train_path_bench(
                     per.push(p);
                 }
             }
-            for (kernels, _, first, dispatches, host, per) in paths {
+            for (kernels, mut trainer, first, dispatches, host, per) in paths {
                 let per_step = median(&per);
+                let (passes, profiled_step_ms) = if profile {
+                    let (passes, whole) = trainer.profile_steps(steps)?;
+                    (passes, Some(whole))
+                } else {
+                    (Vec::new(), None)
+                };
                 rows.push(TrainPathRow {
                     net,
                     activation: act.to_string(),
@@ -678,6 +691,8 @@ pub fn train_path_bench(
                     step_gflops: flops / per_step / 1e9,
                     fraction_of_peak: 0.0,
                     first_step_seconds: first,
+                    passes,
+                    profiled_step_ms,
                 });
             }
         }

@@ -116,8 +116,9 @@ fn eval_matches_reference(trainer: &Trainer, reference: &ReferenceMlp, data: &Da
     }
 }
 
-/// 3 hidden layers of 17 units, batch 13 (the whole set, so every step sees
-/// the same rows in a shuffled order): 5 GPU steps equal 5 reference steps.
+/// 3 hidden layers of 17 units and of 16, batch 13 (the whole set, so every
+/// step sees the same rows in a shuffled order; the fused path): 5 GPU steps
+/// equal 5 reference steps.
 #[test]
 fn gpu_steps_equal_reference_steps_for_every_optimizer_and_head() {
     let Some(gpu) = common::gpu() else { return };
@@ -189,8 +190,11 @@ fn gpu_steps_equal_reference_steps_for_every_optimizer_and_head() {
             Schedule::Constant,
         ),
     ];
-    for (opt, head, act, clip, schedule) in cases {
-        let mut config = MlpConfig::new(6, vec![17, 17, 17], 4, act);
+    // Width 17 and 16: the fused path's output-layer kernel has a scalar
+    // form and a vec4 one (widths that are multiples of 4).
+    let widths = cases.iter().flat_map(|c| [(c, 17), (c, 16)]);
+    for (&(opt, head, act, clip, schedule), width) in widths {
+        let mut config = MlpConfig::new(6, vec![width; 3], 4, act);
         config.head = head;
         config.seed = 11;
         let train = TrainConfig::default()
@@ -217,7 +221,7 @@ fn gpu_steps_equal_reference_steps_for_every_optimizer_and_head() {
         }
         let got = trainer.model().parameters().unwrap();
         for (l, ((gw, gb), (rw, rb))) in got.iter().zip(&reference.params).enumerate() {
-            let what = format!("{opt} {head} {act} clip {clip:?} layer {l}");
+            let what = format!("{opt} {head} {act} clip {clip:?} width {width} layer {l}");
             close(gw, rw, &format!("{what} weight"));
             close(gb, rb, &format!("{what} bias"));
         }

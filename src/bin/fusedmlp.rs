@@ -120,6 +120,10 @@ enum Command {
         /// residual, dropout) on a 20 × 256 step at batch 256 instead.
         #[arg(long, requires = "train")]
         remedies: bool,
+        /// With --train: also show where a step's time goes, each compute
+        /// pass submitted and waited on alone (milliseconds, medians).
+        #[arg(long, requires = "train", conflicts_with = "remedies")]
+        profile: bool,
         /// With --train: units per hidden layer of the one net to measure.
         #[arg(long, requires = "train")]
         width: Option<usize>,
@@ -839,6 +843,7 @@ fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(
 }
 
 fn run_train_paths_bench(
+    profile: bool,
     width: Option<usize>,
     depth: Option<usize>,
     batch: Option<usize>,
@@ -860,7 +865,8 @@ fn run_train_paths_bench(
         bench::default_train_nets()
     };
     let activations = activations.unwrap_or_else(|| vec![Activation::Relu]);
-    let (peak, rows) = bench::train_path_bench(&gpu, &nets, &activations, 20, repeats.max(1))?;
+    let (peak, rows) =
+        bench::train_path_bench(&gpu, &nets, &activations, 20, repeats.max(1), profile)?;
     println!(
         "{:<16} {:<8} {:<8} {:>10} {:>12} {:>11} {:>10} {:>7} {:>12}",
         "net L×w b",
@@ -892,6 +898,32 @@ fn run_train_paths_bench(
          medians over {} interleaved rounds of 20 steps; a net the fused path cannot run has no fused row)",
         repeats.max(1)
     );
+    for r in rows.iter().filter(|r| r.profiled_step_ms.is_some()) {
+        println!(
+            "\n{}×{} b{} {} {}: each pass submitted and waited on alone (median ms over 20 steps)",
+            r.net.depth, r.net.width, r.net.batch, r.activation, r.kernels
+        );
+        let mut merged: Vec<(String, f64, usize)> = Vec::new();
+        for (label, ms) in &r.passes {
+            match merged.iter_mut().find(|m| &m.0 == label) {
+                Some(m) => {
+                    m.1 += ms;
+                    m.2 += 1;
+                }
+                None => merged.push((label.clone(), *ms, 1)),
+            }
+        }
+        for (label, ms, count) in &merged {
+            println!("  {label:<28} {count:>4} × {:>9.3} ms", ms);
+        }
+        let passes: f64 = r.passes.iter().map(|p| p.1).sum();
+        println!(
+            "  {:<28} {:>4}   {passes:>9.3} ms (whole step run this way: {:.3} ms)",
+            "sum of passes",
+            r.passes.len(),
+            r.profiled_step_ms.unwrap_or(0.0)
+        );
+    }
     if let Some(path) = json {
         write_json(
             &path,
@@ -1125,8 +1157,9 @@ fn main() -> ExitCode {
             activations,
             repeats,
             json,
+            profile,
             ..
-        } => run_train_paths_bench(width, depth, batch, activations, repeats, json),
+        } => run_train_paths_bench(profile, width, depth, batch, activations, repeats, json),
         Command::Bench {
             fused: true,
             repeats,

@@ -68,6 +68,10 @@ thread_local! {
     /// Buffers and bind groups the host layer created on this thread (see
     /// [`Gpu::objects_created`]).
     pub(crate) static CREATED: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    /// While profiling (see [`Gpu::profile_passes`]): each recorded pass's
+    /// label and wall-clock seconds, the pass submitted and waited on alone.
+    pub(crate) static PROFILE: std::cell::RefCell<Option<Vec<(String, f64)>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset;
@@ -333,6 +337,22 @@ impl Gpu {
     /// per step.
     pub fn objects_created(&self) -> (u64, u64) {
         CREATED.with(|c| c.get())
+    }
+
+    /// Runs `f` with every compute pass it records submitted on its own and
+    /// waited on (not recorded into the caller's encoder), and returns `f`'s
+    /// result with each pass's label and wall-clock seconds in order. For
+    /// finding where a step's time goes: copies and clears the caller records
+    /// run later than they would, so only for steps made of passes alone.
+    #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+    pub(crate) fn profile_passes<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<Vec<(String, f64)>, Error> {
+        PROFILE.with(|p| *p.borrow_mut() = Some(Vec::new()));
+        let result = f();
+        let passes = PROFILE.with(|p| p.borrow_mut().take()).unwrap_or_default();
+        result.map(|_| passes)
     }
 
     /// Counts a buffer the host layer created.

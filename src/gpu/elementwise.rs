@@ -86,6 +86,32 @@ pub(crate) fn record_pass_entries(
             layout: &layout,
             entries,
         });
+    super::context::DISPATCHES.with(|d| d.set(d.get() + 1));
+    #[cfg(not(target_arch = "wasm32"))]
+    if super::context::PROFILE.with(|p| p.borrow().is_some()) {
+        // Profiling: this pass alone in a submission, timed to completion.
+        let device = &gpu.inner.device;
+        let mut own = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = own.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        }
+        let start = Instant::now();
+        gpu.inner.queue.submit([own.finish()]);
+        let _ = device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
+        let seconds = start.elapsed().as_secs_f64();
+        super::context::PROFILE.with(|p| {
+            if let Some(v) = p.borrow_mut().as_mut() {
+                v.push((label.to_string(), seconds));
+            }
+        });
+        return;
+    }
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some(label),
         timestamp_writes: None,
@@ -93,7 +119,6 @@ pub(crate) fn record_pass_entries(
     pass.set_pipeline(pipeline);
     pass.set_bind_group(0, &bind_group, &[]);
     pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-    super::context::DISPATCHES.with(|d| d.set(d.get() + 1));
 }
 
 #[repr(C)]

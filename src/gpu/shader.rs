@@ -24,6 +24,14 @@ pub const REGULARIZE_WGSL: &str = include_str!("../../shaders/regularize.wgsl");
 pub const GATHER_WGSL: &str = include_str!("../../shaders/gather.wgsl");
 /// Output heads and losses with the logits' gradient.
 pub const LOSS_WGSL: &str = include_str!("../../shaders/loss.wgsl");
+/// One batch row's loss and logits' gradient, shared by the loss and head kernels.
+pub const LOSS_ROW_WGSL: &str = include_str!("../../shaders/loss_row.wgsl");
+/// The fused path's output layer, loss and output-layer gradients in one kernel.
+pub const HEAD_WGSL: &str = include_str!("../../shaders/head.wgsl");
+/// What the two forms of the output-layer kernel share.
+pub const HEAD_COMMON_WGSL: &str = include_str!("../../shaders/head_common.wgsl");
+/// [`HEAD_WGSL`] with vec4 loads, for hidden widths that are multiples of 4.
+pub const HEAD4_WGSL: &str = include_str!("../../shaders/head4.wgsl");
 /// Optimizer updates.
 pub const OPTIMIZER_WGSL: &str = include_str!("../../shaders/optimizer.wgsl");
 /// Norm reductions and the clipping scale.
@@ -227,6 +235,22 @@ pub fn peak_source(use_fma: bool) -> String {
     format!("fn mad(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>) -> vec4<f32> {{ return {body}; }}\n{PEAK_WGSL}")
 }
 
+/// The loss kernels' source (`shaders/loss.wgsl` with its per-row maths).
+pub(crate) fn loss_source() -> String {
+    format!("{ACTIVATIONS_WGSL}\n{LOSS_ROW_WGSL}\n{LOSS_WGSL}")
+}
+
+/// The fused path's output-layer kernel's source (`shaders/head.wgsl`).
+pub(crate) fn head_source() -> String {
+    format!("{ACTIVATIONS_WGSL}\n{LOSS_ROW_WGSL}\n{HEAD_COMMON_WGSL}\n{HEAD_WGSL}")
+}
+
+/// Its vec4 twin's source (`shaders/head4.wgsl`), for widths that are
+/// multiples of 4.
+pub(crate) fn head4_source() -> String {
+    format!("{ACTIVATIONS_WGSL}\n{LOSS_ROW_WGSL}\n{HEAD_COMMON_WGSL}\n{HEAD4_WGSL}")
+}
+
 /// Every kernel that applies no activation, as (name, source) pairs.
 #[cfg(test)]
 pub(crate) fn activation_free_sources() -> Vec<(String, String)> {
@@ -237,10 +261,9 @@ pub(crate) fn activation_free_sources() -> Vec<(String, String)> {
         ("pack".to_string(), PACK_WGSL.to_string()),
         ("gather".to_string(), GATHER_WGSL.to_string()),
         ("regularize".to_string(), REGULARIZE_WGSL.to_string()),
-        (
-            "loss".to_string(),
-            format!("{ACTIVATIONS_WGSL}\n{LOSS_WGSL}"),
-        ),
+        ("loss".to_string(), loss_source()),
+        ("head".to_string(), head_source()),
+        ("head4".to_string(), head4_source()),
         ("optimizer".to_string(), OPTIMIZER_WGSL.to_string()),
         ("stats".to_string(), STATS_WGSL.to_string()),
         ("finite".to_string(), FINITE_WGSL.to_string()),

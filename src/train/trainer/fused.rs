@@ -75,6 +75,66 @@ pub(super) fn choose(
     }
 }
 
+/// `shaders/head.wgsl`'s parameters.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct HeadParams {
+    rows: u32,
+    classes: u32,
+    width: u32,
+    kind: u32,
+    grad_scale: f32,
+    w_off: u32,
+    b_off: u32,
+    dw_off: u32,
+    db_off: u32,
+    pad: [u32; 3],
+}
+
+/// The output-layer kernel's parameters for `mc` at `rows` rows, or `None`
+/// where the output layer is not a plain linear layer the kernel runs.
+pub(super) fn head_params(
+    gpu: &Gpu,
+    mc: &MlpConfig,
+    layout: &ParamLayout,
+    rows: usize,
+) -> Result<Option<wgpu::Buffer>, Error> {
+    let l = mc.hidden.len();
+    let plain = mc.layer_activation(l) == Activation::Identity
+        && !mc.has_norm(l)
+        && !mc.has_dropout(l)
+        && !mc.is_residual(l)
+        && mc.slope_count(l) == 0;
+    let (Some(w), Some(b)) = (
+        layout.find(l, ParamKind::Weight),
+        layout.find(l, ParamKind::Bias),
+    ) else {
+        return Ok(None);
+    };
+    if !plain {
+        return Ok(None);
+    }
+    let u32s = |v: usize| {
+        u32::try_from(v).map_err(|_| {
+            Error::Config("the output layer is too large for the head kernel's u32 indices".into())
+        })
+    };
+    let params = HeadParams {
+        rows: u32s(rows)?,
+        classes: u32s(mc.output)?,
+        width: u32s(w.cols)?,
+        kind: mc.head.kind(),
+        grad_scale: mc.head.grad_scale(rows, mc.output),
+        // The gradient arena has the parameter arena's layout.
+        w_off: u32s(w.offset)?,
+        b_off: u32s(b.offset)?,
+        dw_off: u32s(w.offset)?,
+        db_off: u32s(b.offset)?,
+        pad: [0; 3],
+    };
+    Ok(Some(gpu.table("the output layer's parameters", &[params])?))
+}
+
 impl FusedState {
     pub(super) fn new(
         gpu: &Gpu,
@@ -122,6 +182,54 @@ impl Trainer {
             self.gpu
                 .record_fused_mlp_forward(encoder, x, arena, arena, bufs)
         }
+    }
+
+    /// Records the output layer of a training step in one dispatch
+    /// (`shaders/head.wgsl`): the logits from the stack's last output, the
+    /// loss and the batch's statistics, the output layer's weight and bias
+    /// gradients into the gradient arena and dL/dy of the last hidden layer
+    /// (where the stack's backward starts). On logged steps the logits are
+    /// also copied to the output layer's z, which the diagnostics read.
+    pub(super) fn record_head(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &wgpu::Buffer,
+        log: bool,
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let n = self.layers.len();
+        let (last, out) = (&self.layers[n - 2], &self.layers[n - 1]);
+        let pipeline = if last.y.cols().is_multiple_of(4) {
+            gpu.pipeline("head4", "head_step", shader::head4_source, false)?
+        } else {
+            gpu.pipeline("head", "head_step", shader::head_source, false)?
+        };
+        gpu.scoped("recording the output layer", || {
+            record_pass(
+                gpu,
+                encoder,
+                "head",
+                &pipeline,
+                &[
+                    (0, params),
+                    (1, &last.y),
+                    (2, self.model.arena()),
+                    (3, &self.y_batch),
+                    (4, &out.y),
+                    (5, &out.dy),
+                    (6, &self.row_stats),
+                    (7, &last.dy),
+                    (8, &self.grads),
+                    (9, &self.stats),
+                ],
+                (1, 1, 1),
+            );
+            if log {
+                let (from, at) = out.y.raw();
+                let (to, to_at) = out.z.raw();
+                encoder.copy_buffer_to_buffer(from, at, to, to_at, out.y.len() as u64 * 4);
+            }
+        })
     }
 
     /// Records the hidden stack's backward through the fused kernels, from

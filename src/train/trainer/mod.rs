@@ -61,8 +61,8 @@ struct LossParams {
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct OptimParams {
-    len: u32,
-    row_stride: u32,
+    chunks: u32,
+    pad0: u32,
     nesterov: u32,
     decoupled: u32,
     momentum: f32,
@@ -71,7 +71,7 @@ struct OptimParams {
     beta2: f32,
     eps: f32,
     alpha: f32,
-    pad: [f32; 2],
+    pad1: [u32; 2],
 }
 
 #[repr(C)]
@@ -268,26 +268,78 @@ fn norm_segments(
     Ok(out)
 }
 
-/// `shaders/finite.wgsl`'s parameters.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct FiniteParams {
-    layers: u32,
-    len_acts0: u32,
-    len_acts1: u32,
-    len_logits: u32,
-    len_arena: u32,
-    len_loss: u32,
-    stride: u32,
-    pad: u32,
+/// The finite checks' chunk tables, made once: the optimizer's over the
+/// arenas (`shaders/optimizer.wgsl`, each chunk a run of one layer's
+/// tensors) and the activations' (`shaders/finite.wgsl`, each chunk a run
+/// of one hidden layer's output, the logits or the row losses). One
+/// workgroup per chunk, so no kernel searches for a value's layer.
+struct FiniteCheck {
+    /// `[start, end, 3 l, 0]` in vec4s of the arena.
+    arena_chunks: wgpu::Buffer,
+    arena_count: u32,
+    /// `[start, end, slot, buffer]` (see `shaders/finite.wgsl`).
+    chunks: wgpu::Buffer,
+    count: u32,
 }
 
-/// The finite check's parameters and offset table, made once.
-struct FiniteCheck {
-    params: wgpu::Buffer,
-    starts: wgpu::Buffer,
-    /// Workgroups along x.
-    groups: u32,
+/// Elements one workgroup of the chunked kernels covers (64 invocations,
+/// 4 elements each).
+const CHUNK: usize = 256;
+
+impl FiniteCheck {
+    fn new(
+        gpu: &Gpu,
+        layout: &crate::nn::ParamLayout,
+        act_starts: &[(usize, usize)],
+        shapes: &[(usize, usize)],
+        rows: usize,
+        (logits, losses): (usize, usize),
+    ) -> Result<FiniteCheck, Error> {
+        let u32s = |v: usize| {
+            u32::try_from(v).map_err(|_| {
+                Error::Config("a tensor is too large for the finite check's u32 indices".into())
+            })
+        };
+        // Splits [start, end) into chunks of CHUNK.
+        let split = |out: &mut Vec<[u32; 4]>, (start, end): (usize, usize), slot, buffer| {
+            let mut at = start;
+            while at < end {
+                let stop = (at + CHUNK).min(end);
+                out.push([u32s(at)?, u32s(stop)?, slot, buffer]);
+                at = stop;
+            }
+            Ok::<(), Error>(())
+        };
+        let starts = layout.layer_starts();
+        let mut arena = Vec::new();
+        for l in 0..starts.len() - 1 {
+            split(
+                &mut arena,
+                (starts[l] / 4, starts[l + 1] / 4),
+                u32s(3 * l)?,
+                0,
+            )?;
+        }
+        let mut chunks = Vec::new();
+        for (l, &(parity, at)) in act_starts.iter().enumerate() {
+            let len = rows * shapes[l].1;
+            split(
+                &mut chunks,
+                (at / 4, (at + len).div_ceil(4)),
+                u32s(3 * l)?,
+                parity as u32,
+            )?;
+        }
+        let n = shapes.len();
+        split(&mut chunks, (0, logits), u32s(3 * (n - 1))?, 2)?;
+        split(&mut chunks, (0, losses), u32s(3 * n)?, 3)?;
+        Ok(FiniteCheck {
+            arena_count: u32s(arena.len())?,
+            arena_chunks: gpu.table("the optimizer's chunks", &arena)?,
+            count: u32s(chunks.len())?,
+            chunks: gpu.table("the finite check's chunks", &chunks)?,
+        })
+    }
 }
 
 /// One layer's entry in a diagnostics launch (`shaders/diagnostics.wgsl`).
@@ -467,6 +519,10 @@ pub struct Trainer {
     /// The optimizer's two state arenas, laid out likewise.
     state: (GpuTensor, GpuTensor),
     row_stats: GpuTensor,
+    /// The step's `[loss, accuracy]` at 0 and the running training totals
+    /// at [`VIEW_ALIGN`] (`step_stats` and `train_totals` are views of it),
+    /// so the fused path's output-layer kernel binds both as one.
+    stats: GpuTensor,
     step_stats: GpuTensor,
     train_totals: GpuTensor,
     val_totals: GpuTensor,
@@ -496,6 +552,9 @@ pub struct Trainer {
     stop_at: Option<u64>,
     /// The fused stack, when this run's steps use it.
     fused: Option<fused::FusedState>,
+    /// The fused path's output-layer kernel's parameters, where it runs
+    /// (`shaders/head.wgsl`).
+    head: Option<wgpu::Buffer>,
 }
 
 /// Where a non-finite value first appeared.
@@ -680,12 +739,13 @@ impl Trainer {
                 .all(|(l, &(p, at))| p == l % 2 && at == (l / 2) * stride));
             debug_assert!(z_starts.iter().enumerate().all(|(l, &at)| at == l * stride));
         }
+        // At least one vec4 each: the finite check reads them as vec4s.
         let (acts, zs) = match &fused {
             Some(f) => (f.bufs.ys.clone(), f.bufs.zs.clone()),
             None => (
                 [
-                    gpu.zeros(1, act_ends[0].max(1))?,
-                    gpu.zeros(1, act_ends[1].max(1))?,
+                    gpu.zeros(1, act_ends[0].max(4))?,
+                    gpu.zeros(1, act_ends[1].max(4))?,
                 ],
                 gpu.zeros(1, z_end.max(1))?,
             ),
@@ -791,47 +851,14 @@ impl Trainer {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let row_stats = gpu.zeros(rows, 2)?;
-        let finite = {
-            let logits = &layers[n_layers - 1].y;
-            let lens = [
-                acts[0].len(),
-                acts[1].len(),
-                logits.len(),
-                layout.len(),
-                row_stats.len(),
-            ];
-            let longest = *lens.iter().max().unwrap_or(&1) as u32;
-            // Enough workgroups to use every core; each invocation strides.
-            let groups = longest.div_ceil(256).clamp(1, 64);
-            let u32s = |v: usize| {
-                u32::try_from(v).map_err(|_| {
-                    Error::Config("a tensor is too large for the finite check's u32 indices".into())
-                })
-            };
-            let params = gpu.params(&FiniteParams {
-                layers: u32s(n_layers)?,
-                len_acts0: u32s(lens[0])?,
-                len_acts1: u32s(lens[1])?,
-                len_logits: u32s(lens[2])?,
-                len_arena: u32s(lens[3])?,
-                len_loss: u32s(lens[4])?,
-                stride: groups * 256,
-                pad: 0,
-            })?;
-            let starts = layout
-                .layer_starts()
-                .iter()
-                .copied()
-                .chain(act_starts.iter().map(|&(_, at)| at))
-                .map(u32s)
-                .collect::<Result<Vec<u32>, Error>>()?;
-            let starts = gpu.scoped("uploading the finite check's table", || make_u32(&starts))?;
-            FiniteCheck {
-                params,
-                starts,
-                groups,
-            }
-        };
+        let finite = FiniteCheck::new(
+            &gpu,
+            &layout,
+            &act_starts,
+            &shapes,
+            rows,
+            (layers[n_layers - 1].y.len(), row_stats.len()),
+        )?;
         let (diag, columns) =
             diag_groups(&gpu, &layers, (&zs, &z_starts), (&acts, &act_starts), rows)?;
         let logged_norms =
@@ -848,6 +875,11 @@ impl Trainer {
                 source: 0,
             }],
         )?;
+        let stats = gpu.zeros(1, 2 * crate::gpu::VIEW_ALIGN)?;
+        let head = match &fused {
+            Some(_) => fused::head_params(&gpu, &model.config, &layout, rows)?,
+            None => None,
+        };
         Ok(Trainer {
             diag,
             columns,
@@ -859,8 +891,10 @@ impl Trainer {
             row_stats,
             grads,
             state,
-            step_stats: gpu.zeros(1, 2)?,
-            train_totals: gpu.zeros(1, 3)?,
+            step_stats: stats.view(0, 1, 2)?,
+            train_totals: stats.view(crate::gpu::VIEW_ALIGN, 1, 3)?,
+            stats,
+            head,
             val_totals: gpu.zeros(1, 3)?,
             train_eval_totals: gpu.zeros(1, 3)?,
             norms: gpu.zeros(1, slots.count())?,

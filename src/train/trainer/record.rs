@@ -167,7 +167,7 @@ impl Trainer {
         let head = self.model.config.head;
         let classes = self.model.config.output;
         let last = self.layers.last().expect("at least one layer");
-        let loss_src = || format!("{}\n{}", shader::ACTIVATIONS_WGSL, shader::LOSS_WGSL);
+        let loss_src = shader::loss_source;
         let fwd = gpu.pipeline("loss", "loss_forward_backward", loss_src, false)?;
         let params = gpu.params(&LossParams {
             rows: rows as u32,
@@ -246,9 +246,9 @@ impl Trainer {
         })
     }
 
-    /// Records the step's one finite check: every hidden output, the
-    /// logits, both arenas and the losses (`shaders/finite.wgsl`), the step
-    /// number read from the step state.
+    /// Records the step's finite check of every hidden output, the logits
+    /// and the losses (`shaders/finite.wgsl`), the step number read from the
+    /// step state; the optimizer's dispatch checks both arenas.
     pub(super) fn record_check_finite(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -261,6 +261,7 @@ impl Trainer {
             false,
         )?;
         let logits = &self.layers[self.layers.len() - 1].y;
+        let (x, y, _) = grid_1d(gpu, self.finite.count as u64, 1)?;
         gpu.scoped("recording the finite check", || {
             record_pass(
                 gpu,
@@ -268,18 +269,15 @@ impl Trainer {
                 "check_all_finite",
                 &pipeline,
                 &[
-                    (0, &self.finite.params),
+                    (0, &self.finite.chunks),
                     (1, &self.acts[0]),
                     (2, &self.acts[1]),
                     (3, logits),
-                    (4, &self.grads),
-                    (5, self.model.arena()),
                     (6, &self.row_stats),
                     (7, &self.step_state),
-                    (8, &self.finite.starts),
                     (9, &self.first_bad),
                 ],
-                (self.finite.groups, 6, 1),
+                (x, y, 1),
             )
         })
     }
@@ -344,9 +342,9 @@ impl Trainer {
                 },
             ),
         };
-        let (x, y, row_stride) = grid_1d(gpu, param.len() as u64, 256)?;
-        p.len = param.len() as u32;
-        p.row_stride = row_stride;
+        // One workgroup per chunk of the arena (shaders/optimizer.wgsl).
+        let (x, y, _) = grid_1d(gpu, self.finite.arena_count as u64, 1)?;
+        p.chunks = self.finite.arena_count;
         let pipeline = gpu.pipeline(
             "optimizer",
             entry,
@@ -354,18 +352,17 @@ impl Trainer {
             false,
         )?;
         let params = gpu.params(&p)?;
-        let mut bindings: Vec<(u32, &dyn crate::gpu::tensor::Bind)> =
-            vec![(0, &params), (1, &self.step_state), (2, &param), (3, &grad)];
-        match entry {
-            "sgd" => bindings.push((4, &state.0)),
-            "adam" => {
-                bindings.push((4, &state.0));
-                bindings.push((5, &state.1));
-            }
-            _ => {
-                bindings.push((4, &state.0));
-                bindings.push((5, &state.1));
-            }
+        let mut bindings: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![
+            (0, &params),
+            (1, &self.step_state),
+            (2, &param),
+            (3, &grad),
+            (4, &state.0),
+            (6, &self.finite.arena_chunks),
+            (7, &self.first_bad),
+        ];
+        if entry != "sgd" {
+            bindings.push((5, &state.1));
         }
         gpu.scoped("recording an optimizer step", || {
             record_pass(gpu, encoder, entry, &pipeline, &bindings, (x, y, 1))

@@ -361,4 +361,51 @@ impl Trainer {
         self.config.log_every = saved_log_every;
         result
     }
+
+    /// Where an unlogged step's time goes: each compute pass submitted and
+    /// waited on alone (see [`Gpu::profile_passes`]), `steps` times; returns
+    /// (label, median milliseconds) per pass in recording order and the
+    /// median wall-clock milliseconds of the whole step run that way.
+    #[cfg(feature = "cli")]
+    pub(crate) fn profile_steps(
+        &mut self,
+        steps: usize,
+    ) -> Result<(Vec<(String, f64)>, f64), Error> {
+        let saved_log_every = self.config.log_every;
+        self.config.log_every = u64::MAX;
+        self.step = 1;
+        let result = (|| {
+            self.run_steps(2)?;
+            self.gpu.wait("profiling steps", None)?;
+            let mut per_pass: Vec<(String, Vec<f64>)> = Vec::new();
+            let mut whole = Vec::new();
+            for s in 0..steps.max(1) {
+                let per_epoch = self.steps_per_epoch().max(1);
+                let start = Instant::now();
+                let gpu = self.gpu.clone();
+                let passes = gpu.profile_passes(|| {
+                    pollster::block_on(
+                        self.submit_step(0, (s % per_epoch) * self.config.batch_size),
+                    )
+                })?;
+                self.gpu.wait("profiling steps", None)?;
+                whole.push(start.elapsed().as_secs_f64() * 1e3);
+                for (i, (label, secs)) in passes.into_iter().enumerate() {
+                    if per_pass.len() <= i {
+                        per_pass.push((label, Vec::new()));
+                    }
+                    per_pass[i].1.push(secs * 1e3);
+                }
+            }
+            Ok((
+                per_pass
+                    .into_iter()
+                    .map(|(l, t)| (l, crate::gpu::timing::median(&t)))
+                    .collect(),
+                crate::gpu::timing::median(&whole),
+            ))
+        })();
+        self.config.log_every = saved_log_every;
+        result
+    }
 }

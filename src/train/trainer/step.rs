@@ -50,11 +50,22 @@ impl Trainer {
             }
             None => 0,
         };
-        self.record_forward_from(&mut encoder, first_layered, b, log, true)?;
-        self.record_loss(&mut encoder, b, &self.train_totals)?;
+        // The output layer: on the fused path one kernel runs its forward,
+        // the loss and its backward; else a layered pass each.
+        let layered_until = match &self.head {
+            Some(params) if fused.is_some() => {
+                self.record_head(&mut encoder, params, log)?;
+                first_layered
+            }
+            _ => {
+                self.record_forward_from(&mut encoder, first_layered, b, log, true)?;
+                self.record_loss(&mut encoder, b, &self.train_totals)?;
+                self.layers.len()
+            }
+        };
         // Backward, last layer first. Each layer's `dy` holds dL/d(its
         // output as the next layer sees it).
-        for l in (first_layered..self.layers.len()).rev() {
+        for l in (first_layered..layered_until).rev() {
             let layer = &self.layers[l];
             let params = &self.model.layers[l];
             let input = if l == 0 {

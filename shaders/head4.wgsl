@@ -1,0 +1,86 @@
+// The output layer of a training step in one dispatch, for the fully fused
+// path where the hidden width is a multiple of 4 (shaders/head.wgsl is the
+// scalar twin for other widths): logits = y_last · Wᵀ + b, the loss and the gradient of the logits
+// (shaders/loss_row.wgsl), the batch's loss and accuracy, then dW = dlogitsᵀ
+// · y_last and db (into the gradient arena) and dL/dy_last = dlogits · W
+// (which the fused stack's backward starts from). CPU twin: reference::mlp.
+//
+// One workgroup: its invocations share the rows in the first phase and the
+// gradients' elements in the second, with a storage barrier between; every
+// sum runs over rows, inputs or classes in order, so runs are
+// bit-identical. The output layer is small next to the stack (classes ·
+// width · batch multiply-adds, three times), and one dispatch replaces the
+// eight passes (GEMMs, transposes, the loss and its reduction) of the
+// layered output layer.
+
+// The parameters, the per-row bindings and batch_stats: shaders/head_common.wgsl.
+
+// The last hidden layer's output, [rows, width / 4] vec4s.
+@group(0) @binding(1) var<storage, read> y_last: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> arena: array<vec4<f32>>;
+// dL/dy_last, [rows, width / 4] vec4s.
+@group(0) @binding(7) var<storage, read_write> dy_last: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> grads: array<vec4<f32>>;
+
+// The head where the width is a multiple of 4: everything the loops load is
+// a vec4 (on llvmpipe each load is a loop over the SIMD lanes whatever its
+// width, so loads per multiply-add are the cost). Arena offsets are
+// multiples of 64 floats, so the weight's rows start on vec4s.
+@compute @workgroup_size(64)
+fn head_step(@builtin(local_invocation_index) lid: u32) {
+    let rows = p.rows;
+    let classes = p.classes;
+    let w4 = p.width / 4u;
+    let w_off4 = p.w_off / 4u;
+    let b_off = p.b_off;
+    // Phase 1: each invocation's rows: logits, loss, dlogits.
+    for (var r = lid; r < rows; r += WIDTH) {
+        for (var j = 0u; j < classes; j++) {
+            let b = b_off + j;
+            var z = vec4<f32>(0.0);
+            for (var k4 = 0u; k4 < w4; k4++) {
+                z = fma(y_last[r * w4 + k4], arena[w_off4 + j * w4 + k4], z);
+            }
+            logits[r * classes + j] = arena[b / 4u][b % 4u] + ((z.x + z.y) + (z.z + z.w));
+        }
+        loss_row(r);
+    }
+    storageBarrier();
+    workgroupBarrier();
+    // Phase 2: the gradients, each element a sum in order.
+    for (var i = lid; i < classes * w4; i += WIDTH) {
+        let j = i / w4;
+        let k4 = i % w4;
+        var s = vec4<f32>(0.0);
+        for (var r = 0u; r < rows; r++) {
+            s = fma(vec4<f32>(dlogits[r * classes + j]), y_last[r * w4 + k4], s);
+        }
+        grads[p.dw_off / 4u + i] = s;
+    }
+    // The bias gradient, four classes a vec4 (zeros past the last class,
+    // inside the bias's aligned block).
+    for (var q = lid; q < (classes + 3u) / 4u; q += WIDTH) {
+        var s = vec4<f32>(0.0);
+        for (var r = 0u; r < rows; r++) {
+            for (var e = 0u; e < 4u; e++) {
+                let j = 4u * q + e;
+                if (j < classes) {
+                    s[e] += dlogits[r * classes + j];
+                }
+            }
+        }
+        grads[p.db_off / 4u + q] = s;
+    }
+    for (var i = lid; i < rows * w4; i += WIDTH) {
+        let r = i / w4;
+        let k4 = i % w4;
+        var s = vec4<f32>(0.0);
+        for (var j = 0u; j < classes; j++) {
+            s = fma(vec4<f32>(dlogits[r * classes + j]), arena[w_off4 + j * w4 + k4], s);
+        }
+        dy_last[i] = s;
+    }
+    if (lid == 0u) {
+        batch_stats(rows);
+    }
+}
