@@ -67,22 +67,26 @@ fn main_job_step_dispatches_do_not_grow() {
         let n = gpu.dispatch_count() - before;
         // Nothing is made per step: over 100 more steps the host layer
         // creates no buffer (parameter blocks, tables and staging are made
-        // once); bind groups are still made per pass, one per dispatch.
+        // once) and no bind group (each pass reuses the one the first step
+        // made), and each step waits on one set of error scopes.
         let (buffers, bind_groups) = gpu.objects_created();
+        let scopes = gpu.error_scopes();
         t.run_steps(100).unwrap();
         let created = gpu.objects_created();
         let (buffers, bind_groups) = (created.0 - buffers, created.1 - bind_groups);
+        let scopes = gpu.error_scopes() - scopes;
         eprintln!(
             "100 {logged} steps, kernels {kernels}: {buffers} buffers and {bind_groups} bind \
-             groups created"
+             groups created, {scopes} error scopes"
         );
         assert_eq!(
-            buffers, 0,
-            "{logged} steps with kernels {kernels} created buffers"
+            (buffers, bind_groups),
+            (0, 0),
+            "{logged} steps with kernels {kernels} created (buffers, bind groups)"
         );
         assert!(
-            bind_groups <= 100 * n,
-            "{bind_groups} bind groups for {n} dispatches a step"
+            scopes <= 100,
+            "{scopes} error scopes over 100 {logged} steps with kernels {kernels}"
         );
         eprintln!("a {logged} step of the main job's net, kernels {kernels}: {n} dispatches");
         assert!(n > 0, "no dispatches counted");

@@ -72,6 +72,12 @@ thread_local! {
     /// label and wall-clock seconds, the pass submitted and waited on alone.
     pub(crate) static PROFILE: std::cell::RefCell<Option<Vec<(String, f64)>>> =
         const { std::cell::RefCell::new(None) };
+    /// Error scopes pushed by [`Gpu::scoped`] on this thread and not popped.
+    #[cfg(not(target_arch = "wasm32"))]
+    static SCOPE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Guarded calls that pushed and popped error scopes on this thread
+    /// (see [`Gpu::error_scopes`]).
+    static SCOPES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset;
@@ -355,6 +361,14 @@ impl Gpu {
         result.map(|_| passes)
     }
 
+    /// Guarded calls the host layer has made on the calling thread, each
+    /// pushing validation, out-of-memory and internal error scopes and
+    /// waiting for them (natively; the browser reports errors without
+    /// scopes). A training step makes one.
+    pub fn error_scopes(&self) -> u64 {
+        SCOPES.with(|n| n.get())
+    }
+
     /// Counts a buffer the host layer created.
     pub(crate) fn count_buffer(&self) {
         CREATED.with(|c| c.set((c.get().0 + 1, c.get().1)));
@@ -409,14 +423,31 @@ impl Gpu {
 
     /// Runs `f` inside validation, out-of-memory and internal error scopes
     /// and turns anything they catch into an [`Error`].
+    ///
+    /// Scopes nest: inside another `scoped` call on the same thread, `f`
+    /// runs in the outer call's scopes (a training step records all its
+    /// passes under one scope, and what they catch names the step).
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
+        if SCOPE_DEPTH.with(|d| d.get()) > 0 {
+            return Ok(f());
+        }
+        struct Depth;
+        impl Drop for Depth {
+            fn drop(&mut self) {
+                SCOPE_DEPTH.with(|d| d.set(d.get() - 1));
+            }
+        }
         self.check_lost()?;
+        SCOPES.with(|n| n.set(n.get() + 1));
+        SCOPE_DEPTH.with(|d| d.set(d.get() + 1));
+        let depth = Depth;
         let device = &self.inner.device;
         let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
+        drop(depth);
         let errors = [
             pollster::block_on(validation.pop()),
             pollster::block_on(oom.pop()),

@@ -76,16 +76,19 @@ pub(crate) fn record_pass_entries(
     entries: &[wgpu::BindGroupEntry],
     groups: (u32, u32, u32),
 ) {
-    let layout = pipeline.get_bind_group_layout(0);
-    super::context::CREATED.with(|c| c.set((c.get().0, c.get().1 + 1)));
-    let bind_group = gpu
-        .inner
-        .device
-        .create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &layout,
-            entries,
-        });
+    // Made once where a bind-group cache is installed (a trainer's step).
+    let (bind_group, made) = super::plan::bind_group(pipeline, entries, || {
+        gpu.inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries,
+            })
+    });
+    if made {
+        super::context::CREATED.with(|c| c.set((c.get().0, c.get().1 + 1)));
+    }
     super::context::DISPATCHES.with(|d| d.set(d.get() + 1));
     #[cfg(not(target_arch = "wasm32"))]
     if super::context::PROFILE.with(|p| p.borrow().is_some()) {

@@ -9,6 +9,7 @@ mod fused_sg;
 pub(crate) mod gemm;
 pub(crate) mod linear;
 pub(crate) mod norm;
+pub(crate) mod plan;
 pub(crate) mod readback;
 pub(crate) mod shader;
 pub(crate) mod tensor;

@@ -555,6 +555,8 @@ pub struct Trainer {
     /// The fused path's output-layer kernel's parameters, where it runs
     /// (`shaders/head.wgsl`).
     head: Option<wgpu::Buffer>,
+    /// Every bind group a step has made, reused by the steps after.
+    bind_groups: crate::gpu::plan::BindGroupCache,
 }
 
 /// Where a non-finite value first appeared.
@@ -895,6 +897,7 @@ impl Trainer {
             train_totals: stats.view(crate::gpu::VIEW_ALIGN, 1, 3)?,
             stats,
             head,
+            bind_groups: Default::default(),
             val_totals: gpu.zeros(1, 3)?,
             train_eval_totals: gpu.zeros(1, 3)?,
             norms: gpu.zeros(1, slots.count())?,

@@ -7,7 +7,6 @@ impl Trainer {
     /// `offset` of the current epoch's order. No readback.
     pub(super) async fn submit_step(&mut self, epoch: usize, offset: usize) -> Result<(), Error> {
         let gpu = self.gpu.clone();
-        let b = self.config.batch_size;
         let log = self.step.is_multiple_of(self.config.log_every);
         let lr = self.config.schedule.rate(
             self.config.lr(),
@@ -23,14 +22,53 @@ impl Trainer {
             ),
             _ => (1.0, 1.0),
         };
-        gpu.scoped("writing the step state", || {
-            gpu.queue().write_buffer(
-                &self.step_state,
-                0,
-                bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step, offset)),
-            )
-        })?;
-        let self_start = web_time::Instant::now();
+        // A logged step's staging buffer, waited for before recording.
+        let slot = if log {
+            Some(self.free_log_slot().await?)
+        } else {
+            None
+        };
+        // The step's values in one write, its passes recorded with the
+        // bind groups of the steps before, and the submission: under one
+        // error scope.
+        let mut bind_groups = std::mem::take(&mut self.bind_groups);
+        let recorded = bind_groups.install(|| {
+            gpu.scoped("a training step", || {
+                gpu.queue().write_buffer(
+                    &self.step_state,
+                    0,
+                    bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step, offset)),
+                );
+                let start = web_time::Instant::now();
+                let commands = self.record_step(log, slot)?;
+                let seconds = start.elapsed().as_secs_f64();
+                gpu.queue().submit([commands]);
+                Ok::<f64, Error>(seconds)
+            })
+        });
+        self.bind_groups = bind_groups;
+        self.last_record_seconds = recorded??;
+        if let Some(slot) = slot {
+            let mapping = gpu.map_read(&self.log_slots[slot]);
+            self.pending.push(PendingLog {
+                slot,
+                mapping,
+                step: self.step,
+                epoch,
+                learning_rate: lr,
+            });
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    /// Records one step's passes (the step state already written): the
+    /// batch, the forward, the loss, the backward, clipping, the update,
+    /// the checks and, on logged steps, the diagnostics and their copy into
+    /// log slot `slot`.
+    fn record_step(&self, log: bool, slot: Option<usize>) -> Result<wgpu::CommandBuffer, Error> {
+        let gpu = &self.gpu;
+        let b = self.config.batch_size;
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         self.record_gather(
             &mut encoder,
@@ -183,7 +221,7 @@ impl Trainer {
             })?;
             gpu.scoped("recording clipping", || {
                 record_pass(
-                    &gpu,
+                    gpu,
                     &mut encoder,
                     "clip_scale",
                     &pipeline,
@@ -204,31 +242,14 @@ impl Trainer {
         self.record_optimizer(&mut encoder, self.model.arena(), &self.grads, &self.state)?;
         // Divergence detection: where a NaN or infinity first appears.
         self.record_check_finite(&mut encoder)?;
-        let mut pending = None;
-        if log {
+        if let Some(slot) = slot {
             // Every tensor's gradient norm, every weight's norm before the
             // update and every update's norm: one dispatch.
             self.record_norms(&mut encoder, &self.logged_norms)?;
             self.record_diagnostics(&mut encoder)?;
-            let slot = self.free_log_slot().await?;
             self.record_log_copy(&mut encoder, &self.log_slots[slot])?;
-            pending = Some(slot);
         }
-        let commands = encoder.finish();
-        self.last_record_seconds = self_start.elapsed().as_secs_f64();
-        gpu.submit("a training step", vec![commands])?;
-        if let Some(slot) = pending {
-            let mapping = gpu.map_read(&self.log_slots[slot]);
-            self.pending.push(PendingLog {
-                slot,
-                mapping,
-                step: self.step,
-                epoch,
-                learning_rate: lr,
-            });
-        }
-        self.step += 1;
-        Ok(())
+        Ok(encoder.finish())
     }
 
     /// Copies step stats, norms, summaries and histograms into one staging buffer.
