@@ -18,9 +18,9 @@ use fusedmlp::{Activation, Mlp, MlpConfig, Optimizer, TrainConfig, Trainer};
 const MAIN_JOB_STEP_DISPATCHES_FUSED: u64 = 8;
 const MAIN_JOB_STEP_DISPATCHES_LAYERED: u64 = 129;
 /// The same for a logged step (diagnostics of every layer), on either path.
-const MAIN_JOB_LOGGED_STEP_DISPATCHES: u64 = 136;
+const MAIN_JOB_LOGGED_STEP_DISPATCHES: u64 = 134;
 /// A logged step on the fused path (the stack keeps its pre-activations).
-const MAIN_JOB_LOGGED_STEP_DISPATCHES_FUSED: u64 = 15;
+const MAIN_JOB_LOGGED_STEP_DISPATCHES_FUSED: u64 = 13;
 /// Where the fused stack runs the subgroup design (llvmpipe), the weights
 /// are read where they lie: one dispatch fewer than the above.
 const SUBGROUP_DESIGN_SAVES: u64 = 1;

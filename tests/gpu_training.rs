@@ -1092,3 +1092,43 @@ fn the_one_finite_check_names_the_first_non_finite_layer() {
         assert!(t.divergence().unwrap().is_none());
     }
 }
+
+/// A logged step's global gradient norm is the norm of every gradient
+/// together, on both paths, with and without clipping (without, it comes
+/// from the logged norms' one dispatch; with, from the reduction clipping
+/// reads before the update).
+#[test]
+fn the_logged_global_norm_is_the_norm_of_every_gradient() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(48, 7, 3, 2);
+    for kernels in [Kernels::Fused, Kernels::Layered] {
+        for clip in [None, Some(0.5)] {
+            let config = MlpConfig::deep(7, 3, 12, 3, Activation::Tanh);
+            let tc = TrainConfig::default()
+                .with_batch_size(16)
+                .with_log_every(1)
+                .with_clip_norm(clip)
+                .with_kernels(kernels);
+            let mut t = Trainer::new(Mlp::new(&gpu, config).unwrap(), tc, &data, &data).unwrap();
+            t.run_steps(3).unwrap();
+            assert_eq!(t.logs().len(), 3);
+            for log in t.logs() {
+                let sum: f64 = log
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        (l.weight_grad_norm as f64).powi(2) + (l.bias_grad_norm as f64).powi(2)
+                    })
+                    .sum();
+                let expected = sum.sqrt();
+                let got = log.grad_global_norm as f64;
+                assert!(
+                    got > 0.0 && (got - expected).abs() <= 1e-4 * expected,
+                    "kernels {kernels}, clip {clip:?}, step {}: global norm {got}, \
+                     per-tensor norms give {expected}",
+                    log.step
+                );
+            }
+        }
+    }
+}

@@ -100,7 +100,8 @@ impl Trainer {
                 loss: floats[0],
                 accuracy: floats[1],
                 learning_rate: p.learning_rate,
-                grad_global_norm: norms[self.slots.global() as usize],
+                // Σ g² over the whole arena (the same sum clipping reads).
+                grad_global_norm: norms[self.slots.arena_grad() as usize].sqrt(),
                 layers,
             });
         }

@@ -863,20 +863,21 @@ impl Trainer {
         )?;
         let (diag, columns) =
             diag_groups(&gpu, &layers, (&zs, &z_starts), (&acts, &act_starts), rows)?;
-        let logged_norms =
-            NormSegments::new(&gpu, "the norm segments", &norm_segments(&layout, &slots)?)?;
-        let global_norm = NormSegments::new(
-            &gpu,
-            "the global norm's segment",
-            &[NormSegment {
-                offset: 0,
-                len: u32::try_from(layout.len()).map_err(|_| {
-                    Error::Config("the parameter arena is too large for u32 offsets".into())
-                })?,
-                slot: slots.arena_grad(),
-                source: 0,
-            }],
-        )?;
+        // Σ g² over the whole gradient arena: what clipping reads before the
+        // update, and (in the logged norms' one dispatch) what a logged step
+        // reports as the global gradient norm.
+        let whole = NormSegment {
+            offset: 0,
+            len: u32::try_from(layout.len()).map_err(|_| {
+                Error::Config("the parameter arena is too large for u32 offsets".into())
+            })?,
+            slot: slots.arena_grad(),
+            source: 0,
+        };
+        let mut segments = norm_segments(&layout, &slots)?;
+        segments.push(whole);
+        let logged_norms = NormSegments::new(&gpu, "the norm segments", &segments)?;
+        let global_norm = NormSegments::new(&gpu, "the global norm's segment", &[whole])?;
         let stats = gpu.zeros(1, 2 * crate::gpu::VIEW_ALIGN)?;
         let head = match &fused {
             Some(_) => fused::head_params(&gpu, &model.config, &layout, rows)?,

@@ -203,7 +203,7 @@ impl Trainer {
         if let Some(f) = fused {
             self.record_fused_backward(&mut encoder, f)?;
         }
-        if log || self.config.clip_norm.is_some() {
+        if self.config.clip_norm.is_some() {
             // The global norm: one reduction over the whole gradient arena
             // (its gaps are zeros), which clipping reads.
             self.record_norms(&mut encoder, &self.global_norm)?;
