@@ -27,7 +27,7 @@
 
 use std::sync::Arc;
 
-use super::elementwise::{grid_1d, record_pass};
+use super::elementwise::{grid_1d, record_pass, record_pass_entries};
 use super::fused_sg::{self, SgLayout};
 use super::tensor::{align_floats, Bind};
 use super::{shader, Gpu, GpuTensor};
@@ -381,6 +381,103 @@ pub struct FusedGrads {
     pub grads: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
+/// The weights as texels, [`fused_sg::WEIGHT_TEXTURE_WIDTH`] a row.
+struct WeightTexture {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    /// vec4s of weights it holds.
+    texels: u32,
+}
+
+impl WeightTexture {
+    fn new(gpu: &Gpu, floats: usize) -> Result<WeightTexture, Error> {
+        let width = fused_sg::WEIGHT_TEXTURE_WIDTH;
+        let texels = u32::try_from(floats.div_ceil(4)).unwrap_or(u32::MAX).max(1);
+        let rows = texels.div_ceil(width);
+        let max = gpu.limits().max_texture_dimension_2d;
+        if rows > max {
+            return Err(Error::DeviceLimit {
+                what: format!("the fused stack's weight texture ({texels} texels)"),
+                limit: "max_texture_dimension_2d".into(),
+                needed: rows as u64,
+                available: max as u64,
+            });
+        }
+        let texture = gpu.scoped("allocating the weight texture", || {
+            gpu.device().create_texture(&wgpu::TextureDescriptor {
+                label: Some("fusedmlp fused weights"),
+                size: wgpu::Extent3d {
+                    width,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            })
+        })?;
+        let view = texture.create_view(&Default::default());
+        Ok(WeightTexture {
+            texture,
+            view,
+            texels,
+        })
+    }
+
+    /// Records copying the first `texels` vec4s of `w` into the texture:
+    /// whole rows, then the last partial one.
+    fn record_copy(&self, encoder: &mut wgpu::CommandEncoder, w: &GpuTensor) {
+        let width = fused_sg::WEIGHT_TEXTURE_WIDTH;
+        let (buffer, offset) = w.raw();
+        let (rows, rest) = (self.texels / width, self.texels % width);
+        let copy = |encoder: &mut wgpu::CommandEncoder, at: u64, row: u32, extent| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: offset + at,
+                        bytes_per_row: Some(width * 16),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y: row, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                extent,
+            );
+        };
+        if rows > 0 {
+            let extent = wgpu::Extent3d {
+                width,
+                height: rows,
+                depth_or_array_layers: 1,
+            };
+            copy(encoder, 0, 0, extent);
+        }
+        if rest > 0 {
+            let extent = wgpu::Extent3d {
+                width: rest,
+                height: 1,
+                depth_or_array_layers: 1,
+            };
+            copy(encoder, rows as u64 * width as u64 * 16, rows, extent);
+        }
+    }
+
+    fn entry(&self) -> wgpu::BindGroupEntry<'_> {
+        wgpu::BindGroupEntry {
+            binding: 14,
+            resource: wgpu::BindingResource::TextureView(&self.view),
+        }
+    }
+}
+
 /// The device buffers of a fused stack for one shape and activation, made
 /// once ([`Gpu::fused_buffers`]) and reused by every forward and backward.
 pub struct FusedBuffers {
@@ -408,6 +505,10 @@ pub struct FusedBuffers {
     needs: (usize, usize, usize),
     wt: GpuTensor,
     wp: GpuTensor,
+    /// The aligned subgroup design's copy of the weights as an rgba32float
+    /// texture (texel loads cost llvmpipe about a tenth of storage loads),
+    /// refreshed from the weights at the start of each forward.
+    wtex: Option<WeightTexture>,
     /// Every layer's output, `[batch, width]` each: even layers in
     /// `ys[0]`, odd layers in `ys[1]`, layer `l` at `(l / 2) *`
     /// [`FusedShape::act_stride`] (two buffers, so a layered kernel that
@@ -644,7 +745,12 @@ impl Gpu {
             end(2, &|l| shape.width * shape.fan_in(l)).max(end(3, &|_| shape.width)),
         );
         let table = self.table("the fused offset table", &table)?;
+        let wtex = match design {
+            Design::Subgroup(l) if l.aligned => Some(WeightTexture::new(self, needs.0)?),
+            _ => None,
+        };
         Ok(FusedBuffers {
+            wtex,
             act,
             shape,
             design,
@@ -791,20 +897,27 @@ impl Gpu {
             ];
             match bufs.design {
                 Design::Lanes { .. } => bindings.extend([(1, &x as &dyn Bind), (2, &bufs.wt)]),
-                Design::Subgroup(l) if l.aligned => {
-                    bindings.extend([(13, &x as &dyn Bind), (12, &w)])
-                }
+                Design::Subgroup(l) if l.aligned => bindings.push((13, &x as &dyn Bind)),
                 Design::Subgroup(_) => bindings.extend([(1, &x as &dyn Bind), (12, &bufs.wt)]),
             }
             if keep_z {
                 bindings.push((9, &bufs.zs));
             }
-            record_pass(
+            let mut entries: Vec<wgpu::BindGroupEntry> = bindings
+                .iter()
+                .map(|(binding, t)| super::linear::buffer_entry(*binding, *t))
+                .collect();
+            if let Some(t) = &bufs.wtex {
+                // This step's weights, as texels.
+                t.record_copy(encoder, w);
+                entries.push(t.entry());
+            }
+            record_pass_entries(
                 self,
                 encoder,
                 "fused mlp forward",
                 forward,
-                &bindings,
+                &entries,
                 (blocks, 1, 1),
             );
         })
@@ -855,9 +968,7 @@ impl Gpu {
                 vec![(0, &bufs.params), (5, &dy_last), (6, &bufs.dz)];
             match bufs.design {
                 Design::Lanes { .. } => bindings.push((7, &bufs.wp)),
-                Design::Subgroup(l) if l.aligned => {
-                    bindings.extend([(12, &w as &dyn Bind), (10, &bufs.table)])
-                }
+                Design::Subgroup(l) if l.aligned => bindings.push((10, &bufs.table)),
                 Design::Subgroup(_) => bindings.push((12, &bufs.wt)),
             }
             if keep_z {
@@ -866,12 +977,20 @@ impl Gpu {
                 bindings.push((4, &bufs.ys[0]));
                 bindings.push((11, &bufs.ys[1]));
             }
-            record_pass(
+            let mut entries: Vec<wgpu::BindGroupEntry> = bindings
+                .iter()
+                .map(|(binding, t)| super::linear::buffer_entry(*binding, *t))
+                .collect();
+            // The weights the forward copied into the texture.
+            if let Some(t) = &bufs.wtex {
+                entries.push(t.entry());
+            }
+            record_pass_entries(
                 self,
                 encoder,
                 "fused mlp backward",
                 &bufs.backward,
-                &bindings,
+                &entries,
                 (blocks, 1, 1),
             );
             record_pass(
