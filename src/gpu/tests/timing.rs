@@ -63,6 +63,14 @@ fn timings_after_a_texture_kernel_still_measure_the_work() {
     if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
         let (t, wall_each) = time(GemmDims::dense(32, 64, 64));
         assert_eq!(t.source, crate::gpu::timing::TimeSource::Wall);
-        assert!(t.seconds > 0.25 * wall_each);
+        // A bogus interval is a hundredth of the work or less; the margin
+        // is wide because `wall_each` also holds the warm-up, which other
+        // tests running on the same cores can stretch several times over.
+        assert!(
+            t.seconds > 0.1 * wall_each,
+            "{:.3} ms measured, {:.3} ms of wall clock per submission",
+            t.seconds * 1e3,
+            wall_each * 1e3
+        );
     }
 }
