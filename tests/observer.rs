@@ -86,7 +86,12 @@ fn an_observer_sees_every_event_and_can_stop_the_run() {
         .unwrap();
     assert_eq!(report.epochs.len(), 2);
     assert_eq!(report.total_steps, 2 * per_epoch);
-    assert_eq!(report.outcome, "stopped by the observer after epoch 1");
+    // Regression: this read "after epoch 1" (the 0-based index) while two
+    // epochs had run, and "... after epoch 1 after 2 epochs" printed.
+    assert_eq!(
+        report.outcome,
+        "stopped by the observer after 2 of 5 epochs"
+    );
     assert_eq!(
         report.status,
         Outcome::StoppedByObserver {

@@ -46,7 +46,7 @@ fn run() -> Result<(), Error> {
         .with_optimizer(Optimizer::adam());
     let mut trainer = Trainer::new(model, config, &train, &val)?;
     let report = trainer.train_observed("external", &mut Target(0.9))?;
-    println!("{} after {} epochs", report.outcome, report.epochs.len());
+    println!("{}: {} epochs trained", report.outcome, report.epochs.len());
     trainer.set_standardizer(Some(scaler))?;
 
     let path = std::env::temp_dir().join(format!(

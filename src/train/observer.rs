@@ -39,7 +39,7 @@ pub enum Control {
 /// }
 /// # fn run(trainer: &mut fusedmlp::Trainer) -> Result<(), fusedmlp::Error> {
 /// let report = trainer.train_observed("early", &mut EarlyStop { best: f32::INFINITY, bad_epochs: 0 })?;
-/// println!("{} after {} epochs", report.outcome, report.epochs.len());
+/// println!("{}: {} epochs trained", report.outcome, report.epochs.len());
 /// # Ok(()) }
 /// ```
 pub trait Observer {

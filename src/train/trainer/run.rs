@@ -233,7 +233,13 @@ impl Trainer {
             self.step_in_epoch = 0;
             if stop && self.epoch < self.config.epochs {
                 status = Outcome::StoppedByObserver { step: self.step };
-                outcome = format!("stopped by the observer after epoch {epoch}");
+                // Counted as the run's epochs are ("2 of 5"), not by the
+                // 0-based index an EpochLog carries.
+                outcome = format!(
+                    "stopped by the observer after {} of {} epochs",
+                    epoch + 1,
+                    self.config.epochs
+                );
                 break;
             }
         }
