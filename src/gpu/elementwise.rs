@@ -60,11 +60,25 @@ pub(crate) fn record_pass(
     bindings: &[(u32, &dyn Bind)],
     groups: (u32, u32, u32),
 ) {
-    let entries: Vec<wgpu::BindGroupEntry> = bindings
+    record_pass_entries(
+        gpu,
+        encoder,
+        label,
+        pipeline,
+        &buffer_entries(bindings),
+        groups,
+    );
+}
+
+/// Bind group entries for (binding index, buffer) pairs, to which a caller
+/// binding textures as well adds theirs.
+pub(crate) fn buffer_entries<'a>(
+    bindings: &'a [(u32, &'a dyn Bind)],
+) -> Vec<wgpu::BindGroupEntry<'a>> {
+    bindings
         .iter()
         .map(|(binding, buffer)| super::linear::buffer_entry(*binding, *buffer))
-        .collect();
-    record_pass_entries(gpu, encoder, label, pipeline, &entries, groups);
+        .collect()
 }
 
 /// [`record_pass`] with any binding resources (textures as well as buffers).

@@ -27,7 +27,7 @@
 
 use std::sync::Arc;
 
-use super::elementwise::{grid_1d, record_pass, record_pass_entries};
+use super::elementwise::{buffer_entries, grid_1d, record_pass, record_pass_entries};
 use super::fused_sg::{self, SgLayout};
 use super::tensor::{align_floats, Bind};
 use super::{shader, Gpu, GpuTensor};
@@ -471,10 +471,7 @@ impl WeightTexture {
     }
 
     fn entry(&self) -> wgpu::BindGroupEntry<'_> {
-        wgpu::BindGroupEntry {
-            binding: 14,
-            resource: wgpu::BindingResource::TextureView(&self.view),
-        }
+        super::linear::texture_entry(14, &self.view)
     }
 }
 
@@ -903,10 +900,7 @@ impl Gpu {
             if keep_z {
                 bindings.push((9, &bufs.zs));
             }
-            let mut entries: Vec<wgpu::BindGroupEntry> = bindings
-                .iter()
-                .map(|(binding, t)| super::linear::buffer_entry(*binding, *t))
-                .collect();
+            let mut entries = buffer_entries(&bindings);
             if let Some(t) = &bufs.wtex {
                 // This step's weights, as texels.
                 t.record_copy(encoder, w);
@@ -977,10 +971,7 @@ impl Gpu {
                 bindings.push((4, &bufs.ys[0]));
                 bindings.push((11, &bufs.ys[1]));
             }
-            let mut entries: Vec<wgpu::BindGroupEntry> = bindings
-                .iter()
-                .map(|(binding, t)| super::linear::buffer_entry(*binding, *t))
-                .collect();
+            let mut entries = buffer_entries(&bindings);
             // The weights the forward copied into the texture.
             if let Some(t) = &bufs.wtex {
                 entries.push(t.entry());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::context::Gpu;
-use super::elementwise::{record_pass, record_pass_entries, split_rows};
+use super::elementwise::{buffer_entries, record_pass, record_pass_entries, split_rows};
 use super::gemm::{self, Epilogue, GemmParams, GemmVariant};
 use super::shader;
 use super::tensor::{Bind, GpuTensor};
@@ -505,10 +505,7 @@ impl Gpu {
                     buffers.push((5, z));
                 }
             }
-            let mut entries: Vec<wgpu::BindGroupEntry> = buffers
-                .iter()
-                .map(|(binding, buffer)| buffer_entry(*binding, buffer))
-                .collect();
+            let mut entries = buffer_entries(&buffers);
             if let Some((ta, tb)) = &textures {
                 entries.extend([texture_entry(1, ta), texture_entry(2, tb)]);
             }
@@ -988,7 +985,7 @@ impl Gpu {
 }
 
 /// A bind group entry for a texture view.
-fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry<'_> {
+pub(crate) fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry {
         binding,
         resource: wgpu::BindingResource::TextureView(view),

@@ -341,6 +341,30 @@ impl Trainer {
         self.collect_logs(true).await
     }
 
+    /// Runs `f` on unlogged steps for a benchmark: logging off, the step
+    /// counter at 1 (past the logged first step), two warm-up steps
+    /// (pipelines compiled, autotune done), logging restored after.
+    #[cfg(feature = "cli")]
+    fn unlogged_bench<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let saved_log_every = self.config.log_every;
+        self.config.log_every = u64::MAX;
+        self.step = 1;
+        let result = self.run_steps(2).and_then(|()| f(self));
+        self.config.log_every = saved_log_every;
+        result
+    }
+
+    /// Submits benchmark step `s` (the batch at its place in the first
+    /// epoch's order), no readback.
+    #[cfg(feature = "cli")]
+    fn submit_bench_step(&mut self, s: usize) -> Result<(), Error> {
+        let per_epoch = self.steps_per_epoch().max(1);
+        pollster::block_on(self.submit_step(0, (s % per_epoch) * self.config.batch_size))
+    }
+
     /// Times the host's recording of one step (building the command buffer,
     /// before the submit) and the whole step: returns (median host seconds to
     /// record a step, mean seconds per step) over `steps` non-logged steps.
@@ -348,24 +372,17 @@ impl Trainer {
     /// leaves the step counter where they end.
     #[cfg(feature = "cli")]
     pub(crate) fn time_steps(&mut self, steps: usize) -> Result<(f64, f64), Error> {
-        let saved_log_every = self.config.log_every;
-        self.config.log_every = u64::MAX;
-        self.step = 1;
-        let result = (|| {
-            self.run_steps(2)?; // warm-up (pipelines compiled, autotune done)
+        self.unlogged_bench(|t| {
             let mut host = Vec::new();
             let start = Instant::now();
             for s in 0..steps {
-                let per_epoch = self.steps_per_epoch().max(1);
-                pollster::block_on(self.submit_step(0, (s % per_epoch) * self.config.batch_size))?;
-                host.push(self.last_record_seconds);
+                t.submit_bench_step(s)?;
+                host.push(t.last_record_seconds);
             }
-            self.gpu.wait("timing steps", None)?;
+            t.gpu.wait("timing steps", None)?;
             let per_step = start.elapsed().as_secs_f64() / steps.max(1) as f64;
             Ok((crate::gpu::timing::median(&host), per_step))
-        })();
-        self.config.log_every = saved_log_every;
-        result
+        })
     }
 
     /// Where an unlogged step's time goes: each compute pass submitted and
@@ -377,24 +394,15 @@ impl Trainer {
         &mut self,
         steps: usize,
     ) -> Result<(Vec<(String, f64)>, f64), Error> {
-        let saved_log_every = self.config.log_every;
-        self.config.log_every = u64::MAX;
-        self.step = 1;
-        let result = (|| {
-            self.run_steps(2)?;
-            self.gpu.wait("profiling steps", None)?;
+        self.unlogged_bench(|t| {
+            t.gpu.wait("profiling steps", None)?;
             let mut per_pass: Vec<(String, Vec<f64>)> = Vec::new();
             let mut whole = Vec::new();
             for s in 0..steps.max(1) {
-                let per_epoch = self.steps_per_epoch().max(1);
                 let start = Instant::now();
-                let gpu = self.gpu.clone();
-                let passes = gpu.profile_passes(|| {
-                    pollster::block_on(
-                        self.submit_step(0, (s % per_epoch) * self.config.batch_size),
-                    )
-                })?;
-                self.gpu.wait("profiling steps", None)?;
+                let gpu = t.gpu.clone();
+                let passes = gpu.profile_passes(|| t.submit_bench_step(s))?;
+                t.gpu.wait("profiling steps", None)?;
                 whole.push(start.elapsed().as_secs_f64() * 1e3);
                 for (i, (label, secs)) in passes.into_iter().enumerate() {
                     if per_pass.len() <= i {
@@ -410,8 +418,6 @@ impl Trainer {
                     .collect(),
                 crate::gpu::timing::median(&whole),
             ))
-        })();
-        self.config.log_every = saved_log_every;
-        result
+        })
     }
 }
