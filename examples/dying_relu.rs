@@ -43,9 +43,9 @@ use fusedmlp::analysis::{
     fmt_frac, max, mean, never_active_units, still_flagged, unit_fractions as fractions,
     UnitMasks as Masks, Verdict,
 };
+use fusedmlp::compare;
 use fusedmlp::data::Dataset;
 use fusedmlp::plot::{plot_bars, plot_panels, Panel, Series};
-use fusedmlp::train::compare;
 use fusedmlp::train::StepLog;
 use fusedmlp::{
     data, Activation, Error, Gpu, Init, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer,

@@ -24,8 +24,8 @@
 
 use clap::Parser;
 use fusedmlp::analysis::fmt_opt;
+use fusedmlp::compare;
 use fusedmlp::plot::{plot_panels, Panel, Series};
-use fusedmlp::train::compare;
 use fusedmlp::{data, Activation, Gpu, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer};
 
 #[derive(Parser)]

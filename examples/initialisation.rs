@@ -31,9 +31,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use fusedmlp::analysis::{activation_std_per_layer, std_dev};
+use fusedmlp::compare;
 use fusedmlp::nn::LayerValues;
 use fusedmlp::plot::{plot_panels, Panel, Series};
-use fusedmlp::train::compare;
 use fusedmlp::{
     data, Activation, Error, Gpu, Init, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer,
 };

@@ -49,9 +49,9 @@
 
 use clap::Parser;
 use fusedmlp::analysis::fmt_sci;
+use fusedmlp::compare;
 use fusedmlp::nn::NormPlacement;
 use fusedmlp::plot::{plot_panels, Panel, Series};
-use fusedmlp::train::compare;
 use fusedmlp::train::StepLog;
 use fusedmlp::{
     data, Activation, Error, Gpu, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer,

@@ -10,8 +10,8 @@
 //! `--activations relu,sigmoid,tanh,leaky_relu,elu,selu,gelu` adds more runs.
 
 use clap::Parser;
+use fusedmlp::compare::{self, Contender};
 use fusedmlp::nn::Schedule;
-use fusedmlp::train::compare::{self, Contender};
 use fusedmlp::train::{Kernels, Seeds};
 use fusedmlp::{data, Activation, Gpu, MlpConfig};
 

@@ -24,8 +24,8 @@
 //! the end dashed, one colour per run).
 
 use clap::Parser;
+use fusedmlp::compare;
 use fusedmlp::plot::{plot_panels, Panel, Series};
-use fusedmlp::train::compare;
 use fusedmlp::train::StepLog;
 use fusedmlp::{
     data, Activation, Gpu, Init, Mlp, MlpConfig, Optimizer, RunReport, TrainConfig, Trainer,

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+pub mod exact;
+
 /// SELU's scale, as in PyTorch (`torch.nn.SELU`).
 pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 /// SELU's alpha, as in PyTorch (`torch.nn.SELU`).

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
-use crate::gpu::autotune::TuningRecord;
+use crate::gpu::cache::TuningRecord;
 use crate::gpu::fused::{FusedBuffers, FusedKernel};
 use crate::gpu::gemm::Epilogue;
 use crate::gpu::linear::{GemmDims, LinearScratch};

@@ -54,7 +54,8 @@
 //! | [`gpu`] | the host layer: the device ([`Gpu`]), tensors, the fused linear+activation kernels, the fully fused narrow stack, peak measurement, async readbacks |
 //! | [`reference`](mod@reference) | the CPU twin of every GPU op, f64 accumulation |
 //! | [`nn`] | the MLP, initialisers, heads and losses, optimizers and schedules |
-//! | [`train`] | the trainer, its configuration, observers, checkpoints, reports and comparisons |
+//! | [`train`] | the trainer, its configuration, observers, checkpoints and reports |
+//! | [`compare`] | side-by-side runs of activations (and over seeds) with the tables that compare them |
 //! | [`data`] | the embedded digits, synthetic sets, CSV and IDX loaders, standardisation |
 //! | `plot` | PNG figures of runs and experiments (feature `plots`) |
 //! | [`selftest`] | every activation on the GPU against the CPU reference, for a new driver |
@@ -87,6 +88,7 @@ pub mod activation;
 pub mod analysis;
 #[cfg(feature = "cli")]
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod gpu;

@@ -9,7 +9,7 @@
 
 mod common;
 
-use fusedmlp::train::compare::{self, Contender, SeedRuns};
+use fusedmlp::compare::{self, Contender, SeedRuns};
 use fusedmlp::train::{Kernels, Seeds};
 use fusedmlp::{data, Activation, Gpu, MlpConfig};
 

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use fusedmlp::train::compare::{self, Contender};
+use fusedmlp::compare::{self, Contender};
 use fusedmlp::{
     bench, data, selftest, Activation, Error, Gpu, Head, Init, Mlp, MlpConfig, Optimizer,
     RunReport, Schedule, TrainConfig, Trainer,

@@ -12,13 +12,12 @@
 //! when no cache can be written or `FUSEDMLP_AUTOTUNE=0`, take a
 //! heuristic's choice without measuring.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use web_time::Instant;
 
-use serde::{Deserialize, Serialize};
-
+use super::cache::TuningRecord;
 use super::context::Gpu;
 use super::gemm::{Epilogue, GemmKind, GemmVariant};
 use super::linear::GemmDims;
@@ -52,30 +51,6 @@ pub const MIN_MEASURED_MACS: u64 = 1 << 18;
 /// Bumped whenever the candidate set changes, so that choices cached
 /// before a new kind of kernel existed are measured again.
 const CANDIDATE_GENERATION: u32 = 4;
-
-/// One tuning decision, for reports.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TuningRecord {
-    /// The shape class.
-    pub class: String,
-    /// The chosen variant's name.
-    pub variant: String,
-    /// How it was chosen: `measured`, `cache`, `heuristic`, `heuristic,
-    /// tuning budget spent` or `forced`.
-    pub how: String,
-    /// Seconds spent measuring (0 unless measured).
-    pub seconds: f64,
-    /// The measured GFLOP/s of each candidate (empty unless measured).
-    pub candidates: BTreeMap<String, f64>,
-}
-
-#[derive(Default)]
-pub(crate) struct TuningState {
-    chosen: HashMap<String, GemmVariant>,
-    records: Vec<TuningRecord>,
-    disk_loaded: bool,
-    disk: BTreeMap<String, GemmVariant>,
-}
 
 fn bucket(v: usize) -> &'static str {
     match v {

@@ -70,6 +70,22 @@ pub(crate) fn record_pass(
     );
 }
 
+/// A bind group entry for a texture view.
+pub(crate) fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::TextureView(view),
+    }
+}
+
+/// A bind group entry for a whole buffer or a tensor's range.
+pub(crate) fn buffer_entry(binding: u32, buffer: &dyn Bind) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.resource(),
+    }
+}
+
 /// Bind group entries for (binding index, buffer) pairs, to which a caller
 /// binding textures as well adds theirs.
 pub(crate) fn buffer_entries<'a>(
@@ -77,7 +93,7 @@ pub(crate) fn buffer_entries<'a>(
 ) -> Vec<wgpu::BindGroupEntry<'a>> {
     bindings
         .iter()
-        .map(|(binding, buffer)| super::linear::buffer_entry(*binding, *buffer))
+        .map(|(binding, buffer)| buffer_entry(*binding, *buffer))
         .collect()
 }
 
@@ -444,36 +460,5 @@ impl Gpu {
             out.extend(self.download_async(&dzt).await?);
         }
         Ok(out)
-    }
-
-    /// Measures the elementwise forward kernel's throughput in GB/s (bytes
-    /// read plus written) on `len` elements: median of `repeats` timed runs
-    /// after a warm-up, wall time including the wait.
-    pub fn elementwise_throughput(
-        &self,
-        act: Activation,
-        len: usize,
-        repeats: usize,
-    ) -> Result<f64, Error> {
-        let data: Vec<f32> = (0..len)
-            .map(|i| ((i % 2001) as f32 - 1000.0) * 0.01)
-            .collect();
-        let zt = self.upload(&data, 1, len)?;
-        let yt = self.zeros(1, len)?;
-        let mut times = Vec::new();
-        for i in 0..repeats + 1 {
-            let mut encoder = self
-                .inner
-                .device
-                .create_command_encoder(&Default::default());
-            self.record_activation_forward(&mut encoder, act, &zt, &yt)?;
-            let start = Instant::now();
-            let index = self.submit("elementwise throughput", vec![encoder.finish()])?;
-            self.wait("elementwise throughput", Some(index))?;
-            if i > 0 {
-                times.push(start.elapsed().as_secs_f64());
-            }
-        }
-        Ok((len as f64 * 8.0) / super::timing::median(&times) / 1e9)
     }
 }

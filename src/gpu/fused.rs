@@ -471,7 +471,7 @@ impl WeightTexture {
     }
 
     fn entry(&self) -> wgpu::BindGroupEntry<'_> {
-        super::linear::texture_entry(14, &self.view)
+        super::elementwise::texture_entry(14, &self.view)
     }
 }
 

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use super::context::Gpu;
-use super::elementwise::{buffer_entries, record_pass, record_pass_entries, split_rows};
+use super::elementwise::{
+    buffer_entries, buffer_entry, record_pass, record_pass_entries, split_rows, texture_entry,
+};
 use super::gemm::{self, Epilogue, GemmParams, GemmVariant};
 use super::shader;
 use super::tensor::{Bind, GpuTensor};
@@ -981,22 +983,6 @@ impl Gpu {
             dw: self.download_async(&dwt).await?,
             db: self.download_async(&dbt).await?,
         })
-    }
-}
-
-/// A bind group entry for a texture view.
-pub(crate) fn texture_entry(binding: u32, view: &wgpu::TextureView) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: wgpu::BindingResource::TextureView(view),
-    }
-}
-
-/// A bind group entry for a whole buffer or a tensor's range.
-pub(crate) fn buffer_entry(binding: u32, buffer: &dyn Bind) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.resource(),
     }
 }
 

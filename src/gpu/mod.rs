@@ -2,6 +2,7 @@
 //! generation, autotuning, timing and dispatch.
 
 pub(crate) mod autotune;
+pub(crate) mod cache;
 pub(crate) mod context;
 pub(crate) mod elementwise;
 pub(crate) mod fused;

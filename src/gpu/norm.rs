@@ -1,13 +1,26 @@
 //! LayerNorm and BatchNorm1d kernels (`shaders/norm.wgsl`), recorded into
 //! caller-owned encoders.
 
+use serde::{Deserialize, Serialize};
+
 use super::context::Gpu;
 use super::elementwise::{record_pass, split_rows};
 use super::shader;
 use super::tensor::{Bind, GpuTensor};
 use crate::activation::Activation;
 use crate::error::Error;
-use crate::nn::NormKind;
+
+/// Which normalisation a hidden layer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NormKind {
+    /// `nn.LayerNorm(width)`: statistics over each row's features.
+    Layer,
+    /// `nn.BatchNorm1d(width)`: statistics over the batch, per feature, with
+    /// running estimates for evaluation.
+    Batch,
+}
 
 /// LayerNorm's epsilon, as `torch.nn.LayerNorm`.
 pub const LAYER_NORM_EPS: f32 = 1e-5;

@@ -4,7 +4,6 @@
 
 use crate::activation::{Activation, Saved};
 use crate::error::Error;
-use crate::reference;
 
 /// The WGSL activation library.
 pub const ACTIVATIONS_WGSL: &str = include_str!("../../shaders/activations.wgsl");
@@ -97,8 +96,8 @@ pub fn activation_binding(act: Activation) -> String {
     let (p0, p1) = params_of(act);
     let (p0, p1) = (wgsl_f32(p0), wgsl_f32(p1));
     let name = wgsl_name(act);
-    let f = |x: f64| reference::activation::forward_f64(act, x);
-    let df = |x: f64| reference::activation::derivative_f64(act, x);
+    let f = |x: f64| crate::activation::exact::forward_f64(act, x);
+    let df = |x: f64| crate::activation::exact::derivative_f64(act, x);
     let mut out = format!(
         "// Binding generated for `{act}`.\n\
          fn activation(z: f32) -> f32 {{\n\
@@ -172,63 +171,6 @@ pub fn validate(name: &str, source: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Every kernel that applies an activation, assembled for `act`, as
-/// (name, source) pairs: what the naga validation test walks.
-#[cfg(test)]
-pub(crate) fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
-    use super::gemm::{generate, Epilogue, GemmVariant};
-    let mut out = vec![
-        (
-            format!("elementwise[{act}]"),
-            assemble(ELEMENTWISE_WGSL, Some(act)),
-        ),
-        (
-            format!("linear_backward[{act}]"),
-            assemble(LINEAR_BACKWARD_WGSL, Some(act)),
-        ),
-        (
-            format!("diagnostics[{act}]"),
-            assemble(DIAGNOSTICS_WGSL, Some(act)),
-        ),
-        (format!("norm[{act}]"), assemble(NORM_WGSL, Some(act))),
-        (
-            format!("fused_mlp_grads[{act}]"),
-            super::fused::fused_grads_source(act),
-        ),
-    ];
-    for lanes in [16, 32, 64, 128] {
-        for keep_all_z in [false, true] {
-            out.push((
-                format!("fused_mlp[{act}, {lanes} lanes, keep_all_z={keep_all_z}]"),
-                super::fused::fused_source(act, lanes, keep_all_z),
-            ));
-        }
-    }
-    // The subgroup design, aligned (widths multiples of 4) and not, on
-    // llvmpipe's subgroups and a real GPU's.
-    for (input, width, subgroup) in [(3, 17, 8), (64, 64, 8), (8, 36, 32)] {
-        for keep_all_z in [false, true] {
-            out.push((
-                format!("fused_mlp[{act}, subgroup {subgroup}, {input} -> {width}, keep_all_z={keep_all_z}]"),
-                super::fused::fused_subgroup_source(act, input, width, subgroup, keep_all_z),
-            ));
-        }
-        out.push((
-            format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}]"),
-            super::fused::fused_subgroup_grads_source(act, input, width, subgroup),
-        ));
-    }
-    for v in GemmVariant::CANDIDATES {
-        for save_z in [false, true] {
-            out.push((
-                format!("linear_forward[{act}, {}, save_z={save_z}]", v.name()),
-                generate(v, Epilogue::BiasActivation { act, save_z }),
-            ));
-        }
-    }
-    out
-}
-
 /// The peak-rate kernel with `mad` bound to `fma()` (`use_fma`) or `a * b + c`.
 pub fn peak_source(use_fma: bool) -> String {
     let body = if use_fma { "fma(a, b, c)" } else { "a * b + c" };
@@ -249,32 +191,6 @@ pub(crate) fn head_source() -> String {
 /// multiples of 4.
 pub(crate) fn head4_source() -> String {
     format!("{ACTIVATIONS_WGSL}\n{LOSS_ROW_WGSL}\n{HEAD_COMMON_WGSL}\n{HEAD4_WGSL}")
-}
-
-/// Every kernel that applies no activation, as (name, source) pairs.
-#[cfg(test)]
-pub(crate) fn activation_free_sources() -> Vec<(String, String)> {
-    let mut out = vec![
-        ("peak[fma]".to_string(), peak_source(true)),
-        ("peak[mul_add]".to_string(), peak_source(false)),
-        ("transpose".to_string(), TRANSPOSE_WGSL.to_string()),
-        ("pack".to_string(), PACK_WGSL.to_string()),
-        ("gather".to_string(), GATHER_WGSL.to_string()),
-        ("regularize".to_string(), REGULARIZE_WGSL.to_string()),
-        ("loss".to_string(), loss_source()),
-        ("head".to_string(), head_source()),
-        ("head4".to_string(), head4_source()),
-        ("optimizer".to_string(), OPTIMIZER_WGSL.to_string()),
-        ("stats".to_string(), STATS_WGSL.to_string()),
-        ("finite".to_string(), FINITE_WGSL.to_string()),
-    ];
-    for v in super::gemm::GemmVariant::CANDIDATES {
-        out.push((
-            format!("gemm[{}]", v.name()),
-            super::gemm::generate(v, super::gemm::Epilogue::Plain),
-        ));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ impl Gpu {
     /// Parameter blocks are immutable once made, so blocks with the same
     /// bytes share one buffer: a step's passes reuse the blocks of the
     /// steps before instead of allocating their own. The cache keeps the
-    /// [`PARAM_CACHE_ENTRIES`] most recently used blocks, so blocks that
+    /// [`PARAM_CACHE_ENTRIES`](super::cache::PARAM_CACHE_ENTRIES) most recently used blocks, so blocks that
     /// change every step (a step number, a dropout seed) cannot make it grow.
     pub(crate) fn params<T: bytemuck::Pod>(&self, data: &T) -> Result<wgpu::Buffer, Error> {
         let bytes = bytemuck::bytes_of(data);
@@ -395,46 +395,9 @@ impl GpuTensor {
     }
 }
 
-/// The most parameter blocks [`Gpu::params`] keeps for reuse.
-pub(crate) const PARAM_CACHE_ENTRIES: usize = 2048;
-
-/// Parameter blocks by their bytes, least recently used evicted first.
-#[derive(Default)]
-pub(crate) struct ParamCache {
-    blocks: std::collections::HashMap<Vec<u8>, (wgpu::Buffer, u64)>,
-    by_use: std::collections::BTreeMap<u64, Vec<u8>>,
-    tick: u64,
-}
-
-impl ParamCache {
-    fn get(&mut self, bytes: &[u8]) -> Option<wgpu::Buffer> {
-        self.tick += 1;
-        let tick = self.tick;
-        let (buffer, used) = self.blocks.get_mut(bytes)?;
-        let key = self.by_use.remove(used)?;
-        *used = tick;
-        self.by_use.insert(tick, key);
-        Some(buffer.clone())
-    }
-
-    fn insert(&mut self, bytes: Vec<u8>, buffer: wgpu::Buffer) {
-        self.tick += 1;
-        if let Some((_, old)) = self.blocks.insert(bytes.clone(), (buffer, self.tick)) {
-            self.by_use.remove(&old);
-        }
-        self.by_use.insert(self.tick, bytes);
-        while self.blocks.len() > PARAM_CACHE_ENTRIES {
-            let Some((_, key)) = self.by_use.pop_first() else {
-                break;
-            };
-            self.blocks.remove(&key);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::cache::PARAM_CACHE_ENTRIES;
 
     #[test]
     fn param_cache_reuses_and_stays_bounded() {

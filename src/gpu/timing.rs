@@ -5,6 +5,7 @@ use web_time::Instant;
 
 use super::context::Gpu;
 use super::shader;
+use crate::activation::Activation;
 use crate::error::Error;
 
 /// How a time was measured.
@@ -44,6 +45,37 @@ impl Gpu {
         self.features().contains(
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
         ) && self.adapter_info().device_type != wgpu::DeviceType::Cpu
+    }
+
+    /// Measures the elementwise forward kernel's throughput in GB/s (bytes
+    /// read plus written) on `len` elements: median of `repeats` timed runs
+    /// after a warm-up, wall time including the wait.
+    pub fn elementwise_throughput(
+        &self,
+        act: Activation,
+        len: usize,
+        repeats: usize,
+    ) -> Result<f64, Error> {
+        let data: Vec<f32> = (0..len)
+            .map(|i| ((i % 2001) as f32 - 1000.0) * 0.01)
+            .collect();
+        let zt = self.upload(&data, 1, len)?;
+        let yt = self.zeros(1, len)?;
+        let mut times = Vec::new();
+        for i in 0..repeats + 1 {
+            let mut encoder = self
+                .inner
+                .device
+                .create_command_encoder(&Default::default());
+            self.record_activation_forward(&mut encoder, act, &zt, &yt)?;
+            let start = Instant::now();
+            let index = self.submit("elementwise throughput", vec![encoder.finish()])?;
+            self.wait("elementwise throughput", Some(index))?;
+            if i > 0 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        Ok((len as f64 * 8.0) / median(&times) / 1e9)
     }
 
     /// Times `record` (called `reps` times into one encoder per measurement):

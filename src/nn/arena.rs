@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use crate::error::Error;
 use crate::gpu::tensor::VIEW_ALIGN;
+use crate::gpu::Gpu;
 use crate::gpu::GpuTensor;
 use crate::nn::MlpConfig;
 
@@ -173,6 +174,37 @@ impl ParamLayout {
         self.find(layer, kind)
             .map(|e| self.view(arena, e))
             .transpose()
+    }
+}
+
+/// Whether a configuration's arena fits the device: the arena's own
+/// question, asked before anything is allocated.
+impl MlpConfig {
+    /// Checks that every layer's weight, and all the parameters together
+    /// (they share one arena buffer), fit one buffer of `gpu` (its
+    /// `max_buffer_size` and `max_storage_buffer_binding_size`), without
+    /// allocating anything.
+    pub fn check_fits(&self, gpu: &Gpu) -> Result<(), Error> {
+        for (l, (fan_in, fan_out)) in self.layer_shapes().into_iter().enumerate() {
+            let what = format!("layer {l}'s weight [{fan_out}, {fan_in}]");
+            let floats = fan_in.checked_mul(fan_out).ok_or_else(|| {
+                Error::Config(format!(
+                    "{what} has more values than this platform can count"
+                ))
+            })?;
+            gpu.check_tensor_size(&what, floats)?;
+        }
+        // Every tensor lives in one arena buffer (and so do the gradients
+        // and each optimizer state): the whole net must fit one buffer too.
+        let layout = ParamLayout::of(self)?;
+        gpu.check_tensor_size(
+            &format!(
+                "the net's {} parameters (one buffer for all layers)",
+                self.parameter_count()
+            ),
+            layout.len(),
+        )?;
+        Ok(())
     }
 }
 

@@ -6,71 +6,11 @@ use super::activation::{derivative_f64, forward_f64};
 use super::linear::{linear_backward, linear_forward};
 use crate::activation::Activation;
 use crate::error::Error;
-use crate::nn::{Head, MlpConfig, NormKind, Optimizer};
+use crate::nn::{MlpConfig, NormKind, Optimizer};
 use crate::train::TrainConfig;
 use crate::LinearShape;
 
-/// The mean loss, the number of correct predictions and dL/dlogits for a
-/// batch (PyTorch's mean reductions), in f64.
-pub fn loss_and_grad(
-    head: Head,
-    logits: &[f32],
-    labels: &[u32],
-    classes: usize,
-) -> (f64, usize, Vec<f64>) {
-    let rows = labels.len();
-    let mut loss = 0.0;
-    let mut correct = 0;
-    let mut grad = vec![0.0f64; rows * classes];
-    for (r, &label) in labels.iter().enumerate() {
-        let l = &logits[r * classes..(r + 1) * classes];
-        let target = |j: usize| -> f64 {
-            if classes == 1 {
-                label as f64
-            } else if j == label as usize {
-                1.0
-            } else {
-                0.0
-            }
-        };
-        let best = (0..classes).fold(0, |b, j| if l[j] > l[b] { j } else { b });
-        let mut ok = best == label as usize;
-        match head {
-            Head::Softmax => {
-                let m = l[best] as f64;
-                let sum: f64 = l.iter().map(|&v| (v as f64 - m).exp()).sum();
-                loss += m + sum.ln() - l[label as usize] as f64;
-                for j in 0..classes {
-                    let p = (l[j] as f64 - m).exp() / sum;
-                    grad[r * classes + j] = (p - target(j)) / rows as f64;
-                }
-            }
-            Head::Sigmoid => {
-                for j in 0..classes {
-                    let (x, t) = (l[j] as f64, target(j));
-                    loss += (x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()) / classes as f64;
-                    let s = 1.0 / (1.0 + (-x).exp());
-                    grad[r * classes + j] = (s - t) / (rows * classes) as f64;
-                }
-                if classes == 1 {
-                    ok = (l[0] > 0.0) == (label == 1);
-                }
-            }
-            Head::Mse => {
-                for j in 0..classes {
-                    let d = l[j] as f64 - target(j);
-                    loss += d * d / classes as f64;
-                    grad[r * classes + j] = 2.0 * d / (rows * classes) as f64;
-                }
-                if classes == 1 {
-                    ok = (l[0] as f64 - label as f64).abs() < 0.5;
-                }
-            }
-        }
-        correct += ok as usize;
-    }
-    (loss / rows.max(1) as f64, correct, grad)
-}
+pub use crate::nn::loss::loss_and_grad;
 
 /// An MLP with its optimizer state on the CPU.
 #[derive(Debug, Clone)]
@@ -665,40 +605,5 @@ fn update(
             }
         };
         param[i] = new_w as f32;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The heads' gradients against finite differences of their losses.
-    #[test]
-    fn loss_gradients_match_finite_differences() {
-        let logits = [0.3f32, -1.2, 2.0, 0.7, 0.1, -0.4];
-        for (head, classes, labels) in [
-            (Head::Softmax, 3, vec![2u32, 0]),
-            (Head::Sigmoid, 3, vec![1, 2]),
-            (Head::Sigmoid, 1, vec![1, 0, 1, 1, 0, 0]),
-            (Head::Mse, 3, vec![0, 1]),
-            (Head::Mse, 1, vec![1, 0, 2, 1, 0, 3]),
-        ] {
-            let (_, _, g) = loss_and_grad(head, &logits, &labels, classes);
-            for i in 0..logits.len() {
-                let h = 1e-3f32;
-                let mut p = logits;
-                let mut m = logits;
-                p[i] += h;
-                m[i] -= h;
-                let fd = (loss_and_grad(head, &p, &labels, classes).0
-                    - loss_and_grad(head, &m, &labels, classes).0)
-                    / (p[i] as f64 - m[i] as f64);
-                assert!(
-                    (fd - g[i]).abs() < 1e-4,
-                    "{head} classes {classes}: d/dlogit[{i}] {} vs {fd}",
-                    g[i]
-                );
-            }
-        }
     }
 }

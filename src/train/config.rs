@@ -5,9 +5,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::report::DEFAULT_MAX_LOGGED_STEPS;
 use crate::error::Error;
 use crate::nn::{Optimizer, Schedule};
+
+/// The default cap on the logged steps a run keeps in memory and in its
+/// report ([`TrainConfig::max_logged_steps`](super::TrainConfig)). At 20
+/// layers an entry is about 4 KB, so the cap bounds a report near 4 MB
+/// however long the run.
+pub const DEFAULT_MAX_LOGGED_STEPS: usize = 1000;
 
 /// How to train. Start from the default (10 epochs of plain SGD at
 /// PyTorch's default rate, batch 64) and set what differs; [`TrainConfig::validate`] (called by

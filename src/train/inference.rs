@@ -11,8 +11,8 @@ use super::checkpoint::{io_err, Checkpoint};
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::gpu::Gpu;
+use crate::nn::loss::loss_and_grad;
 use crate::nn::{Head, Mlp};
-use crate::reference::mlp::loss_and_grad;
 
 /// How a model does on a labelled data set ([`Mlp::evaluate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 //! diagnostics at logged steps, and the run's cost. Serialised as the JSON
 //! report and drawn by `plot`.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// Pre-activation histogram range: `HIST_BINS` equal bins over
@@ -60,12 +62,6 @@ pub struct StepLog {
     /// Per-layer diagnostics, first hidden layer first.
     pub layers: Vec<LayerDiagnostics>,
 }
-
-/// The default cap on the logged steps a run keeps in memory and in its
-/// report ([`TrainConfig::max_logged_steps`](super::TrainConfig)). At 20
-/// layers an entry is about 4 KB, so the cap bounds a report near 4 MB
-/// however long the run.
-pub const DEFAULT_MAX_LOGGED_STEPS: usize = 1000;
 
 /// Whether a logged step must survive thinning: a non-finite loss or
 /// gradient norm marks where a run went wrong.
@@ -208,7 +204,7 @@ pub struct RunReport {
     pub status: Outcome,
     /// Where the first NaN or infinity appeared, if the run diverged.
     #[serde(default)]
-    pub divergence: Option<super::trainer::Divergence>,
+    pub divergence: Option<Divergence>,
 }
 
 /// How a training run ended ([`RunReport::status`]).
@@ -356,6 +352,51 @@ fn not_measured() -> f32 {
     f32::NAN
 }
 
+/// Where a non-finite value first appeared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Divergence {
+    /// The optimizer step (0-based).
+    pub step: u64,
+    /// The layer (0 = first hidden layer), or `None` for the loss.
+    pub layer: Option<usize>,
+    /// `activation`, `gradient`, `weight` or `loss`.
+    pub tensor: String,
+    /// The last checkpoint written before it, if any.
+    pub last_good_checkpoint: Option<PathBuf>,
+}
+
+impl Divergence {
+    /// Where the first non-finite value appeared, in words: `gradient of
+    /// layer 3`, or `loss`.
+    pub fn location(&self) -> String {
+        match self.layer {
+            Some(l) => format!("{} of layer {l}", self.tensor),
+            None => "loss".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training diverged: the first NaN or infinity appeared at step {} in the {}. \
+             Lower the learning rate, clip gradients (TrainConfig::clip_norm), or use a \
+             better-scaled initialisation",
+            self.step,
+            self.location()
+        )?;
+        match &self.last_good_checkpoint {
+            Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
+            None => write!(
+                f,
+                "; no checkpoint was written (Trainer::set_checkpointing saves them as it trains)"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,7 +494,7 @@ mod tests {
         assert_eq!(r.max_grad_norm(), (3.0, false));
         r.steps[1].grad_global_norm = f32::NAN;
         assert_eq!(r.max_grad_norm(), (3.0, true));
-        r.divergence = Some(super::super::trainer::Divergence {
+        r.divergence = Some(Divergence {
             step: 2,
             layer: Some(1),
             tensor: "gradient".into(),

@@ -33,3 +33,40 @@ fn run_gemm(
     gpu.queue().submit([encoder.finish()]);
     gpu.download(y).unwrap()
 }
+
+#[test]
+fn an_invalid_dispatch_is_an_error_not_silent_zeros() {
+    let Some(gpu) = gpu() else { return };
+    let act = crate::Activation::Relu;
+    let pipeline = gpu
+        .pipeline(
+            "elementwise[relu]",
+            "activation_forward",
+            || super::shader::assemble(super::shader::ELEMENTWISE_WGSL, Some(act)),
+            false,
+        )
+        .unwrap();
+    let z = gpu.upload(&[1.0; 4], 1, 4).unwrap();
+    let y = gpu.zeros(1, 4).unwrap();
+    let params = gpu.params(&[4u32, 256, 0, 0]).unwrap();
+    let too_many = gpu.limits().max_compute_workgroups_per_dimension + 1;
+    let result = gpu.scoped("an over-limit dispatch", || {
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        super::elementwise::record_pass(
+            &gpu,
+            &mut encoder,
+            "over-limit",
+            &pipeline,
+            &[(0, &params), (1, &z), (3, &y)],
+            (too_many, 1, 1),
+        );
+        gpu.queue().submit([encoder.finish()]);
+    });
+    let err = result.unwrap_err();
+    assert!(matches!(err, crate::Error::GpuValidation { .. }), "{err}");
+    // The device stays usable after a caught error.
+    assert_eq!(
+        gpu.activation_forward(act, &[-1.0, 2.0]).unwrap(),
+        vec![0.0, 2.0]
+    );
+}

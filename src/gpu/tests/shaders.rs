@@ -1,6 +1,8 @@
 //! Every shader, as assembled for every activation, parses and validates
 //! with naga. Needs no GPU.
 
+use crate::gpu::fused;
+use crate::gpu::gemm::{generate, Epilogue, GemmVariant};
 use crate::gpu::shader;
 use crate::Activation;
 
@@ -27,7 +29,7 @@ fn variants() -> Vec<Activation> {
 fn every_kernel_validates_for_every_activation() {
     let mut checked = 0;
     for act in variants() {
-        for (name, source) in shader::all_kernel_sources(act) {
+        for (name, source) in all_kernel_sources(act) {
             shader::validate(&name, &source).unwrap_or_else(|e| panic!("{e}"));
             checked += 1;
         }
@@ -38,7 +40,7 @@ fn every_kernel_validates_for_every_activation() {
 
 #[test]
 fn activation_free_kernels_validate() {
-    for (name, source) in shader::activation_free_sources() {
+    for (name, source) in activation_free_sources() {
         shader::validate(&name, &source).unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -56,9 +58,9 @@ fn a_broken_shader_is_an_error_not_a_panic() {
 /// Kernel parameters are read-only storage buffers, in every kernel.
 #[test]
 fn no_kernel_reads_a_uniform_buffer() {
-    let mut sources = shader::activation_free_sources();
+    let mut sources = activation_free_sources();
     for act in variants() {
-        sources.extend(shader::all_kernel_sources(act));
+        sources.extend(all_kernel_sources(act));
     }
     for (name, source) in sources {
         let module =
@@ -72,4 +74,87 @@ fn no_kernel_reads_a_uniform_buffer() {
             );
         }
     }
+}
+
+/// Every kernel that applies an activation, assembled for `act`, as
+/// (name, source) pairs: what the naga validation test walks.
+fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
+    let mut out = vec![
+        (
+            format!("elementwise[{act}]"),
+            shader::assemble(shader::ELEMENTWISE_WGSL, Some(act)),
+        ),
+        (
+            format!("linear_backward[{act}]"),
+            shader::assemble(shader::LINEAR_BACKWARD_WGSL, Some(act)),
+        ),
+        (
+            format!("diagnostics[{act}]"),
+            shader::assemble(shader::DIAGNOSTICS_WGSL, Some(act)),
+        ),
+        (
+            format!("norm[{act}]"),
+            shader::assemble(shader::NORM_WGSL, Some(act)),
+        ),
+        (
+            format!("fused_mlp_grads[{act}]"),
+            fused::fused_grads_source(act),
+        ),
+    ];
+    for lanes in [16, 32, 64, 128] {
+        for keep_all_z in [false, true] {
+            out.push((
+                format!("fused_mlp[{act}, {lanes} lanes, keep_all_z={keep_all_z}]"),
+                fused::fused_source(act, lanes, keep_all_z),
+            ));
+        }
+    }
+    // The subgroup design, aligned (widths multiples of 4) and not, on
+    // llvmpipe's subgroups and a real GPU's.
+    for (input, width, subgroup) in [(3, 17, 8), (64, 64, 8), (8, 36, 32)] {
+        for keep_all_z in [false, true] {
+            out.push((
+                format!("fused_mlp[{act}, subgroup {subgroup}, {input} -> {width}, keep_all_z={keep_all_z}]"),
+                fused::fused_subgroup_source(act, input, width, subgroup, keep_all_z),
+            ));
+        }
+        out.push((
+            format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}]"),
+            fused::fused_subgroup_grads_source(act, input, width, subgroup),
+        ));
+    }
+    for v in GemmVariant::CANDIDATES {
+        for save_z in [false, true] {
+            out.push((
+                format!("linear_forward[{act}, {}, save_z={save_z}]", v.name()),
+                generate(v, Epilogue::BiasActivation { act, save_z }),
+            ));
+        }
+    }
+    out
+}
+
+/// Every kernel that applies no activation, as (name, source) pairs.
+fn activation_free_sources() -> Vec<(String, String)> {
+    let mut out = vec![
+        ("peak[fma]".to_string(), shader::peak_source(true)),
+        ("peak[mul_add]".to_string(), shader::peak_source(false)),
+        ("transpose".to_string(), shader::TRANSPOSE_WGSL.to_string()),
+        ("pack".to_string(), shader::PACK_WGSL.to_string()),
+        ("gather".to_string(), shader::GATHER_WGSL.to_string()),
+        (
+            "regularize".to_string(),
+            shader::REGULARIZE_WGSL.to_string(),
+        ),
+        ("loss".to_string(), shader::loss_source()),
+        ("head".to_string(), shader::head_source()),
+        ("head4".to_string(), shader::head4_source()),
+        ("optimizer".to_string(), shader::OPTIMIZER_WGSL.to_string()),
+        ("stats".to_string(), shader::STATS_WGSL.to_string()),
+        ("finite".to_string(), shader::FINITE_WGSL.to_string()),
+    ];
+    for v in GemmVariant::CANDIDATES {
+        out.push((format!("gemm[{}]", v.name()), generate(v, Epilogue::Plain)));
+    }
+    out
 }

@@ -13,12 +13,11 @@
 use std::path::{Path, PathBuf};
 use web_time::Instant;
 
-use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
 
 use super::report::{
-    thin_logged_steps, EpochLog, LayerDiagnostics, RunReport, StepLog, HIST_BINS, HIST_MAX,
-    HIST_MIN,
+    thin_logged_steps, Divergence, EpochLog, LayerDiagnostics, RunReport, StepLog, HIST_BINS,
+    HIST_MAX, HIST_MIN,
 };
 use crate::activation::{Activation, Saved};
 use crate::data::Dataset;
@@ -559,57 +558,12 @@ pub struct Trainer {
     bind_groups: crate::gpu::plan::BindGroupCache,
 }
 
-/// Where a non-finite value first appeared.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Divergence {
-    /// The optimizer step (0-based).
-    pub step: u64,
-    /// The layer (0 = first hidden layer), or `None` for the loss.
-    pub layer: Option<usize>,
-    /// `activation`, `gradient`, `weight` or `loss`.
-    pub tensor: String,
-    /// The last checkpoint written before it, if any.
-    pub last_good_checkpoint: Option<PathBuf>,
-}
-
-impl Divergence {
-    /// Where the first non-finite value appeared, in words: `gradient of
-    /// layer 3`, or `loss`.
-    pub fn location(&self) -> String {
-        match self.layer {
-            Some(l) => format!("{} of layer {l}", self.tensor),
-            None => "loss".to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for Divergence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "training diverged: the first NaN or infinity appeared at step {} in the {}. \
-             Lower the learning rate, clip gradients (TrainConfig::clip_norm), or use a \
-             better-scaled initialisation",
-            self.step,
-            self.location()
-        )?;
-        match &self.last_good_checkpoint {
-            Some(p) => write!(f, "; the last good checkpoint is {}", p.display()),
-            None => write!(
-                f,
-                "; no checkpoint was written (Trainer::set_checkpointing saves them as it trains)"
-            ),
-        }
-    }
-}
-
 /// Slots per layer in the non-finite flags: activation, gradient, weight.
 const FINITE_KINDS: [&str; 3] = ["activation", "gradient", "weight"];
 
 fn max_abs_derivative(act: Activation) -> f64 {
     (-4000..=4000)
-        .map(|i| crate::reference::activation::derivative_f64(act, i as f64 * 0.005).abs())
+        .map(|i| crate::activation::exact::derivative_f64(act, i as f64 * 0.005).abs())
         .fold(0.0, f64::max)
 }
 

@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::report::RunReport;
-use super::seeds::{median_range, Seeds};
-use super::trainer::{TrainConfig, Trainer};
 use crate::activation::Activation;
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::nn::{Init, Mlp, MlpConfig};
+use crate::train::seeds::median_range;
+use crate::train::{LayerDiagnostics, RunReport, Seeds, StepLog, TrainConfig, Trainer};
 
 /// One run of a comparison: an activation and its initialiser (`None`: the
 /// activation's default), optionally with a label and a training
@@ -192,7 +191,7 @@ pub struct Summary {
     pub outcome: String,
 }
 
-fn ratio(step: Option<&super::report::StepLog>) -> f32 {
+fn ratio(step: Option<&StepLog>) -> f32 {
     let Some(s) = step else { return f32::NAN };
     // The last layer is the output layer; compare the first and last hidden layers.
     let hidden = s.layers.len().saturating_sub(1).max(1);
@@ -209,10 +208,7 @@ fn ratio(step: Option<&super::report::StepLog>) -> f32 {
     first / last
 }
 
-fn mean_hidden(
-    step: Option<&super::report::StepLog>,
-    f: impl Fn(&super::report::LayerDiagnostics) -> f32,
-) -> f32 {
+fn mean_hidden(step: Option<&StepLog>, f: impl Fn(&LayerDiagnostics) -> f32) -> f32 {
     let Some(s) = step else { return f32::NAN };
     let hidden = &s.layers[..s.layers.len().saturating_sub(1)];
     if hidden.is_empty() {
