@@ -5,14 +5,16 @@
 //   dy = d_out * drop'(i)       and, when residual, d_skip += d_out.
 // The keep mask is a hash of (seed, step, element): nothing is stored, the
 // backward recomputes it, and the CPU twin (reference::mlp) computes the
-// same bits. CPU twin: reference::mlp::dropout_keep.
+// same bits. The step number is read from the trainer's step state, which
+// the host writes before each step, so a step's passes are the same every
+// step. CPU twin: reference::mlp::dropout_keep.
 
 struct RegParams {
     len: u32,
     row_stride: u32,
-    // Seed of this layer's masks and the step being taken.
+    // Seed of this layer's masks.
     seed: u32,
-    step: u32,
+    _pad0: u32,
     // Keep an element when (hash >> 8) >= drop_threshold (p·2^24); 0 = no dropout.
     drop_threshold: u32,
     // 1 when the layer adds its input (residual).
@@ -31,10 +33,13 @@ struct RegParams {
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read> skip: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// The trainer's step state (trainer::StepState); its fifth word is the step
+// being taken. Passes that drop nothing may bind any 32 bytes.
+@group(0) @binding(17) var<storage, read> step_state: array<u32, 8>;
 
 // murmur3's finaliser over the mixed seed, step and index.
 fn keep_hash(i: u32) -> u32 {
-    var h = p.seed ^ (i * 0x9e3779b9u) ^ (p.step * 0x85ebca6bu);
+    var h = p.seed ^ (i * 0x9e3779b9u) ^ (step_state[4] * 0x85ebca6bu);
     h = h ^ (h >> 16u);
     h = h * 0x85ebca6bu;
     h = h ^ (h >> 13u);

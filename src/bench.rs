@@ -612,6 +612,9 @@ pub struct TrainPathRow {
     /// With profiling: the median milliseconds of a whole step run that way
     /// (the passes plus the host's recording and the submissions' overhead).
     pub profiled_step_ms: Option<f64>,
+    /// With profiling: the unlogged step's plan as its `Debug` output
+    /// prints it (every dispatch and copy in order); empty without.
+    pub plan: String,
 }
 
 /// Times unlogged training steps (plain SGD) of each net and activation on
@@ -675,11 +678,12 @@ pub fn train_path_bench(
             }
             for (kernels, mut trainer, first, dispatches, host, per) in paths {
                 let per_step = median(&per);
-                let (passes, profiled_step_ms) = if profile {
+                let (passes, profiled_step_ms, plan) = if profile {
                     let (passes, whole) = trainer.profile_steps(steps)?;
-                    (passes, Some(whole))
+                    let plan = trainer.step_plan(false).map(|p| format!("{p:?}"));
+                    (passes, Some(whole), plan.unwrap_or_default())
                 } else {
-                    (Vec::new(), None)
+                    (Vec::new(), None, String::new())
                 };
                 rows.push(TrainPathRow {
                     net,
@@ -693,6 +697,7 @@ pub fn train_path_bench(
                     first_step_seconds: first,
                     passes,
                     profiled_step_ms,
+                    plan,
                 });
             }
         }

@@ -923,6 +923,10 @@ fn run_train_paths_bench(
             r.passes.len(),
             r.profiled_step_ms.unwrap_or(0.0)
         );
+        println!("  the step's plan (replayed every unlogged step):");
+        for line in r.plan.lines() {
+            println!("    {line}");
+        }
     }
     if let Some(path) = json {
         write_json(

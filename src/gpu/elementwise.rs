@@ -1,8 +1,6 @@
 //! Elementwise activation kernels (`shaders/elementwise.wgsl`) and the small
 //! dispatch helpers every kernel uses.
 
-use web_time::Instant;
-
 use super::context::Gpu;
 use super::shader;
 use super::tensor::{Bind, GpuTensor};
@@ -119,39 +117,7 @@ pub(crate) fn record_pass_entries(
     if made {
         super::context::CREATED.with(|c| c.set((c.get().0, c.get().1 + 1)));
     }
-    super::context::DISPATCHES.with(|d| d.set(d.get() + 1));
-    #[cfg(not(target_arch = "wasm32"))]
-    if super::context::PROFILE.with(|p| p.borrow().is_some()) {
-        // Profiling: this pass alone in a submission, timed to completion.
-        let device = &gpu.inner.device;
-        let mut own = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = own.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        }
-        let start = Instant::now();
-        gpu.inner.queue.submit([own.finish()]);
-        let _ = device.poll(wgpu::PollType::Wait {
-            submission_index: None,
-            timeout: None,
-        });
-        let seconds = start.elapsed().as_secs_f64();
-        super::context::PROFILE.with(|p| {
-            if let Some(v) = p.borrow_mut().as_mut() {
-                v.push((label.to_string(), seconds));
-            }
-        });
-        return;
-    }
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(label),
-        timestamp_writes: None,
-    });
-    pass.set_pipeline(pipeline);
-    pass.set_bind_group(0, &bind_group, &[]);
-    pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+    super::plan::dispatch(gpu, encoder, label, pipeline, &bind_group, groups);
 }
 
 #[repr(C)]
@@ -161,7 +127,7 @@ pub(crate) struct RegParams {
     pub len: u32,
     pub row_stride: u32,
     pub seed: u32,
-    pub step: u32,
+    pub pad0: u32,
     pub drop_threshold: u32,
     pub residual: u32,
     pub alpha: u32,
@@ -287,13 +253,15 @@ impl Gpu {
             residual: 1,
             ..bytemuck::Zeroable::zeroed()
         })?;
+        // No dropout: the step number the masks would hash is not read.
+        let zeros = self.params(&[0u32; 8])?;
         self.scoped("recording a residual add", || {
             record_pass(
                 self,
                 encoder,
                 "regularize_forward",
                 &pipeline,
-                &[(0, &params), (1, &y), (2, &skip), (3, &out)],
+                &[(0, &params), (1, &y), (2, &skip), (3, &out), (17, &zeros)],
                 (x, gy, 1),
             )
         })

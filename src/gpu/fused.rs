@@ -434,21 +434,17 @@ impl WeightTexture {
         let (buffer, offset) = w.raw();
         let (rows, rest) = (self.texels / width, self.texels % width);
         let copy = |encoder: &mut wgpu::CommandEncoder, at: u64, row: u32, extent| {
-            encoder.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
+            super::plan::copy_to_texture(
+                encoder,
+                (
                     buffer,
-                    layout: wgpu::TexelCopyBufferLayout {
+                    wgpu::TexelCopyBufferLayout {
                         offset: offset + at,
                         bytes_per_row: Some(width * 16),
                         rows_per_image: None,
                     },
-                },
-                wgpu::TexelCopyTextureInfo {
-                    texture: &self.texture,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d { x: 0, y: row, z: 0 },
-                    aspect: wgpu::TextureAspect::All,
-                },
+                ),
+                (&self.texture, wgpu::Origin3d { x: 0, y: row, z: 0 }),
                 extent,
             );
         };

@@ -316,21 +316,17 @@ impl Gpu {
             // with the packing pass, 18.6 with the copy).
             self.scoped("recording a GEMM operand copy", || {
                 let (raw, offset) = buffer.raw();
-                encoder.copy_buffer_to_texture(
-                    wgpu::TexelCopyBufferInfo {
-                        buffer: raw,
-                        layout: wgpu::TexelCopyBufferLayout {
+                super::plan::copy_to_texture(
+                    encoder,
+                    (
+                        raw,
+                        wgpu::TexelCopyBufferLayout {
                             offset,
                             bytes_per_row: Some((ld * 4) as u32),
                             rows_per_image: None,
                         },
-                    },
-                    wgpu::TexelCopyTextureInfo {
-                        texture: &texture,
-                        mip_level: 0,
-                        origin: wgpu::Origin3d::ZERO,
-                        aspect: wgpu::TextureAspect::All,
-                    },
+                    ),
+                    (&texture, wgpu::Origin3d::ZERO),
                     wgpu::Extent3d {
                         width: texels,
                         height: rows32,

@@ -23,6 +23,7 @@ pub use fused::{
 };
 pub use linear::{LinearGrads, LinearShape};
 pub use norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, LAYER_NORM_EPS};
+pub use plan::StepPlan;
 pub use tensor::{GpuTensor, VIEW_ALIGN};
 
 #[cfg(test)]

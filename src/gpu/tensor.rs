@@ -347,18 +347,22 @@ impl GpuTensor {
         at: usize,
         floats: usize,
     ) {
-        encoder.copy_buffer_to_buffer(
-            &self.storage,
-            self.offset + from as u64 * 4,
-            &to.storage,
-            to.offset + at as u64 * 4,
+        super::plan::copy_buffer(
+            encoder,
+            (&self.storage, self.offset + from as u64 * 4),
+            (&to.storage, to.offset + at as u64 * 4),
             floats as u64 * 4,
         );
     }
 
     /// Records zeroing this tensor's range.
     pub(crate) fn record_clear(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.clear_buffer(&self.storage, self.offset, Some(self.len() as u64 * 4));
+        super::plan::clear_buffer(
+            encoder,
+            &self.storage,
+            self.offset,
+            Some(self.len() as u64 * 4),
+        );
     }
     /// The first `rows` rows, sharing this tensor's storage.
     pub fn prefix_rows(&self, rows: usize) -> Result<GpuTensor, Error> {

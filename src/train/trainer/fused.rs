@@ -227,7 +227,12 @@ impl Trainer {
             if log {
                 let (from, at) = out.y.raw();
                 let (to, to_at) = out.z.raw();
-                encoder.copy_buffer_to_buffer(from, at, to, to_at, out.y.len() as u64 * 4);
+                crate::gpu::plan::copy_buffer(
+                    encoder,
+                    (from, at),
+                    (to, to_at),
+                    out.y.len() as u64 * 4,
+                );
             }
         })
     }

@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::gpu::elementwise::{grid_1d, record_pass, RegParams};
 use crate::gpu::linear::LinearScratch;
 use crate::gpu::tensor::Bind;
-use crate::gpu::{shader, Gpu, GpuTensor};
+use crate::gpu::{shader, Gpu, GpuTensor, StepPlan};
 use crate::nn::{Mlp, Optimizer, ParamKind};
 
 mod fused;
@@ -34,6 +34,8 @@ mod record;
 mod run;
 mod state;
 mod step;
+#[cfg(test)]
+mod tests;
 
 pub use super::config::{shuffle_order, TrainConfig};
 use logs::*;
@@ -82,11 +84,15 @@ struct ClipParams {
     max_norm: f32,
 }
 
+/// A kind of step, by its plan: whether it logs, and into which staging
+/// slot.
+type StepKind = (bool, Option<usize>);
+
 /// What the host writes before each step (one small write): the
 /// optimizer's learning rate and bias corrections, the clipping scale (1
 /// until the clipping kernel sets it), the step number (for the finite
-/// check's flags) and where the batch starts in the epoch's order (for the
-/// gather).
+/// check's flags and the dropout masks) and where the batch starts in the
+/// epoch's order (for the gather).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct StepState {
@@ -556,6 +562,12 @@ pub struct Trainer {
     head: Option<wgpu::Buffer>,
     /// Every bind group a step has made, reused by the steps after.
     bind_groups: crate::gpu::plan::BindGroupCache,
+    /// The plan of each kind of step taken so far (unlogged, or logged into
+    /// a staging slot), replayed by every later step of that kind.
+    plans: Vec<(StepKind, StepPlan)>,
+    /// Whether steps replay their plans (tests record every step afresh to
+    /// compare).
+    replay: bool,
 }
 
 /// Slots per layer in the non-finite flags: activation, gradient, weight.
@@ -853,6 +865,8 @@ impl Trainer {
             stats,
             head,
             bind_groups: Default::default(),
+            plans: Vec::new(),
+            replay: true,
             val_totals: gpu.zeros(1, 3)?,
             train_eval_totals: gpu.zeros(1, 3)?,
             norms: gpu.zeros(1, slots.count())?,
@@ -906,6 +920,27 @@ impl Trainer {
     /// Optimizer steps taken so far.
     pub fn steps_taken(&self) -> u64 {
         self.step
+    }
+
+    /// The plan every unlogged step (`logged` false) or every logged step
+    /// replays, once a step of that kind has been taken: its `Debug` output
+    /// lists the step's dispatches and copies in order (logged steps have
+    /// one plan per staging slot; this is the first one made).
+    ///
+    /// ```no_run
+    /// # fn demo(trainer: &mut fusedmlp::Trainer) -> Result<(), fusedmlp::Error> {
+    /// trainer.run_steps(2)?; // the first step logs; the second does not
+    /// if let Some(plan) = trainer.step_plan(false) {
+    ///     println!("{plan:?}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn step_plan(&self, logged: bool) -> Option<&StepPlan> {
+        self.plans
+            .iter()
+            .find(|((log, _), _)| *log == logged)
+            .map(|(_, plan)| plan)
     }
 
     /// Steps per epoch (full batches only).

@@ -132,11 +132,11 @@ impl Trainer {
         )?;
         let (x, y, row_stride) = grid_1d(gpu, len as u64, 256)?;
         let (scale, alpha_prime, a, b) = mc.dropout_constants();
-        let params = gpu.step_params(&RegParams {
+        let params = gpu.params(&RegParams {
             len: len as u32,
             row_stride,
             seed: layer.mask_seed,
-            step: self.step as u32,
+            pad0: 0,
             drop_threshold: if dropout {
                 mc.drop_threshold().max(1)
             } else {
@@ -150,7 +150,11 @@ impl Trainer {
             affine_a: a as f32,
             affine_b: b as f32,
         })?;
+        // The dropout masks hash the step number from the step state.
         let mut bindings: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![(0, &params)];
+        if entry != "residual_backward" {
+            bindings.push((17, &self.step_state));
+        }
         bindings.extend_from_slice(buffers);
         gpu.scoped("recording dropout or a residual", || {
             record_pass(gpu, encoder, entry, &pipeline, &bindings, (x, y, 1))
@@ -375,7 +379,7 @@ impl Trainer {
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
         gpu.scoped("clearing histograms", || {
-            encoder.clear_buffer(&self.hist, 0, None)
+            crate::gpu::plan::clear_buffer(encoder, &self.hist, 0, None)
         })?;
         for group in &self.diag {
             let src = || shader::assemble(shader::DIAGNOSTICS_WGSL, Some(group.act));

@@ -28,26 +28,40 @@ impl Trainer {
         } else {
             None
         };
-        // The step's values in one write, its passes recorded with the
-        // bind groups of the steps before, and the submission: under one
-        // error scope.
+        // The step's values in one write, the plan of this kind of step
+        // replayed (recorded and kept the first time), and the submission:
+        // under one error scope.
+        let kind = (log, slot);
         let mut bind_groups = std::mem::take(&mut self.bind_groups);
-        let recorded = bind_groups.install(|| {
-            gpu.scoped("a training step", || {
-                gpu.queue().write_buffer(
-                    &self.step_state,
-                    0,
-                    bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step, offset)),
-                );
-                let start = web_time::Instant::now();
-                let commands = self.record_step(log, slot)?;
-                let seconds = start.elapsed().as_secs_f64();
-                gpu.queue().submit([commands]);
-                Ok::<f64, Error>(seconds)
-            })
+        let recorded = gpu.scoped("a training step", || {
+            gpu.queue().write_buffer(
+                &self.step_state,
+                0,
+                bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step, offset)),
+            );
+            let start = web_time::Instant::now();
+            let (commands, plan) = match self.plans.iter().find(|(k, _)| *k == kind) {
+                Some((_, plan)) => {
+                    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+                    plan.record(&gpu, &mut encoder);
+                    (encoder.finish(), None)
+                }
+                None => {
+                    let (commands, plan) =
+                        StepPlan::capture(|| bind_groups.install(|| self.record_step(log, slot)));
+                    (commands?, Some(plan))
+                }
+            };
+            let seconds = start.elapsed().as_secs_f64();
+            gpu.queue().submit([commands]);
+            Ok::<_, Error>((seconds, plan))
         });
         self.bind_groups = bind_groups;
-        self.last_record_seconds = recorded??;
+        let (seconds, plan) = recorded??;
+        self.last_record_seconds = seconds;
+        if let Some(plan) = plan.filter(|_| self.replay) {
+            self.plans.push((kind, plan));
+        }
         if let Some(slot) = slot {
             let mapping = gpu.map_read(&self.log_slots[slot]);
             self.pending.push(PendingLog {
@@ -272,7 +286,7 @@ impl Trainer {
         let mut offset = 0;
         self.gpu.scoped("copying diagnostics", || {
             for ((buf, from), size) in sizes {
-                encoder.copy_buffer_to_buffer(buf, from, staging, offset, size);
+                crate::gpu::plan::copy_buffer(encoder, (buf, from), (staging, offset), size);
                 offset += size;
             }
         })
