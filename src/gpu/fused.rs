@@ -299,12 +299,13 @@ fn prelude(act: Activation, design: Design, keep_all_z: bool) -> String {
 /// `keep_all_z`, a forward that stores every pre-activation).
 #[cfg(test)]
 pub(crate) fn fused_source(act: Activation, lanes: u32, keep_all_z: bool) -> String {
-    design_source(act, Design::Lanes { lanes }, keep_all_z)
+    design_source(act, Design::Lanes { lanes }, keep_all_z, false)
 }
 
 /// The source of the pack, forward and backward kernels for `act` in the
 /// subgroup design, for `width` hidden units on `input` features and
-/// subgroups of `subgroup` invocations.
+/// subgroups of `subgroup` invocations (with `gathered`, a forward that
+/// gathers its batch).
 #[cfg(test)]
 pub(crate) fn fused_subgroup_source(
     act: Activation,
@@ -312,18 +313,20 @@ pub(crate) fn fused_subgroup_source(
     width: usize,
     subgroup: u32,
     keep_all_z: bool,
+    gathered: bool,
 ) -> String {
     design_source(
         act,
         Design::Subgroup(SgLayout::new(input, width, subgroup)),
         keep_all_z,
+        gathered,
     )
 }
 
-fn design_source(act: Activation, design: Design, keep_all_z: bool) -> String {
+fn design_source(act: Activation, design: Design, keep_all_z: bool, gathered: bool) -> String {
     let kernels = match design {
         Design::Lanes { .. } => shader::FUSED_MLP_LANES_WGSL.to_string(),
-        Design::Subgroup(l) => fused_sg::kernels(&l),
+        Design::Subgroup(l) => fused_sg::kernels(&l, gathered),
     };
     shader::assemble(
         &format!(
@@ -473,6 +476,19 @@ impl WeightTexture {
 
 /// The device buffers of a fused stack for one shape and activation, made
 /// once ([`Gpu::fused_buffers`]) and reused by every forward and backward.
+/// Where a gathering forward (see [`FusedBuffers::gathers`]) finds its
+/// batch: batch row `r` is row `perm[offset + r]` of the split bound as the
+/// forward's input, `offset` being word 5 of `step`; the forward writes
+/// the gathered rows into `x_batch` and their labels (read from `labels`)
+/// into `y_batch`.
+pub(crate) struct BatchSource<'a> {
+    pub labels: &'a GpuTensor,
+    pub perm: &'a wgpu::Buffer,
+    pub step: &'a wgpu::Buffer,
+    pub x_batch: &'a GpuTensor,
+    pub y_batch: &'a GpuTensor,
+}
+
 pub struct FusedBuffers {
     act: Activation,
     shape: FusedShape,
@@ -483,6 +499,8 @@ pub struct FusedBuffers {
     forward: Arc<wgpu::ComputePipeline>,
     /// The forward that stores every layer's pre-activation in `zs`.
     forward_keeping_z: Arc<wgpu::ComputePipeline>,
+    /// Whether both forwards gather their batch ([`BatchSource`]).
+    gathered: bool,
     backward: Arc<wgpu::ComputePipeline>,
     weight_grads: Arc<wgpu::ComputePipeline>,
     params: wgpu::Buffer,
@@ -521,6 +539,13 @@ pub struct FusedBuffers {
 }
 
 impl FusedBuffers {
+    /// Whether the forward gathers its batch from a resident split
+    /// ([`Gpu::record_fused_mlp_forward_gathering`]) instead of reading a
+    /// gathered batch.
+    pub(crate) fn gathers(&self) -> bool {
+        self.gathered
+    }
+
     /// Layer `l`'s output, `[batch, width]`, inside [`FusedBuffers::ys`].
     pub(crate) fn layer_output(&self, l: usize) -> Result<GpuTensor, Error> {
         let s = self.shape;
@@ -609,7 +634,7 @@ impl Gpu {
         kernel: FusedKernel,
     ) -> Result<FusedBuffers, Error> {
         shape.check()?;
-        self.fused_buffers_with(act, shape, packed_table(shape), kernel)
+        self.fused_buffers_with(act, shape, packed_table(shape), kernel, false)
     }
 
     /// The fused kernel design this adapter runs best: the subgroup design
@@ -650,12 +675,15 @@ impl Gpu {
     /// [`Gpu::fused_buffers`] for a stack whose weights and biases are read
     /// from a parameter arena at `offsets` (one entry per hidden layer) and
     /// whose gradients are written into a gradient arena at the same
-    /// offsets: nothing is packed or unpacked.
+    /// offsets: nothing is packed or unpacked. With `gather`, the forward
+    /// gathers its batch where the design and the device allow it
+    /// ([`FusedBuffers::gathers`] says whether it does).
     pub(crate) fn fused_buffers_in_arena(
         &self,
         act: Activation,
         shape: FusedShape,
         offsets: &[ArenaOffsets],
+        gather: bool,
     ) -> Result<FusedBuffers, Error> {
         shape.check()?;
         if offsets.len() != shape.layers {
@@ -678,7 +706,7 @@ impl Gpu {
                 }
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        self.fused_buffers_with(act, shape, table, self.fused_kernel())
+        self.fused_buffers_with(act, shape, table, self.fused_kernel(), gather)
     }
 
     fn fused_buffers_with(
@@ -687,10 +715,16 @@ impl Gpu {
         shape: FusedShape,
         table: Vec<[u32; 4]>,
         kernel: FusedKernel,
+        gather: bool,
     ) -> Result<FusedBuffers, Error> {
         act.validate()?;
         shape.check()?;
         let design = self.fused_design(kernel, shape)?;
+        // Only the subgroup design's forward gathers, on a device that
+        // allows the storage buffers it then binds.
+        let gathered = gather
+            && matches!(design, Design::Subgroup(_))
+            && self.limits().max_storage_buffers_per_shader_stage >= 9 + fused_sg::GATHER_BINDINGS;
         let (wt_len, wp_len) = (design.wt_len(shape), design.wp_len(shape));
         let params = self.params(&FusedParams {
             batch: shape.batch as u32,
@@ -706,12 +740,20 @@ impl Gpu {
         })?;
         let (grad_params, grad_items, grad_group) = self.grad_params(shape, design)?;
         let key = format!("fused_mlp:{act}:{}", design.key());
-        let source = |keep_all_z| design_source(act, design, keep_all_z);
-        let stack = |entry| self.pipeline(&key, entry, || source(false), true);
+        let source = |keep_all_z, gathered| design_source(act, design, keep_all_z, gathered);
+        let stack = |entry| self.pipeline(&key, entry, || source(false, false), true);
         let pack = design.pack_entry().map(stack).transpose()?;
-        let (forward, backward) = (stack("forward")?, stack("backward")?);
-        let forward_keeping_z =
-            self.pipeline(&format!("{key}:z"), "forward", || source(true), true)?;
+        let backward = stack("backward")?;
+        let (forward, forward_keeping_z) = if gathered {
+            let gathering = |z: bool| {
+                let key = format!("{key}:gathered{}", if z { ":z" } else { "" });
+                self.pipeline(&key, "forward", || source(z, true), true)
+            };
+            (gathering(false)?, gathering(true)?)
+        } else {
+            let z = self.pipeline(&format!("{key}:z"), "forward", || source(true, false), true)?;
+            (stack("forward")?, z)
+        };
         // The workgroup-memory design's gradient kernel is the same for
         // every width: one pipeline per activation.
         let grads_key = match design {
@@ -752,6 +794,7 @@ impl Gpu {
             pack,
             forward,
             forward_keeping_z,
+            gathered,
             backward,
             weight_grads,
             params,
@@ -823,7 +866,26 @@ impl Gpu {
         b: &GpuTensor,
         bufs: &FusedBuffers,
     ) -> Result<(), Error> {
-        self.record_fused_forward_with(encoder, x, w, b, bufs, false)
+        self.record_fused_forward_with(encoder, x, w, b, bufs, false, None)
+    }
+
+    /// [`Gpu::record_fused_mlp_forward`] (or, with `keep_all_z`,
+    /// [`Gpu::record_fused_mlp_forward_keeping_z`]) for buffers whose
+    /// forward gathers its batch ([`FusedBuffers::gathers`]): `split` is the
+    /// resident split's rows, `[rows, input]`, and `from` says which rows
+    /// the batch takes and where the gathered batch goes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_fused_mlp_forward_gathering(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        split: &GpuTensor,
+        from: &BatchSource,
+        w: &GpuTensor,
+        b: &GpuTensor,
+        bufs: &FusedBuffers,
+        keep_all_z: bool,
+    ) -> Result<(), Error> {
+        self.record_fused_forward_with(encoder, split, w, b, bufs, keep_all_z, Some(from))
     }
 
     /// [`Gpu::record_fused_mlp_forward`] that also stores every layer's
@@ -837,9 +899,10 @@ impl Gpu {
         b: &GpuTensor,
         bufs: &FusedBuffers,
     ) -> Result<(), Error> {
-        self.record_fused_forward_with(encoder, x, w, b, bufs, true)
+        self.record_fused_forward_with(encoder, x, w, b, bufs, true, None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record_fused_forward_with(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -848,10 +911,40 @@ impl Gpu {
         b: &GpuTensor,
         bufs: &FusedBuffers,
         keep_all_z: bool,
+        from: Option<&BatchSource>,
     ) -> Result<(), Error> {
         let (act, shape) = (bufs.act, bufs.shape);
         let op = "fused_mlp_forward";
-        check_len(op, "x", x, shape.batch * shape.input)?;
+        match (bufs.gathered, from) {
+            (false, None) => check_len(op, "x", x, shape.batch * shape.input)?,
+            (true, Some(from)) => {
+                if x.cols() != shape.input || x.rows() < shape.batch {
+                    return Err(Error::shape(
+                        "fused_mlp_forward: the split to gather from (columns)",
+                        shape.input,
+                        x.cols(),
+                    ));
+                }
+                check_at_least(op, "x_batch", from.x_batch, shape.batch * shape.input)?;
+                check_at_least(op, "y_batch", from.y_batch, shape.batch)?;
+                check_at_least(op, "labels", from.labels, x.rows())?;
+            }
+            (gathers, _) => {
+                return Err(Error::Config(format!(
+                    "fused_mlp_forward: these buffers' forward {} its batch; record it with {}",
+                    if gathers {
+                        "gathers"
+                    } else {
+                        "does not gather"
+                    },
+                    if gathers {
+                        "record_fused_mlp_forward_gathering"
+                    } else {
+                        "record_fused_mlp_forward"
+                    }
+                )))
+            }
+        }
         check_at_least(op, "w", w, bufs.needs.0)?;
         check_at_least(op, "b", b, bufs.needs.1)?;
         let vec4s = (bufs.design.wt_len(shape) + bufs.design.wp_len(shape)) as u64;
@@ -895,6 +988,15 @@ impl Gpu {
             }
             if keep_z {
                 bindings.push((9, &bufs.zs));
+            }
+            if let Some(from) = from {
+                bindings.extend([
+                    (15, from.perm as &dyn Bind),
+                    (16, from.step),
+                    (17, from.labels),
+                    (18, from.x_batch),
+                    (19, from.y_batch),
+                ]);
             }
             let mut entries = buffer_entries(&bindings);
             if let Some(t) = &bufs.wtex {

@@ -47,6 +47,12 @@ use std::fmt::Write;
 /// Texels per row of the weight texture the aligned kernels read.
 pub(crate) const WEIGHT_TEXTURE_WIDTH: u32 = 1024;
 
+/// The storage buffers a gathering forward binds beyond a plain one's
+/// (the permutation, the step state, the labels, the gathered rows and
+/// labels); a plain forward binds at most 9, and a device must allow
+/// `9 + GATHER_BINDINGS` a stage for the forward to gather.
+pub(crate) const GATHER_BINDINGS: u32 = 5;
+
 /// The vec4 groups of output rows a weight-gradient tile takes.
 const GRAD_OB: u32 = 8;
 /// The most vec4 accumulators per invocation (more rows per workgroup
@@ -161,8 +167,10 @@ fn forward_fmas(s: &mut String, l: &SgLayout, indent: usize) {
 
 /// The forward and backward kernels (and, unaligned, the pass that pads
 /// the weight rows) for `layout`, to follow the prelude and
-/// `shaders/fused_mlp.wgsl`.
-pub(crate) fn kernels(l: &SgLayout) -> String {
+/// `shaders/fused_mlp.wgsl`. With `gathered`, the forward gathers its
+/// batch from the resident training split as it reads it (see
+/// [`GATHER_BINDINGS`]) instead of reading a batch gathered before.
+pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -220,6 +228,27 @@ pub(crate) fn kernels(l: &SgLayout) -> String {
         );
     }
 
+    if gathered {
+        let elem = if l.aligned { "vec4<f32>" } else { "f32" };
+        let _ = writeln!(
+            s,
+            "// The batch, gathered as the forward reads it: batch row r is row\n\
+             // perm[offset + r] of the resident training split bound as the input\n\
+             // (offset: word 5 of the step state the host writes before each step).\n\
+             // The forward writes the gathered rows and labels out for the kernels\n\
+             // after it (the weight gradients read the rows, the output layer the\n\
+             // labels).\n\
+             @group(0) @binding(15) var<storage, read> perm: array<u32>;\n\
+             @group(0) @binding(16) var<storage, read> step_words: array<u32>;\n\
+             @group(0) @binding(17) var<storage, read> src_labels: array<f32>;\n\
+             @group(0) @binding(18) var<storage, read_write> x_batch: array<{elem}>;\n\
+             @group(0) @binding(19) var<storage, read_write> y_batch: array<f32>;\n\n\
+             fn source_row(row: u32) -> u32 {{\n    return perm[step_words[5] + row];\n}}\n"
+        );
+    } else {
+        s.push_str("fn source_row(row: u32) -> u32 {\n    return row;\n}\n\n");
+    }
+
     // Forward.
     s.push_str(
         "@compute @workgroup_size(S)\n\
@@ -253,6 +282,36 @@ pub(crate) fn kernels(l: &SgLayout) -> String {
     line(&mut s, 4, "// and hands them to every lane.");
     line(&mut s, 4, "{");
     line(&mut s, 8, "let start = w_start(0u);");
+    for q in 0..l.rq() {
+        line(
+            &mut s,
+            8,
+            &format!(
+                "let src{q} = source_row(min(row0 + {}u + lane, p.batch - 1u));",
+                q * l.s
+            ),
+        );
+    }
+    if gathered {
+        line(&mut s, 8, "// The labels of the rows this lane loads.");
+        for q in 0..l.rq() {
+            line(
+                &mut s,
+                8,
+                &format!(
+                    "if (row0 + {}u + lane < p.batch && {}u + lane < ROWS) {{",
+                    q * l.s,
+                    q * l.s
+                ),
+            );
+            line(
+                &mut s,
+                12,
+                &format!("y_batch[row0 + {}u + lane] = src_labels[src{q}];", q * l.s),
+            );
+            line(&mut s, 8, "}");
+        }
+    }
     for c in 0..l.cpl {
         for e in 0..4 {
             line(
@@ -273,15 +332,25 @@ pub(crate) fn kernels(l: &SgLayout) -> String {
         );
         line(&mut s, 16, "if (row < p.batch && row < row0 + ROWS) {");
         if l.aligned {
-            line(&mut s, 20, &format!("xv{q} = x4[row * p.in4 + k4];"));
+            line(&mut s, 20, &format!("xv{q} = x4[src{q} * p.in4 + k4];"));
+            if gathered {
+                line(&mut s, 20, &format!("x_batch[row * p.in4 + k4] = xv{q};"));
+            }
         } else {
             line(&mut s, 20, "for (var e = 0u; e < 4u; e++) {");
             line(&mut s, 24, "if (k4 * 4u + e < p.input) {");
             line(
                 &mut s,
                 28,
-                &format!("xv{q}[e] = x[row * p.input + k4 * 4u + e];"),
+                &format!("xv{q}[e] = x[src{q} * p.input + k4 * 4u + e];"),
             );
+            if gathered {
+                line(
+                    &mut s,
+                    28,
+                    &format!("x_batch[row * p.input + k4 * 4u + e] = xv{q}[e];"),
+                );
+            }
             line(&mut s, 24, "}");
             line(&mut s, 20, "}");
         }

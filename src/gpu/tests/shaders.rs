@@ -112,10 +112,10 @@ fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
     // The subgroup design, aligned (widths multiples of 4) and not, on
     // llvmpipe's subgroups and a real GPU's.
     for (input, width, subgroup) in [(3, 17, 8), (64, 64, 8), (8, 36, 32)] {
-        for keep_all_z in [false, true] {
+        for (keep_all_z, gathered) in [(false, false), (true, false), (false, true), (true, true)] {
             out.push((
-                format!("fused_mlp[{act}, subgroup {subgroup}, {input} -> {width}, keep_all_z={keep_all_z}]"),
-                fused::fused_subgroup_source(act, input, width, subgroup, keep_all_z),
+                format!("fused_mlp[{act}, subgroup {subgroup}, {input} -> {width}, keep_all_z={keep_all_z}, gathered={gathered}]"),
+                fused::fused_subgroup_source(act, input, width, subgroup, keep_all_z, gathered),
             ));
         }
         out.push((

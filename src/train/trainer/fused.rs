@@ -155,18 +155,21 @@ impl FusedState {
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(FusedState {
             shape,
-            bufs: gpu.fused_buffers_in_arena(act, shape, &offsets)?,
+            // The forward gathers the batch itself where it can.
+            bufs: gpu.fused_buffers_in_arena(act, shape, &offsets, true)?,
         })
     }
 }
 
 impl Trainer {
-    /// Records the hidden stack's forward through the fused kernels on the
-    /// gathered batch (one dispatch for the whole stack, plus one that
-    /// lays the weights out where the kernels cannot read them where they
-    /// lie); every hidden layer's output
-    /// lands in its `y` (a view of the stack's outputs), and with
-    /// `keep_all_z` every pre-activation in its `z`.
+    /// Records the hidden stack's forward through the fused kernels (one
+    /// dispatch for the whole stack, plus one that lays the weights out
+    /// where the kernels cannot read them where they lie), on the batch
+    /// the step's gather left, or, where the forward gathers, on the rows
+    /// of the resident split the step's offset picks (the forward then
+    /// writes the batch and its labels where the gather would have); every
+    /// hidden layer's output lands in its `y` (a view of the stack's
+    /// outputs), and with `keep_all_z` every pre-activation in its `z`.
     pub(super) fn record_fused_forward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -175,6 +178,24 @@ impl Trainer {
     ) -> Result<(), Error> {
         let arena = self.model.arena();
         let (x, bufs) = (&self.x_batch, &fused.bufs);
+        if bufs.gathers() {
+            let from = crate::gpu::fused::BatchSource {
+                labels: &self.train_y,
+                perm: &self.perm,
+                step: &self.step_state,
+                x_batch: &self.x_batch,
+                y_batch: &self.y_batch,
+            };
+            return self.gpu.record_fused_mlp_forward_gathering(
+                encoder,
+                &self.train_x,
+                &from,
+                arena,
+                arena,
+                bufs,
+                keep_all_z,
+            );
+        }
         if keep_all_z {
             self.gpu
                 .record_fused_mlp_forward_keeping_z(encoder, x, arena, arena, bufs)

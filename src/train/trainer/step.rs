@@ -84,17 +84,20 @@ impl Trainer {
         let gpu = &self.gpu;
         let b = self.config.batch_size;
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        self.record_gather(
-            &mut encoder,
-            (&self.train_x, &self.train_y),
-            &self.perm,
-            None,
-            b,
-        )?;
         // The fused stack runs the hidden layers where the net allows it;
         // on logged steps it also keeps every pre-activation for the
-        // diagnostics.
+        // diagnostics. Where its forward gathers the batch, nothing else
+        // does.
         let fused = self.fused.as_ref();
+        if !fused.is_some_and(|f| f.bufs.gathers()) {
+            self.record_gather(
+                &mut encoder,
+                (&self.train_x, &self.train_y),
+                &self.perm,
+                None,
+                b,
+            )?;
+        }
         let first_layered = match fused {
             Some(f) => {
                 self.record_fused_forward(&mut encoder, f, log)?;
