@@ -37,7 +37,7 @@ struct OptimParams {
 }
 
 // [learning rate, 1 - beta1^t, 1 - beta2^t, gradient scale from clipping,
-// step number, batch offset]
+// step number, batch offset, last row of the training split]
 struct StepState {
     lr: f32,
     bias_correction1: f32,
@@ -45,7 +45,8 @@ struct StepState {
     clip_scale: f32,
     step: u32,
     batch_offset: u32,
-    _pad0: u32,
+    // The training split's last row (a gathering forward clamps to it).
+    last_row: u32,
     _pad1: u32,
 }
 

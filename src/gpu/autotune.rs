@@ -217,7 +217,9 @@ impl Gpu {
             return Ok(v);
         }
         let start = Instant::now();
-        let (best, rates) = self.measure_variants(dims, &applicable)?;
+        // The measurements run on encoders of their own: no step plan being
+        // captured may keep them.
+        let (best, rates) = super::plan::outside_plan(|| self.measure_variants(dims, &applicable))?;
         let seconds = start.elapsed().as_secs_f64();
         log::info!("autotuned {class}: {} in {seconds:.2} s", best.name());
         state.chosen.insert(key.clone(), best);

@@ -477,10 +477,12 @@ impl WeightTexture {
 /// The device buffers of a fused stack for one shape and activation, made
 /// once ([`Gpu::fused_buffers`]) and reused by every forward and backward.
 /// Where a gathering forward (see [`FusedBuffers::gathers`]) finds its
-/// batch: batch row `r` is row `perm[offset + r]` of the split bound as the
-/// forward's input, `offset` being word 5 of `step`; the forward writes
-/// the gathered rows into `x_batch` and their labels (read from `labels`)
-/// into `y_batch`.
+/// batch: batch row `r` is row `min(perm[offset + r], last)` of the split
+/// bound as the forward's input, `offset` and `last` being words 5 and 6
+/// of `step`; the forward writes the gathered rows into `x_batch` and their
+/// labels (read from `labels`) into `y_batch`. The kernel runs without
+/// bounds checks: `perm` must hold `offset + batch` entries and `last` be
+/// below the split's rows.
 pub(crate) struct BatchSource<'a> {
     pub labels: &'a GpuTensor,
     pub perm: &'a wgpu::Buffer,
@@ -918,11 +920,11 @@ impl Gpu {
         match (bufs.gathered, from) {
             (false, None) => check_len(op, "x", x, shape.batch * shape.input)?,
             (true, Some(from)) => {
-                if x.cols() != shape.input || x.rows() < shape.batch {
+                if x.cols() != shape.input || x.rows() == 0 {
                     return Err(Error::shape(
-                        "fused_mlp_forward: the split to gather from (columns)",
-                        shape.input,
-                        x.cols(),
+                        "fused_mlp_forward: the split to gather from",
+                        format!("rows of {} features", shape.input),
+                        format!("{} rows of {} features", x.rows(), x.cols()),
                     ));
                 }
                 check_at_least(op, "x_batch", from.x_batch, shape.batch * shape.input)?;

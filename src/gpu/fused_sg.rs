@@ -234,7 +234,9 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
             s,
             "// The batch, gathered as the forward reads it: batch row r is row\n\
              // perm[offset + r] of the resident training split bound as the input\n\
-             // (offset: word 5 of the step state the host writes before each step).\n\
+             // (offset: word 5 of the step state the host writes before each step),\n\
+             // clamped to the split's last row (word 6), which a ragged last chunk\n\
+             // of an evaluation would read past.\n\
              // The forward writes the gathered rows and labels out for the kernels\n\
              // after it (the weight gradients read the rows, the output layer the\n\
              // labels).\n\
@@ -243,7 +245,7 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
              @group(0) @binding(17) var<storage, read> src_labels: array<f32>;\n\
              @group(0) @binding(18) var<storage, read_write> x_batch: array<{elem}>;\n\
              @group(0) @binding(19) var<storage, read_write> y_batch: array<f32>;\n\n\
-             fn source_row(row: u32) -> u32 {{\n    return perm[step_words[5] + row];\n}}\n"
+             fn source_row(row: u32) -> u32 {{\n    return min(perm[step_words[5] + row], step_words[6]);\n}}\n"
         );
     } else {
         s.push_str("fn source_row(row: u32) -> u32 {\n    return row;\n}\n\n");

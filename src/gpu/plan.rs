@@ -214,6 +214,19 @@ fn profiling() -> bool {
     false
 }
 
+/// Runs `f` with no plan being captured and no bind-group cache installed
+/// on this thread, both restored after: for work recorded on encoders of
+/// its own in the middle of a step's first recording (the autotuner's
+/// measurements), which the plan must not replay.
+pub(crate) fn outside_plan<T>(f: impl FnOnce() -> T) -> T {
+    let capture = CAPTURE.with(|c| c.borrow_mut().take());
+    let cache = INSTALLED.with(|c| c.borrow_mut().take());
+    let value = f();
+    CAPTURE.with(|c| *c.borrow_mut() = capture);
+    INSTALLED.with(|c| *c.borrow_mut() = cache);
+    value
+}
+
 /// Keeps `op` in the plan being captured on this thread, if any.
 fn keep(op: impl FnOnce() -> Op) {
     CAPTURE.with(|c| {

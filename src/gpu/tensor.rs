@@ -248,9 +248,8 @@ impl Gpu {
         })
     }
 
-    /// A parameter block of its own, not shared: for blocks that change
-    /// from step to step (a step number, a dropout seed, a batch offset),
-    /// which would only churn the cache of [`Gpu::params`].
+    /// A parameter block of its own, not shared (what [`Gpu::params`] makes
+    /// for bytes it has not seen).
     pub(crate) fn step_params<T: bytemuck::Pod>(&self, data: &T) -> Result<wgpu::Buffer, Error> {
         let bytes = bytemuck::bytes_of(data);
         self.count_buffer();

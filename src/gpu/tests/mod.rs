@@ -70,3 +70,19 @@ fn an_invalid_dispatch_is_an_error_not_silent_zeros() {
         vec![0.0, 2.0]
     );
 }
+
+#[test]
+fn work_recorded_outside_the_plan_is_not_captured() {
+    let Some(gpu) = gpu() else { return };
+    let (t, u) = (gpu.zeros(4, 4).unwrap(), gpu.zeros(4, 4).unwrap());
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    // The autotuner measures on encoders of its own in the middle of a
+    // step's first recording: what it records must stay out of the plan.
+    let ((), plan) = super::plan::StepPlan::capture(|| {
+        t.record_clear(&mut encoder);
+        super::plan::outside_plan(|| t.record_clear(&mut encoder));
+        t.record_copy_to(&mut encoder, 0, &u, 8, 4);
+    });
+    gpu.queue().submit([encoder.finish()]);
+    assert_eq!((plan.dispatches(), plan.copies()), (0, 2), "{plan:?}");
+}

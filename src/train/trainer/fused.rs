@@ -205,6 +205,44 @@ impl Trainer {
         }
     }
 
+    /// Records the hidden stack's forward over the rows of `split` from
+    /// `start` on, in evaluation, through a forward that gathers its batch
+    /// ([`FusedBuffers::gathers`](crate::gpu::fused::FusedBuffers)): the rows
+    /// are taken in order (the identity order from `start`, the offset in a
+    /// parameter block of its own instead of the step state).
+    pub(super) fn record_fused_evaluation(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        fused: &FusedState,
+        (x, y): (&GpuTensor, &GpuTensor),
+        start: usize,
+    ) -> Result<(), Error> {
+        let offset = u32::try_from(start).map_err(|_| {
+            Error::Config("a split is too large for the gather's u32 offsets".into())
+        })?;
+        // Words 5 and 6, where a training step's offset and the split's last
+        // row lie in the step state.
+        let last = u32::try_from(x.rows().saturating_sub(1)).unwrap_or(u32::MAX);
+        let words = self.gpu.params(&[0, 0, 0, 0, 0, offset, last, 0])?;
+        let from = crate::gpu::fused::BatchSource {
+            labels: y,
+            perm: &self.identity_perm,
+            step: &words,
+            x_batch: &self.x_batch,
+            y_batch: &self.y_batch,
+        };
+        let arena = self.model.arena();
+        self.gpu.record_fused_mlp_forward_gathering(
+            encoder,
+            x,
+            &from,
+            arena,
+            arena,
+            &fused.bufs,
+            false,
+        )
+    }
+
     /// Records the output layer of a training step in one dispatch
     /// (`shaders/head.wgsl`): the logits from the stack's last output, the
     /// loss and the batch's statistics, the output layer's weight and bias

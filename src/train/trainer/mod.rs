@@ -91,8 +91,9 @@ type StepKind = (bool, Option<usize>);
 /// What the host writes before each step (one small write): the
 /// optimizer's learning rate and bias corrections, the clipping scale (1
 /// until the clipping kernel sets it), the step number (for the finite
-/// check's flags and the dropout masks) and where the batch starts in the
-/// epoch's order (for the gather).
+/// check's flags and the dropout masks), where the batch starts in the
+/// epoch's order (for the gather) and the training split's last row (a
+/// gathering forward clamps the rows it reads to it).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct StepState {
@@ -102,7 +103,8 @@ struct StepState {
     clip_scale: f32,
     step: u32,
     batch_offset: u32,
-    pad: [u32; 2],
+    last_row: u32,
+    pad: u32,
 }
 
 impl StepState {
@@ -112,6 +114,7 @@ impl StepState {
         bias_correction2: f32,
         step: u64,
         batch_offset: usize,
+        last_row: usize,
     ) -> [StepState; 1] {
         [StepState {
             lr,
@@ -120,7 +123,8 @@ impl StepState {
             clip_scale: 1.0,
             step: step.min(u32::MAX as u64 - 1) as u32,
             batch_offset: batch_offset as u32,
-            pad: [0; 2],
+            last_row: last_row as u32,
+            pad: 0,
         }]
     }
 }
@@ -651,7 +655,9 @@ impl Trainer {
         })?;
         // One identity order serves both evaluations (validation, and the
         // training split after each epoch).
-        let identity: Vec<u32> = (0..val_rows.max(train.len()).max(b) as u32).collect();
+        // A batch past the end of either (evaluation's ragged last chunk
+        // through a gathering forward) still reads inside it.
+        let identity: Vec<u32> = (0..(val_rows.max(train.len()) + b) as u32).collect();
         let identity_perm = gpu.scoped("uploading the order", || make_u32(&identity))?;
         // Evaluation reuses the batch buffers, so they hold max(batch, chunk) rows.
         let rows = b;

@@ -26,6 +26,9 @@ fn yield_now() -> impl std::future::Future<Output = ()> {
 impl Trainer {
     /// Records the evaluation-mode forward and loss over `rows` rows of a
     /// resident split, in batch-sized chunks, into `totals` (cleared first).
+    /// Where the trainer has a fused stack, its forward runs the hidden
+    /// layers of each chunk in one dispatch (a ragged last chunk's rows
+    /// past the split are computed and not read).
     fn record_evaluation(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -39,8 +42,21 @@ impl Trainer {
         let mut start = 0;
         while start < rows {
             let n = chunk.min(rows - start);
-            self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
-            self.record_forward(encoder, n, false, false)?;
+            match &self.fused {
+                Some(f) if f.bufs.gathers() => {
+                    self.record_fused_evaluation(encoder, f, split, start)?;
+                    self.record_forward_from(encoder, f.shape.layers, n, false, false)?;
+                }
+                Some(f) => {
+                    self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
+                    self.record_fused_forward(encoder, f, false)?;
+                    self.record_forward_from(encoder, f.shape.layers, n, false, false)?;
+                }
+                None => {
+                    self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
+                    self.record_forward(encoder, n, false, false)?;
+                }
+            }
             self.record_loss(encoder, n, totals)?;
             start += n;
         }

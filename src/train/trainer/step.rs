@@ -37,7 +37,14 @@ impl Trainer {
             gpu.queue().write_buffer(
                 &self.step_state,
                 0,
-                bytemuck::cast_slice(&StepState::new(lr, bc1, bc2, self.step, offset)),
+                bytemuck::cast_slice(&StepState::new(
+                    lr,
+                    bc1,
+                    bc2,
+                    self.step,
+                    offset,
+                    self.train_rows.saturating_sub(1),
+                )),
             );
             let start = web_time::Instant::now();
             let (commands, plan) = match self.plans.iter().find(|(k, _)| *k == kind) {
