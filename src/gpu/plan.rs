@@ -71,9 +71,10 @@ impl StepPlan {
     /// Runs `f` (which records one step into an encoder of its own) and
     /// returns its result with the plan of what it recorded.
     pub(crate) fn capture<T>(f: impl FnOnce() -> T) -> (T, StepPlan) {
-        let previous = CAPTURE.with(|c| c.borrow_mut().replace(Vec::new()));
+        let restore = Restore::capture(Some(Vec::new()));
         let value = f();
-        let ops = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+        let ops = CAPTURE.with(|c| c.borrow_mut().take());
+        drop(restore);
         (
             value,
             StepPlan {
@@ -219,12 +220,50 @@ fn profiling() -> bool {
 /// its own in the middle of a step's first recording (the autotuner's
 /// measurements), which the plan must not replay.
 pub(crate) fn outside_plan<T>(f: impl FnOnce() -> T) -> T {
-    let capture = CAPTURE.with(|c| c.borrow_mut().take());
-    let cache = INSTALLED.with(|c| c.borrow_mut().take());
-    let value = f();
-    CAPTURE.with(|c| *c.borrow_mut() = capture);
-    INSTALLED.with(|c| *c.borrow_mut() = cache);
-    value
+    let _capture = Restore::capture(None);
+    let _cache = Restore::cache(None);
+    f()
+}
+
+/// Whether a plan is being captured on this thread.
+#[cfg(test)]
+pub(crate) fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// What a thread-local held before a scope set it, put back when the scope
+/// ends, by a panic too (so that a panic caught mid-recording leaves no
+/// capture or cache installed behind it).
+enum Restore {
+    Capture(Option<Vec<Op>>),
+    Cache(Option<BindGroupCache>),
+}
+
+impl Restore {
+    /// Sets the capture to `now`, keeping what it was.
+    fn capture(now: Option<Vec<Op>>) -> Restore {
+        Restore::Capture(CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), now)))
+    }
+
+    /// Sets the installed bind-group cache to `now`, keeping what it was.
+    fn cache(now: Option<BindGroupCache>) -> Restore {
+        Restore::Cache(INSTALLED.with(|c| std::mem::replace(&mut *c.borrow_mut(), now)))
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        match self {
+            Restore::Capture(previous) => {
+                let previous = previous.take();
+                CAPTURE.with(|c| *c.borrow_mut() = previous);
+            }
+            Restore::Cache(previous) => {
+                let previous = previous.take();
+                INSTALLED.with(|c| *c.borrow_mut() = previous);
+            }
+        }
+    }
 }
 
 /// Keeps `op` in the plan being captured on this thread, if any.
@@ -397,11 +436,14 @@ thread_local! {
 impl BindGroupCache {
     /// Runs `f` with this cache installed on the calling thread: every pass
     /// `f` records looks its bind group up here first.
+    /// A panic in `f` drops the cache (its bind groups are made again).
     pub(crate) fn install<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let previous = INSTALLED.with(|c| c.borrow_mut().replace(std::mem::take(self)));
+        let restore = Restore::cache(Some(std::mem::take(self)));
         let value = f();
-        let mine = INSTALLED.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
-        *self = mine.unwrap_or_default();
+        *self = INSTALLED
+            .with(|c| c.borrow_mut().take())
+            .unwrap_or_default();
+        drop(restore);
         value
     }
 }

@@ -86,3 +86,21 @@ fn work_recorded_outside_the_plan_is_not_captured() {
     gpu.queue().submit([encoder.finish()]);
     assert_eq!((plan.dispatches(), plan.copies()), (0, 2), "{plan:?}");
 }
+
+#[test]
+fn a_panic_while_capturing_leaves_no_capture_behind() {
+    let Some(gpu) = gpu() else { return };
+    let t = gpu.zeros(1, 4).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::plan::StepPlan::capture(|| {
+            let mut encoder = gpu.device().create_command_encoder(&Default::default());
+            t.record_clear(&mut encoder);
+            panic!("a recording that fails halfway");
+        })
+    }));
+    assert!(caught.is_err());
+    assert!(
+        !super::plan::capturing(),
+        "the thread still captures after the panic"
+    );
+}
