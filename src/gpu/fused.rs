@@ -932,19 +932,14 @@ impl Gpu {
                 check_at_least(op, "labels", from.labels, x.rows())?;
             }
             (gathers, _) => {
+                let (does, call) = if gathers {
+                    ("gathers", "record_fused_mlp_forward_gathering")
+                } else {
+                    ("does not gather", "record_fused_mlp_forward")
+                };
                 return Err(Error::Config(format!(
-                    "fused_mlp_forward: these buffers' forward {} its batch; record it with {}",
-                    if gathers {
-                        "gathers"
-                    } else {
-                        "does not gather"
-                    },
-                    if gathers {
-                        "record_fused_mlp_forward_gathering"
-                    } else {
-                        "record_fused_mlp_forward"
-                    }
-                )))
+                    "fused_mlp_forward: these buffers' forward {does} its batch; record it with {call}"
+                )));
             }
         }
         check_at_least(op, "w", w, bufs.needs.0)?;

@@ -108,9 +108,7 @@ impl StepPlan {
                         ..
                     } = op
                     {
-                        pass.set_pipeline(pipeline);
-                        pass.set_bind_group(0, bind_group, &[]);
-                        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+                        encode(&mut pass, pipeline, bind_group, *groups);
                     }
                 }
                 super::context::DISPATCHES.with(|d| d.set(d.get() + run as u64));
@@ -130,31 +128,19 @@ impl StepPlan {
                     to,
                     to_at,
                     bytes,
-                } => encoder.copy_buffer_to_buffer(from, *from_at, to, *to_at, *bytes),
+                } => copy_buffer(encoder, (from, *from_at), (to, *to_at), *bytes),
                 Op::ToTexture {
                     from,
                     layout,
                     texture,
                     origin,
                     extent,
-                } => encoder.copy_buffer_to_texture(
-                    wgpu::TexelCopyBufferInfo {
-                        buffer: from,
-                        layout: *layout,
-                    },
-                    wgpu::TexelCopyTextureInfo {
-                        texture,
-                        mip_level: 0,
-                        origin: *origin,
-                        aspect: wgpu::TextureAspect::All,
-                    },
-                    *extent,
-                ),
+                } => copy_to_texture(encoder, (from, *layout), (texture, *origin), *extent),
                 Op::Clear {
                     buffer,
                     offset,
                     bytes,
-                } => encoder.clear_buffer(buffer, *offset, *bytes),
+                } => clear_buffer(encoder, buffer, *offset, *bytes),
             }
             ops = &ops[1..];
         }
@@ -302,12 +288,12 @@ pub(crate) fn dispatch(
         // Profiling: this pass alone in a submission, timed to completion.
         let device = gpu.device();
         let mut own = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = own.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind_group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        }
+        encode(
+            &mut own.begin_compute_pass(&Default::default()),
+            pipeline,
+            bind_group,
+            groups,
+        );
         let start = web_time::Instant::now();
         gpu.queue().submit([own.finish()]);
         let _ = device.poll(wgpu::PollType::Wait {
@@ -326,6 +312,16 @@ pub(crate) fn dispatch(
         label: Some(label),
         timestamp_writes: None,
     });
+    encode(&mut pass, pipeline, bind_group, groups);
+}
+
+/// One dispatch of `pipeline` over `groups` with `bind_group`, in `pass`.
+fn encode(
+    pass: &mut wgpu::ComputePass,
+    pipeline: &wgpu::ComputePipeline,
+    bind_group: &wgpu::BindGroup,
+    groups: (u32, u32, u32),
+) {
     pass.set_pipeline(pipeline);
     pass.set_bind_group(0, bind_group, &[]);
     pass.dispatch_workgroups(groups.0, groups.1, groups.2);

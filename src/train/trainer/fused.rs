@@ -220,10 +220,13 @@ impl Trainer {
         let offset = u32::try_from(start).map_err(|_| {
             Error::Config("a split is too large for the gather's u32 offsets".into())
         })?;
-        // Words 5 and 6, where a training step's offset and the split's last
-        // row lie in the step state.
-        let last = u32::try_from(x.rows().saturating_sub(1)).unwrap_or(u32::MAX);
-        let words = self.gpu.params(&[0, 0, 0, 0, 0, offset, last, 0])?;
+        // The offset and the split's last row where a training step's step
+        // state holds them.
+        let words = self.gpu.params(&StepState {
+            batch_offset: offset,
+            last_row: u32::try_from(x.rows().saturating_sub(1)).unwrap_or(u32::MAX),
+            ..bytemuck::Zeroable::zeroed()
+        })?;
         let from = crate::gpu::fused::BatchSource {
             labels: y,
             perm: &self.identity_perm,

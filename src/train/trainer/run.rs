@@ -43,13 +43,13 @@ impl Trainer {
         while start < rows {
             let n = chunk.min(rows - start);
             match &self.fused {
-                Some(f) if f.bufs.gathers() => {
-                    self.record_fused_evaluation(encoder, f, split, start)?;
-                    self.record_forward_from(encoder, f.shape.layers, n, false, false)?;
-                }
                 Some(f) => {
-                    self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
-                    self.record_fused_forward(encoder, f, false)?;
+                    if f.bufs.gathers() {
+                        self.record_fused_evaluation(encoder, f, split, start)?;
+                    } else {
+                        self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
+                        self.record_fused_forward(encoder, f, false)?;
+                    }
                     self.record_forward_from(encoder, f.shape.layers, n, false, false)?;
                 }
                 None => {
