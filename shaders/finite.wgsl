@@ -1,7 +1,9 @@
 // Divergence detection for a whole training step: every hidden layer's
 // output, the logits and the per-row losses are scanned for NaN or
 // infinity here (every gradient and every updated parameter is checked by
-// the optimizer's dispatch, shaders/optimizer.wgsl), and for each
+// the optimizer's dispatch, shaders/optimizer.wgsl; where plain SGD is
+// folded into the kernels that make the gradients, shaders/sgd_fold.wgsl,
+// those kernels check all of it and neither dispatch runs), and for each
 // (layer, kind) slot the first step that produced one is kept. The minimum
 // over steps does not depend on the order the invocations run in, so the
 // flags are deterministic. CPU side: train::trainer::logs (the slots'

@@ -17,7 +17,8 @@
 
 // The last hidden layer's output, [rows, width / 4] vec4s.
 @group(0) @binding(1) var<storage, read> y_last: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> arena: array<vec4<f32>>;
+// Read_write for head_step_sgd's update (shaders/sgd_fold.wgsl).
+@group(0) @binding(2) var<storage, read_write> arena: array<vec4<f32>>;
 // dL/dy_last, [rows, width / 4] vec4s.
 @group(0) @binding(7) var<storage, read_write> dy_last: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> grads: array<vec4<f32>>;
@@ -28,26 +29,86 @@
 // multiples of 64 floats, so the weight's rows start on vec4s.
 @compute @workgroup_size(64)
 fn head_step(@builtin(local_invocation_index) lid: u32) {
+    _ = head_forward(lid);
+    head_backward(lid);
+    if (lid == 0u) {
+        batch_stats(p.rows);
+    }
+}
+
+// head_step with plain SGD folded in (shaders/sgd_fold.wgsl): once every
+// gradient is made and dL/dy_last has read the old weights, the output
+// layer's weight and bias are updated in the arena, and what the step's
+// finite check and the optimizer's dispatch would flag is flagged: the last
+// hidden layer's output, the logits, the losses, the output layer's
+// gradients and its updated parameters.
+@compute @workgroup_size(64)
+fn head_step_sgd(@builtin(local_invocation_index) lid: u32) {
+    let seen = head_forward(lid);
+    head_backward(lid);
+    storageBarrier();
+    workgroupBarrier();
+    let w4 = p.width / 4u;
+    let rule = sgd_step();
+    var mask = 0u;
+    for (var i = lid; i < p.classes * w4; i += WIDTH) {
+        mask |= sgd_at(p.w_off / 4u + i, grads[p.dw_off / 4u + i], rule);
+    }
+    for (var q = lid; q < (p.classes + 3u) / 4u; q += WIDTH) {
+        mask |= sgd_at(p.b_off / 4u + q, grads[p.db_off / 4u + q], rule);
+    }
+    let l = p.layer;
+    flag_slot(3u * (l - 1u), (seen & 1u) != 0u);
+    flag_slot(3u * l, (seen & 2u) != 0u);
+    flag_slot(3u * l + 1u, (mask & 1u) != 0u);
+    flag_slot(3u * l + 2u, (mask & 2u) != 0u);
+    if (lid == 0u) {
+        batch_stats(p.rows);
+        var bad = false;
+        for (var r = 0u; r < p.rows; r++) {
+            bad = bad | nonfinite4(vec4<f32>(row_stats[2u * r]));
+        }
+        flag_slot(3u * (l + 1u), bad);
+    }
+}
+
+// Phase 1: each invocation's rows: logits, loss, dlogits. Bit 0 of the
+// result: an input was not finite; bit 1: a logit.
+fn head_forward(lid: u32) -> u32 {
     let rows = p.rows;
     let classes = p.classes;
     let w4 = p.width / 4u;
     let w_off4 = p.w_off / 4u;
     let b_off = p.b_off;
-    // Phase 1: each invocation's rows: logits, loss, dlogits.
+    var seen = 0u;
     for (var r = lid; r < rows; r += WIDTH) {
+        for (var k4 = 0u; k4 < w4; k4++) {
+            seen |= select(0u, 1u, nonfinite4(y_last[r * w4 + k4]));
+        }
         for (var j = 0u; j < classes; j++) {
             let b = b_off + j;
             var z = vec4<f32>(0.0);
             for (var k4 = 0u; k4 < w4; k4++) {
                 z = fma(y_last[r * w4 + k4], arena[w_off4 + j * w4 + k4], z);
             }
-            logits[r * classes + j] = arena[b / 4u][b % 4u] + ((z.x + z.y) + (z.z + z.w));
+            let logit = arena[b / 4u][b % 4u] + ((z.x + z.y) + (z.z + z.w));
+            logits[r * classes + j] = logit;
+            seen |= select(0u, 2u, nonfinite4(vec4<f32>(logit)));
         }
         loss_row(r);
     }
+    return seen;
+}
+
+// Phase 2, after phase 1's rows are in: the gradients, each element a sum
+// in order, and dL/dy_last from the weights.
+fn head_backward(lid: u32) {
+    let rows = p.rows;
+    let classes = p.classes;
+    let w4 = p.width / 4u;
+    let w_off4 = p.w_off / 4u;
     storageBarrier();
     workgroupBarrier();
-    // Phase 2: the gradients, each element a sum in order.
     for (var i = lid; i < classes * w4; i += WIDTH) {
         let j = i / w4;
         let k4 = i % w4;
@@ -79,8 +140,5 @@ fn head_step(@builtin(local_invocation_index) lid: u32) {
             s = fma(vec4<f32>(dlogits[r * classes + j]), arena[w_off4 + j * w4 + k4], s);
         }
         dy_last[i] = s;
-    }
-    if (lid == 0u) {
-        batch_stats(rows);
     }
 }

@@ -15,7 +15,8 @@ struct HeadParams {
     b_off: u32,
     dw_off: u32,
     db_off: u32,
-    _pad0: u32,
+    // The output layer's index (its finite-check slots start at 3 layer).
+    layer: u32,
     _pad1: u32,
     _pad2: u32,
 }

@@ -18,37 +18,7 @@
 // multiple of 64 floats (its tensors start at aligned offsets and the gaps
 // hold zeros, which every update keeps at zero).
 
-struct OptimParams {
-    // Chunks in the table.
-    chunks: u32,
-    _pad0: u32,
-    // SGD: 1 = Nesterov.
-    nesterov: u32,
-    // Adam: 1 = decoupled weight decay (AdamW).
-    decoupled: u32,
-    momentum: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    alpha: f32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-// [learning rate, 1 - beta1^t, 1 - beta2^t, gradient scale from clipping,
-// step number, batch offset, last row of the training split]
-struct StepState {
-    lr: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
-    clip_scale: f32,
-    step: u32,
-    batch_offset: u32,
-    // The training split's last row (a gathering forward clamps to it).
-    last_row: u32,
-    _pad1: u32,
-}
+// OptimParams, StepState, sgd_rule and bad_mask: shaders/optim_common.wgsl.
 
 @group(0) @binding(0) var<storage, read> p: OptimParams;
 @group(0) @binding(1) var<storage, read> step: StepState;
@@ -65,15 +35,6 @@ struct StepState {
 
 const WIDTH: u32 = 64u;
 const PER_INVOCATION: u32 = 4u;
-
-// Bit 0: a non-finite gradient; bit 1: a non-finite updated parameter.
-// An all-ones exponent means infinity or NaN.
-fn bad_mask(g: vec4<f32>, w: vec4<f32>) -> u32 {
-    let inf = vec4<u32>(0x7f800000u);
-    let bad_g = any((bitcast<vec4<u32>>(g) & inf) == inf);
-    let bad_w = any((bitcast<vec4<u32>>(w) & inf) == inf);
-    return select(0u, 1u, bad_g) | select(0u, 2u, bad_w);
-}
 
 // Sets the chunk's layer's slots for what `mask` says (once per invocation).
 fn flag(c: vec4<u32>, mask: u32, step_number: u32) {
@@ -115,16 +76,16 @@ fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
             break;
         }
         let raw = grad[i];
-        var w = param[i];
-        var g = raw * scale + decay * w;
+        var buf = vec4<f32>(0.0);
         if (momentum != 0.0) {
-            let buf = momentum * state1[i] + g;
-            state1[i] = buf;
-            g = select(buf, g + momentum * buf, nesterov);
+            buf = state1[i];
         }
-        w = w - lr * g;
-        param[i] = w;
-        mask |= bad_mask(raw, w);
+        let next = sgd_rule(param[i], raw, buf, lr, scale, momentum, decay, nesterov);
+        if (momentum != 0.0) {
+            state1[i] = next.buf;
+        }
+        param[i] = next.w;
+        mask |= bad_mask(raw, next.w);
     }
     flag(c, mask, step_number);
 }

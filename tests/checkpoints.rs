@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use fusedmlp::data::Dataset;
-use fusedmlp::train::Checkpoint;
+use fusedmlp::train::{Checkpoint, Kernels};
 use fusedmlp::{Activation, Error, Mlp, MlpConfig, Optimizer, TrainConfig, Trainer};
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -345,6 +345,37 @@ fn divergence_is_caught_and_named() {
         .iter()
         .all(|(w, b)| w.iter().chain(b).all(|v| v.is_finite())));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Divergence found by the kernels that fold plain SGD in (the fused
+/// path's output layer and weight gradients, with the finite checks; input
+/// and hidden widths multiples of 4) is the divergence the optimizer's and
+/// the finite check's own dispatches find on the layered path: the same
+/// step, tensor and layer.
+#[test]
+fn divergence_is_named_alike_with_sgd_folded_in() {
+    let Some(gpu) = common::gpu() else { return };
+    let all = fusedmlp::data::blobs(300, 3, 8, 1.5, 4).unwrap();
+    let (train, val) = all.split(0.2, 1).unwrap();
+    let run = |kernels: Kernels, lr: f32| {
+        let mut m = MlpConfig::deep(8, 6, 24, 3, Activation::Relu);
+        m.seed = 1;
+        let t = TrainConfig::default()
+            .with_epochs(3)
+            .with_batch_size(16)
+            .with_optimizer(Optimizer::sgd())
+            .with_kernels(kernels)
+            .with_learning_rate(lr)
+            .with_log_every(5);
+        let mut tr = Trainer::new(Mlp::new(&gpu, m).unwrap(), t, &train, &val).unwrap();
+        let report = tr.train("relu", |_, _| {}, |_| {}).unwrap();
+        report.divergence.map(|d| (d.step, d.tensor, d.layer))
+    };
+    for lr in [1e9, 1e30] {
+        let folded = run(Kernels::Fused, lr);
+        assert!(folded.is_some(), "a learning rate of {lr} must diverge");
+        assert_eq!(folded, run(Kernels::Layered, lr), "learning rate {lr}");
+    }
 }
 
 #[test]

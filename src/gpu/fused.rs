@@ -344,10 +344,22 @@ pub fn fused_grads_source(act: Activation) -> String {
     shader::assemble(shader::FUSED_MLP_GRADS_WGSL, Some(act))
 }
 
-fn design_grads_source(act: Activation, design: Design) -> String {
+/// The weight-gradient kernel of `design`; with `update` (aligned subgroup
+/// layouts only), the one that also applies plain SGD
+/// (`shaders/sgd_fold.wgsl`).
+fn design_grads_source(act: Activation, design: Design, update: bool) -> String {
     match design {
         Design::Lanes { .. } => fused_grads_source(act),
-        Design::Subgroup(l) => shader::assemble(&fused_sg::grads_kernel(&l), Some(act)),
+        Design::Subgroup(l) if update => shader::assemble(
+            &format!(
+                "{}\n{}\n{}",
+                shader::OPTIM_COMMON_WGSL,
+                shader::SGD_FOLD_WGSL,
+                fused_sg::grads_kernel(&l, true)
+            ),
+            Some(act),
+        ),
+        Design::Subgroup(l) => shader::assemble(&fused_sg::grads_kernel(&l, false), Some(act)),
     }
 }
 
@@ -360,8 +372,13 @@ pub(crate) fn fused_subgroup_grads_source(
     input: usize,
     width: usize,
     subgroup: u32,
+    update: bool,
 ) -> String {
-    design_grads_source(act, Design::Subgroup(SgLayout::new(input, width, subgroup)))
+    design_grads_source(
+        act,
+        Design::Subgroup(SgLayout::new(input, width, subgroup)),
+        update,
+    )
 }
 
 /// Results of [`Gpu::fused_mlp_forward`].
@@ -540,7 +557,49 @@ pub struct FusedBuffers {
     pub grads: GpuTensor,
 }
 
+/// What a kernel that folds plain SGD in (`shaders/sgd_fold.wgsl`) binds
+/// beyond its own work: the parameter arena it updates (binding 7 of the
+/// weight-gradient kernel, 2 of the output layer's), the momentum buffers,
+/// the step state, the divergence flags and the optimizer's settings.
+pub(crate) struct SgdFold<'a> {
+    /// The parameter arena, updated in place.
+    pub arena: &'a GpuTensor,
+    /// The momentum buffers, laid out as the arena.
+    pub momentum: &'a GpuTensor,
+    /// The step state (learning rate, clipping scale, step number).
+    pub step: &'a wgpu::Buffer,
+    /// Per (layer, kind) slot, the first non-finite step.
+    pub first_bad: &'a wgpu::Buffer,
+    /// The optimizer's settings (`OptimParams`).
+    pub settings: &'a wgpu::Buffer,
+}
+
+impl SgdFold<'_> {
+    /// Bindings 10 to 13 of `shaders/sgd_fold.wgsl`.
+    pub(crate) fn fold_bindings(&self) -> [(u32, &dyn Bind); 4] {
+        [
+            (10, self.step),
+            (11, self.momentum),
+            (12, self.first_bad),
+            (13, self.settings),
+        ]
+    }
+
+    /// The weight-gradient kernel's: the arena at 7 and the fold's own.
+    fn bindings(&self) -> [(u32, &dyn Bind); 5] {
+        let [a, b, c, d] = self.fold_bindings();
+        [(7, self.arena), a, b, c, d]
+    }
+}
+
 impl FusedBuffers {
+    /// Whether the weight-gradient dispatch can fold plain SGD in
+    /// ([`Gpu::record_fused_mlp_backward_into`]): the subgroup design with
+    /// every width a multiple of 4.
+    pub(crate) fn folds_sgd(&self) -> bool {
+        matches!(self.design, Design::Subgroup(l) if l.aligned)
+    }
+
     /// Whether the forward gathers its batch from a resident split
     /// ([`Gpu::record_fused_mlp_forward_gathering`]) instead of reading a
     /// gathered batch.
@@ -765,7 +824,7 @@ impl Gpu {
         let weight_grads = self.pipeline(
             &grads_key,
             "weight_grads",
-            || design_grads_source(act, design),
+            || design_grads_source(act, design, false),
             true,
         )?;
         let end = |col: usize, len: &dyn Fn(usize) -> usize| {
@@ -1027,12 +1086,15 @@ impl Gpu {
         dy_last: &GpuTensor,
         bufs: &FusedBuffers,
     ) -> Result<(), Error> {
-        self.record_fused_mlp_backward_into(encoder, x, w, dy_last, bufs, &bufs.grads)
+        self.record_fused_mlp_backward_into(encoder, x, w, dy_last, bufs, &bufs.grads, None)
     }
 
     /// [`Gpu::record_fused_mlp_backward`] writing the weight and bias
     /// gradients into `grads` (where the offset table of `bufs` points:
-    /// a gradient arena) instead of `bufs.grads`.
+    /// a gradient arena) instead of `bufs.grads`; with `fold` (where
+    /// [`FusedBuffers::folds_sgd`]) the weight-gradient dispatch also
+    /// applies plain SGD to every weight and bias it makes the gradient of.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_fused_mlp_backward_into(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -1041,6 +1103,7 @@ impl Gpu {
         dy_last: &GpuTensor,
         bufs: &FusedBuffers,
         grads: &GpuTensor,
+        fold: Option<&SgdFold<'_>>,
     ) -> Result<(), Error> {
         let (act, shape) = (bufs.act, bufs.shape);
         let op = "fused_mlp_backward";
@@ -1048,6 +1111,34 @@ impl Gpu {
         check_len(op, "dy_last", dy_last, shape.batch * shape.width)?;
         check_at_least(op, "w", w, bufs.needs.0)?;
         check_at_least(op, "grads", grads, bufs.needs.2)?;
+        let updating = match fold {
+            Some(f) => {
+                if !bufs.folds_sgd() {
+                    return Err(Error::Config(
+                        "this fused stack's layout cannot fold SGD into its weight gradients \
+                         (widths must be multiples of 4 on the subgroup design); \
+                         run the optimizer's own dispatch"
+                            .into(),
+                    ));
+                }
+                check_at_least(
+                    op,
+                    "the parameter arena",
+                    f.arena,
+                    bufs.needs.0.max(bufs.needs.1),
+                )?;
+                check_at_least(op, "the momentum buffers", f.momentum, f.arena.len())?;
+                let design = bufs.design;
+                let key = format!("fused_mlp_grads:{act}:{}:sgd", design.key());
+                Some(self.pipeline(
+                    &key,
+                    "weight_grads",
+                    || design_grads_source(act, design, true),
+                    true,
+                )?)
+            }
+            None => None,
+        };
         let (gx, gy, _) = grid_1d(self, bufs.grad_items, bufs.grad_group)?;
         let blocks = self.row_blocks(shape, bufs.design)?;
         let keep_z = act.saved() == Saved::PreActivation;
@@ -1079,20 +1170,28 @@ impl Gpu {
                 &entries,
                 (blocks, 1, 1),
             );
+            let mut bindings: Vec<(u32, &dyn Bind)> = vec![
+                (0, &bufs.grad_params),
+                (1, &x),
+                (2, &bufs.ys[0]),
+                (6, &bufs.ys[1]),
+                (3, &bufs.dz),
+                (4, &grads),
+                (5, &bufs.table),
+            ];
+            let pipeline = match (&updating, fold) {
+                (Some(pipeline), Some(f)) => {
+                    bindings.extend(f.bindings());
+                    pipeline
+                }
+                _ => &bufs.weight_grads,
+            };
             record_pass(
                 self,
                 encoder,
                 "fused mlp weight gradients",
-                &bufs.weight_grads,
-                &[
-                    (0, &bufs.grad_params),
-                    (1, &x),
-                    (2, &bufs.ys[0]),
-                    (6, &bufs.ys[1]),
-                    (3, &bufs.dz),
-                    (4, &grads),
-                    (5, &bufs.table),
-                ],
+                pipeline,
+                &bindings,
                 (gx, gy, 1),
             );
         })

@@ -604,8 +604,14 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
 
 /// The weight-gradient kernel for `layout`, to follow the activation
 /// prelude: the bindings of `shaders/fused_mlp_grads.wgsl` with its own
-/// parameters.
-pub(crate) fn grads_kernel(l: &SgLayout) -> String {
+/// parameters. With `update` (aligned layouts only) it also applies plain
+/// SGD to each weight and bias it made the gradient of, in the parameter
+/// arena (binding 7) with `shaders/sgd_fold.wgsl`'s bindings, and flags
+/// non-finite gradients, updated parameters and layer inputs as the
+/// optimizer's dispatch and the finite check would: the step then needs
+/// neither.
+pub(crate) fn grads_kernel(l: &SgLayout, update: bool) -> String {
+    debug_assert!(l.aligned || !update, "the folded update needs vec4 rows");
     let ob = l.grad_ob();
     let elem = if l.aligned { "vec4<f32>" } else { "f32" };
     let mut s = String::new();
@@ -630,10 +636,13 @@ pub(crate) fn grads_kernel(l: &SgLayout) -> String {
          @group(0) @binding(2) var<storage, read> gys0: array<{elem}>;\n\
          @group(0) @binding(6) var<storage, read> gys1: array<{elem}>;\n\
          @group(0) @binding(3) var<storage, read> gdz: array<{elem}>;\n\
-         @group(0) @binding(4) var<storage, read_write> grads: array<f32>;\n\
+         @group(0) @binding(4) var<storage, read_write> grads: array<{elem}>;\n\
          @group(0) @binding(5) var<storage, read> table: array<vec4<u32>>;\n",
         l.s
     );
+    if update {
+        s.push_str("@group(0) @binding(7) var<storage, read_write> arena: array<vec4<f32>>;\n\n");
+    }
     if l.aligned {
         // Every width a multiple of 4 and every layer's block aligned: whole
         // vec4s, clamped into the buffer and zeroed past the edge.
@@ -708,12 +717,19 @@ pub(crate) fn grads_kernel(l: &SgLayout) -> String {
     for o in 0..4 * ob {
         line(&mut s, 4, &format!("var a{o} = vec4<f32>(0.0);"));
     }
+    if update {
+        // Whether any input this invocation read is not finite.
+        line(&mut s, 4, "var seen = false;");
+    }
     s.push_str(
         "    for (var r = 0u; r < gp.batch; r++) {\n\
          \x20       let dv = dz4_at(l, r, my_o);\n\
          \x20       db += dv;\n\
          \x20       let xv = x4_at(l, r, k, fan_in);\n",
     );
+    if update {
+        line(&mut s, 8, "seen = seen | nonfinite4(xv);");
+    }
     for b in 0..ob {
         line(
             &mut s,
@@ -730,28 +746,76 @@ pub(crate) fn grads_kernel(l: &SgLayout) -> String {
         }
     }
     s.push_str("    }\n");
-    for o in 0..4 * ob {
+    if update {
+        line(&mut s, 4, "let rule = sgd_step();");
+        line(&mut s, 4, "var mask = 0u;");
+    }
+    if l.aligned {
+        // Whole vec4s (every width a multiple of 4 and every block aligned,
+        // so k < fan_in holds for all four), one store each; with `update`
+        // the weights' SGD step beside it.
+        let fold = |to: &str, v: &str| {
+            if update {
+                format!("\n        mask |= sgd_at(({to}) / 4u, {v}, rule);")
+            } else {
+                String::new()
+            }
+        };
+        for o in 0..4 * ob {
+            let _ = writeln!(
+                s,
+                "    if (o0 + {o}u < width && k < fan_in) {{\n\
+                 \x20       grads[(table[l].z + (o0 + {o}u) * fan_in + k) / 4u] = a{o};{}\n\
+                 \x20   }}",
+                fold(
+                    &format!("table[l].x + (o0 + {o}u) * fan_in + k"),
+                    &format!("a{o}")
+                )
+            );
+        }
         let _ = writeln!(
             s,
-            "    if (o0 + {o}u < width) {{\n\
-             \x20       let row = table[l].z + (o0 + {o}u) * fan_in;\n\
-             \x20       for (var e = 0u; e < 4u; e++) {{\n\
-             \x20           if (k + e < fan_in) {{\n\
-             \x20               grads[row + k + e] = a{o}[e];\n\
-             \x20           }}\n\
-             \x20       }}\n\
-             \x20   }}"
+            "    if (k_tile == 0u && lane < OB && my_o < width) {{\n\
+             \x20       grads[(table[l].w + my_o) / 4u] = db;{}\n\
+             \x20   }}",
+            fold("table[l].y + my_o", "db")
+        );
+    } else {
+        for o in 0..4 * ob {
+            let _ = writeln!(
+                s,
+                "    if (o0 + {o}u < width) {{\n\
+                 \x20       let row = table[l].z + (o0 + {o}u) * fan_in;\n\
+                 \x20       for (var e = 0u; e < 4u; e++) {{\n\
+                 \x20           if (k + e < fan_in) {{\n\
+                 \x20               grads[row + k + e] = a{o}[e];\n\
+                 \x20           }}\n\
+                 \x20       }}\n\
+                 \x20   }}"
+            );
+        }
+        s.push_str(
+            "    if (k_tile == 0u && lane < OB) {\n\
+             \x20       for (var e = 0u; e < 4u; e++) {\n\
+             \x20           if (my_o + e < width) {\n\
+             \x20               grads[table[l].w + my_o + e] = db[e];\n\
+             \x20           }\n\
+             \x20       }\n\
+             \x20   }\n",
         );
     }
-    s.push_str(
-        "    if (k_tile == 0u && lane < OB) {\n\
-         \x20       for (var e = 0u; e < 4u; e++) {\n\
-         \x20           if (my_o + e < width) {\n\
-         \x20               grads[table[l].w + my_o + e] = db[e];\n\
-         \x20           }\n\
-         \x20       }\n\
-         \x20   }\n\
-         }\n",
-    );
+    if update {
+        s.push_str(
+            "    // Slots 3 l + 1 and 3 l + 2: this layer's gradients and parameters;\n\
+             \x20   // 3 (l - 1): its input, the previous layer's output (every tile\n\
+             \x20   // of outputs reads all of it).\n\
+             \x20   flag_slot(3u * l + 1u, (mask & 1u) != 0u);\n\
+             \x20   flag_slot(3u * l + 2u, (mask & 2u) != 0u);\n\
+             \x20   if (l > 0u) {\n\
+             \x20       flag_slot(3u * (l - 1u), seen);\n\
+             \x20   }\n",
+        );
+    }
+    s.push_str("}\n");
     s
 }

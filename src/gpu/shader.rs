@@ -31,8 +31,15 @@ pub const HEAD_WGSL: &str = include_str!("../../shaders/head.wgsl");
 pub const HEAD_COMMON_WGSL: &str = include_str!("../../shaders/head_common.wgsl");
 /// [`HEAD_WGSL`] with vec4 loads, for hidden widths that are multiples of 4.
 pub const HEAD4_WGSL: &str = include_str!("../../shaders/head4.wgsl");
-/// Optimizer updates.
+/// Optimizer updates, to follow [`OPTIM_COMMON_WGSL`] ([`optimizer_source`]
+/// joins them).
 pub const OPTIMIZER_WGSL: &str = include_str!("../../shaders/optimizer.wgsl");
+/// What the optimizer shares with the kernels that fold plain SGD in: its
+/// settings, the step state, the SGD rule and the finite test.
+pub const OPTIM_COMMON_WGSL: &str = include_str!("../../shaders/optim_common.wgsl");
+/// Plain SGD folded into a kernel that makes gradients: its bindings, the
+/// per-vec4 update and the finite flags.
+pub const SGD_FOLD_WGSL: &str = include_str!("../../shaders/sgd_fold.wgsl");
 /// Norm reductions and the clipping scale.
 pub const STATS_WGSL: &str = include_str!("../../shaders/stats.wgsl");
 /// Per-layer activation diagnostics.
@@ -188,9 +195,16 @@ pub(crate) fn head_source() -> String {
 }
 
 /// Its vec4 twin's source (`shaders/head4.wgsl`), for widths that are
-/// multiples of 4.
+/// multiples of 4, with the SGD its `head_step_sgd` folds in.
 pub(crate) fn head4_source() -> String {
-    format!("{ACTIVATIONS_WGSL}\n{LOSS_ROW_WGSL}\n{HEAD_COMMON_WGSL}\n{HEAD4_WGSL}")
+    format!(
+        "{ACTIVATIONS_WGSL}\n{LOSS_ROW_WGSL}\n{HEAD_COMMON_WGSL}\n{OPTIM_COMMON_WGSL}\n{SGD_FOLD_WGSL}\n{HEAD4_WGSL}"
+    )
+}
+
+/// The optimizer's source: [`OPTIM_COMMON_WGSL`] and [`OPTIMIZER_WGSL`].
+pub fn optimizer_source() -> String {
+    format!("{OPTIM_COMMON_WGSL}\n{OPTIMIZER_WGSL}")
 }
 
 #[cfg(test)]

@@ -120,8 +120,14 @@ fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
         }
         out.push((
             format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}]"),
-            fused::fused_subgroup_grads_source(act, input, width, subgroup),
+            fused::fused_subgroup_grads_source(act, input, width, subgroup, false),
         ));
+        if input % 4 == 0 && width % 4 == 0 {
+            out.push((
+                format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}, sgd]"),
+                fused::fused_subgroup_grads_source(act, input, width, subgroup, true),
+            ));
+        }
     }
     for v in GemmVariant::CANDIDATES {
         for save_z in [false, true] {
@@ -149,7 +155,7 @@ fn activation_free_sources() -> Vec<(String, String)> {
         ("loss".to_string(), shader::loss_source()),
         ("head".to_string(), shader::head_source()),
         ("head4".to_string(), shader::head4_source()),
-        ("optimizer".to_string(), shader::OPTIMIZER_WGSL.to_string()),
+        ("optimizer".to_string(), shader::optimizer_source()),
         ("stats".to_string(), shader::STATS_WGSL.to_string()),
         ("finite".to_string(), shader::FINITE_WGSL.to_string()),
     ];

@@ -1,12 +1,14 @@
 //! The fully fused path in a training step: which nets it takes, and the
-//! recording of the hidden stack's forward and backward through it (the
-//! output layer, the loss, clipping, the optimizer and the checks stay as
-//! on the layered path; on logged steps the stack also keeps every
-//! pre-activation, for the diagnostics). Its kernels work in the arenas:
-//! nothing is copied in or out.
+//! recording of the hidden stack's forward and backward through it and of
+//! the output layer in one kernel (clipping, the optimizer and the checks
+//! stay as on the layered path, except that plain SGD without clipping is
+//! folded into the output layer's and the weight gradients' kernels with
+//! the checks, [`Trainer::folds_sgd`]; on logged steps the stack also
+//! keeps every pre-activation, for the diagnostics). Its kernels work in
+//! the arenas: nothing is copied in or out.
 
 use super::*;
-use crate::gpu::fused::{ArenaOffsets, FusedBuffers, FusedShape};
+use crate::gpu::fused::{ArenaOffsets, FusedBuffers, FusedShape, SgdFold};
 use crate::nn::MlpConfig;
 use crate::nn::ParamLayout;
 use crate::train::config::Kernels;
@@ -88,7 +90,9 @@ struct HeadParams {
     b_off: u32,
     dw_off: u32,
     db_off: u32,
-    pad: [u32; 3],
+    /// The output layer's index (its finite-check slots).
+    layer: u32,
+    pad: [u32; 2],
 }
 
 /// The output-layer kernel's parameters for `mc` at `rows` rows, or `None`
@@ -130,7 +134,8 @@ pub(super) fn head_params(
         b_off: u32s(b.offset)?,
         dw_off: u32s(w.offset)?,
         db_off: u32s(b.offset)?,
-        pad: [0; 3],
+        layer: u32s(l)?,
+        pad: [0; 2],
     };
     Ok(Some(gpu.table("the output layer's parameters", &[params])?))
 }
@@ -252,40 +257,48 @@ impl Trainer {
     /// gradients into the gradient arena and dL/dy of the last hidden layer
     /// (where the stack's backward starts). On logged steps the logits are
     /// also copied to the output layer's z, which the diagnostics read.
+    /// With `fold` ([`Trainer::folds_sgd`]) it also updates the output
+    /// layer's weight and bias by plain SGD (`head_step_sgd`).
     pub(super) fn record_head(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         params: &wgpu::Buffer,
         log: bool,
+        fold: Option<&SgdFold<'_>>,
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
         let n = self.layers.len();
         let (last, out) = (&self.layers[n - 2], &self.layers[n - 1]);
-        let pipeline = if last.y.cols().is_multiple_of(4) {
-            gpu.pipeline("head4", "head_step", shader::head4_source, false)?
-        } else {
-            gpu.pipeline("head", "head_step", shader::head_source, false)?
-        };
+        let vec4 = last.y.cols().is_multiple_of(4);
+        let pipeline =
+            match fold {
+                Some(_) if vec4 => {
+                    gpu.pipeline("head4", "head_step_sgd", shader::head4_source, false)?
+                }
+                Some(_) => return Err(Error::Config(
+                    "the output layer folds SGD in only where the hidden width is a multiple of 4"
+                        .into(),
+                )),
+                None if vec4 => gpu.pipeline("head4", "head_step", shader::head4_source, false)?,
+                None => gpu.pipeline("head", "head_step", shader::head_source, false)?,
+            };
+        let mut bindings: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![
+            (0, params),
+            (1, &last.y),
+            (2, self.model.arena()),
+            (3, &self.y_batch),
+            (4, &out.y),
+            (5, &out.dy),
+            (6, &self.row_stats),
+            (7, &last.dy),
+            (8, &self.grads),
+            (9, &self.stats),
+        ];
+        if let Some(f) = fold {
+            bindings.extend(f.fold_bindings());
+        }
         gpu.scoped("recording the output layer", || {
-            record_pass(
-                gpu,
-                encoder,
-                "head",
-                &pipeline,
-                &[
-                    (0, params),
-                    (1, &last.y),
-                    (2, self.model.arena()),
-                    (3, &self.y_batch),
-                    (4, &out.y),
-                    (5, &out.dy),
-                    (6, &self.row_stats),
-                    (7, &last.dy),
-                    (8, &self.grads),
-                    (9, &self.stats),
-                ],
-                (1, 1, 1),
-            );
+            record_pass(gpu, encoder, "head", &pipeline, &bindings, (1, 1, 1));
             if log {
                 let (from, at) = out.y.raw();
                 let (to, to_at) = out.z.raw();
@@ -302,11 +315,13 @@ impl Trainer {
     /// Records the hidden stack's backward through the fused kernels, from
     /// dL/dy of the last hidden layer (which the output layer's backward
     /// wrote), every layer's (dW, db) written into the gradient arena,
-    /// where clipping, the optimizer and the checks read them.
+    /// where clipping, the optimizer and the checks read them; with `fold`
+    /// the weight-gradient dispatch also makes the SGD update.
     pub(super) fn record_fused_backward(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         fused: &FusedState,
+        fold: Option<&SgdFold<'_>>,
     ) -> Result<(), Error> {
         let dy_last = &self.layers[fused.shape.layers - 1].dy;
         self.gpu.record_fused_mlp_backward_into(
@@ -316,6 +331,25 @@ impl Trainer {
             dy_last,
             &fused.bufs,
             &self.grads,
+            fold,
         )
+    }
+
+    /// Whether a step folds its optimizer into the kernels that make the
+    /// gradients (the output layer's and the stack's weight gradients),
+    /// with the finite checks: plain SGD (momentum, Nesterov and weight
+    /// decay included) without clipping (whose norm needs every gradient
+    /// before any update), on a fused stack whose weight-gradient kernel
+    /// can ([`FusedBuffers::folds_sgd`]) and whose forward gathers (a
+    /// device allowing the 14 storage buffers the folded output layer
+    /// binds).
+    pub(super) fn folds_sgd(&self) -> bool {
+        matches!(self.config.optimizer, Optimizer::Sgd { .. })
+            && self.config.clip_norm.is_none()
+            && self.head.is_some()
+            && self
+                .fused
+                .as_ref()
+                .is_some_and(|f| f.bufs.gathers() && f.bufs.folds_sgd())
     }
 }

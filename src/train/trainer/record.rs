@@ -286,15 +286,10 @@ impl Trainer {
         })
     }
 
-    pub(super) fn record_optimizer(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        param: &GpuTensor,
-        grad: &GpuTensor,
-        state: &(GpuTensor, GpuTensor),
-    ) -> Result<(), Error> {
-        let gpu = &self.gpu;
-        let (entry, mut p) = match self.config.optimizer {
+    /// The optimizer's entry point in `shaders/optimizer.wgsl` and its
+    /// settings (the chunk count left to the dispatch).
+    pub(super) fn optimizer_settings(&self) -> (&'static str, OptimParams) {
+        match self.config.optimizer {
             Optimizer::Sgd {
                 momentum,
                 nesterov,
@@ -345,16 +340,22 @@ impl Trainer {
                     ..bytemuck::Zeroable::zeroed()
                 },
             ),
-        };
+        }
+    }
+
+    pub(super) fn record_optimizer(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        param: &GpuTensor,
+        grad: &GpuTensor,
+        state: &(GpuTensor, GpuTensor),
+    ) -> Result<(), Error> {
+        let gpu = &self.gpu;
+        let (entry, mut p) = self.optimizer_settings();
         // One workgroup per chunk of the arena (shaders/optimizer.wgsl).
         let (x, y, _) = grid_1d(gpu, self.finite.arena_count as u64, 1)?;
         p.chunks = self.finite.arena_count;
-        let pipeline = gpu.pipeline(
-            "optimizer",
-            entry,
-            || shader::OPTIMIZER_WGSL.to_string(),
-            false,
-        )?;
+        let pipeline = gpu.pipeline("optimizer", entry, shader::optimizer_source, false)?;
         let params = gpu.params(&p)?;
         let mut bindings: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![
             (0, &params),

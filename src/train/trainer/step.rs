@@ -1,6 +1,7 @@
 //! One optimizer step, recorded and submitted.
 
 use super::*;
+use crate::gpu::fused::SgdFold;
 
 impl Trainer {
     /// Records and submits one optimizer step on the batch starting at
@@ -85,12 +86,32 @@ impl Trainer {
 
     /// Records one step's passes (the step state already written): the
     /// batch, the forward, the loss, the backward, clipping, the update,
-    /// the checks and, on logged steps, the diagnostics and their copy into
-    /// log slot `slot`.
+    /// the checks (the update and the checks inside the gradient kernels
+    /// where [`Trainer::folds_sgd`]) and, on logged steps, the diagnostics
+    /// and their copy into log slot `slot`.
     fn record_step(&self, log: bool, slot: Option<usize>) -> Result<wgpu::CommandBuffer, Error> {
         let gpu = &self.gpu;
         let b = self.config.batch_size;
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        // Plain SGD folded into the kernels that make the gradients, with
+        // the finite checks: no optimizer or check dispatch.
+        let settings = if self.folds_sgd() {
+            Some(gpu.params(&self.optimizer_settings().1)?)
+        } else {
+            None
+        };
+        let fold = settings.as_ref().map(|settings| SgdFold {
+            arena: self.model.arena(),
+            momentum: &self.state.0,
+            step: &self.step_state,
+            first_bad: &self.first_bad,
+            settings,
+        });
+        if log && fold.is_some() {
+            // The parameters before the update, for the weight and update
+            // norms: the update starts in the output layer's kernel.
+            self.record_save_params(&mut encoder)?;
+        }
         // The fused stack runs the hidden layers where the net allows it;
         // on logged steps it also keeps every pre-activation for the
         // diagnostics. Where its forward gathers the batch, nothing else
@@ -116,7 +137,7 @@ impl Trainer {
         // the loss and its backward; else a layered pass each.
         let layered_until = match &self.head {
             Some(params) if fused.is_some() => {
-                self.record_head(&mut encoder, params, log)?;
+                self.record_head(&mut encoder, params, log, fold.as_ref())?;
                 first_layered
             }
             _ => {
@@ -225,7 +246,7 @@ impl Trainer {
             }
         }
         if let Some(f) = fused {
-            self.record_fused_backward(&mut encoder, f)?;
+            self.record_fused_backward(&mut encoder, f, fold.as_ref())?;
         }
         if self.config.clip_norm.is_some() {
             // The global norm: one reduction over the whole gradient arena
@@ -254,18 +275,15 @@ impl Trainer {
                 )
             })?;
         }
-        if log {
-            // The parameters before the update, for the weight and update
-            // norms: one copy of the arena.
-            let arena = self.model.arena();
-            gpu.scoped("saving the parameters", || {
-                arena.record_copy_to(&mut encoder, 0, &self.prev_params, 0, arena.len())
-            })?;
+        if fold.is_none() {
+            if log {
+                self.record_save_params(&mut encoder)?;
+            }
+            // Every tensor updated in one dispatch over the arenas.
+            self.record_optimizer(&mut encoder, self.model.arena(), &self.grads, &self.state)?;
+            // Divergence detection: where a NaN or infinity first appears.
+            self.record_check_finite(&mut encoder)?;
         }
-        // Every tensor updated in one dispatch over the arenas.
-        self.record_optimizer(&mut encoder, self.model.arena(), &self.grads, &self.state)?;
-        // Divergence detection: where a NaN or infinity first appears.
-        self.record_check_finite(&mut encoder)?;
         if let Some(slot) = slot {
             // Every tensor's gradient norm, every weight's norm before the
             // update and every update's norm: one dispatch.
@@ -274,6 +292,15 @@ impl Trainer {
             self.record_log_copy(&mut encoder, &self.log_slots[slot])?;
         }
         Ok(encoder.finish())
+    }
+
+    /// Records the copy of the parameters before the update (one copy of
+    /// the arena), for the weight and update norms of a logged step.
+    fn record_save_params(&self, encoder: &mut wgpu::CommandEncoder) -> Result<(), Error> {
+        let arena = self.model.arena();
+        self.gpu.scoped("saving the parameters", || {
+            arena.record_copy_to(encoder, 0, &self.prev_params, 0, arena.len())
+        })
     }
 
     /// Copies step stats, norms, summaries and histograms into one staging buffer.
