@@ -36,35 +36,62 @@ fn config() -> (MlpConfig, TrainConfig) {
     (m, t)
 }
 
+/// Resuming mid-epoch continues bit-identically: Adam's two state tensors
+/// of every parameter tensor (weights and biases; with learned PReLU slopes
+/// and LayerNorm, theirs too, which a checkpoint lists after the linear
+/// layers') come back where they were.
 #[test]
 fn resuming_mid_epoch_is_bit_identical() {
     let Some(gpu) = common::gpu() else { return };
     let (train, val) = data();
-    let (m, t) = config();
-    // One run straight through.
-    let mut straight =
-        Trainer::new(Mlp::new(&gpu, m.clone()).unwrap(), t.clone(), &train, &val).unwrap();
-    straight.train("straight", |_, _| {}, |_| {}).unwrap();
-    let want = straight.model().parameters().unwrap();
-    // The same run interrupted mid-epoch, saved, resumed.
+    let (plain, t) = config();
+    let mut slopes = plain
+        .clone()
+        .with_learn_prelu(fusedmlp::nn::PreluMode::PerUnit);
+    slopes.activation = Activation::Prelu { weight: 0.25 };
+    let norms = plain
+        .clone()
+        .with_layer_norm(fusedmlp::nn::NormPlacement::Before);
+    // Every trained value: weights and biases, slopes, norms' scales and shifts.
+    let values = |model: &Mlp| {
+        (
+            model.parameters().unwrap(),
+            model.slope_values().unwrap(),
+            model.norm_values().unwrap(),
+        )
+    };
     let dir = temp_dir("resume");
     let path = dir.join("run.safetensors");
-    let mut first = Trainer::new(Mlp::new(&gpu, m).unwrap(), t, &train, &val).unwrap();
-    let stop = first.steps_per_epoch() as u64 + 5;
-    first.stop_after(stop);
-    let r = first.train("first", |_, _| {}, |_| {}).unwrap();
-    assert_eq!(r.total_steps, stop);
-    first.save_checkpoint(&path).unwrap();
-    drop(first);
-    let ckpt = Checkpoint::load(&path).unwrap();
-    let mut resumed = Trainer::resume(&gpu, &ckpt, &train, &val, None).unwrap();
-    assert_eq!(resumed.steps_taken(), stop);
-    resumed.train("resumed", |_, _| {}, |_| {}).unwrap();
-    let got = resumed.model().parameters().unwrap();
-    assert_eq!(
-        got, want,
-        "resumed parameters differ from the uninterrupted run"
-    );
+    let mut ckpt = None;
+    for m in [plain, slopes, norms] {
+        // One run straight through.
+        let mut straight =
+            Trainer::new(Mlp::new(&gpu, m.clone()).unwrap(), t.clone(), &train, &val).unwrap();
+        straight.train("straight", |_, _| {}, |_| {}).unwrap();
+        let want = values(straight.model());
+        // The same run interrupted mid-epoch, saved, resumed.
+        let mut first =
+            Trainer::new(Mlp::new(&gpu, m.clone()).unwrap(), t.clone(), &train, &val).unwrap();
+        let stop = first.steps_per_epoch() as u64 + 5;
+        first.stop_after(stop);
+        let r = first.train("first", |_, _| {}, |_| {}).unwrap();
+        assert_eq!(r.total_steps, stop);
+        first.save_checkpoint(&path).unwrap();
+        drop(first);
+        let c = Checkpoint::load(&path).unwrap();
+        let mut resumed = Trainer::resume(&gpu, &c, &train, &val, None).unwrap();
+        assert_eq!(resumed.steps_taken(), stop);
+        resumed.train("resumed", |_, _| {}, |_| {}).unwrap();
+        let got = values(resumed.model());
+        assert!(
+            got == want,
+            "resumed parameters differ from the uninterrupted run ({:?}, {:?})",
+            m.learn_prelu,
+            m.layer_norm
+        );
+        ckpt.get_or_insert(c);
+    }
+    let ckpt = ckpt.unwrap();
     // Resuming on other data is refused.
     let (other, _) = fusedmlp::data::blobs(300, 3, 6, 1.5, 5)
         .unwrap()

@@ -164,6 +164,22 @@ impl ParamLayout {
         self.view(arena, entry)
     }
 
+    /// Every tensor in the order a checkpoint lists optimizer state in:
+    /// each layer's weight and bias, then every learned-slope tensor, then
+    /// each normalisation's scale and shift, layer by layer.
+    pub(crate) fn checkpoint_order(&self) -> Vec<&ParamEntry> {
+        let rank = |e: &ParamEntry| match e.kind {
+            ParamKind::Weight => (0, e.layer, 0),
+            ParamKind::Bias => (0, e.layer, 1),
+            ParamKind::Slopes => (1, e.layer, 0),
+            ParamKind::NormScale => (2, e.layer, 0),
+            ParamKind::NormShift => (2, e.layer, 1),
+        };
+        let mut order: Vec<&ParamEntry> = self.entries.iter().collect();
+        order.sort_by_key(|e| rank(e));
+        order
+    }
+
     /// Layer `l`'s tensor of `kind` inside `arena`, where it has one.
     pub(crate) fn maybe_view(
         &self,
@@ -262,5 +278,32 @@ mod tests {
         let layout = ParamLayout::of(&main).unwrap();
         let w1 = layout.find(1, ParamKind::Weight).unwrap();
         assert_eq!(w1.offset, 64 * 64 + 64);
+    }
+
+    /// A checkpoint stores optimizer state as `optimizer.{k}` in this
+    /// order: files written before keep loading into the right tensors.
+    #[test]
+    fn checkpoint_order_is_linear_layers_then_slopes_then_norms() {
+        let order = |c: &MlpConfig| -> Vec<(usize, ParamKind)> {
+            ParamLayout::of(c)
+                .unwrap()
+                .checkpoint_order()
+                .iter()
+                .map(|e| (e.layer, e.kind))
+                .collect()
+        };
+        let mut c = MlpConfig::new(3, vec![6, 5], 2, Activation::Prelu { weight: 0.25 });
+        c.learn_prelu = Some(PreluMode::PerUnit);
+        use ParamKind::*;
+        let linear: Vec<(usize, ParamKind)> =
+            (0..3).flat_map(|l| [(l, Weight), (l, Bias)]).collect();
+        assert_eq!(
+            order(&c),
+            [linear.clone(), vec![(0, Slopes), (1, Slopes)]].concat()
+        );
+        let mut n = MlpConfig::new(4, vec![8, 8], 3, Activation::Relu);
+        n.layer_norm = Some(NormPlacement::After);
+        let norms = (0..2).flat_map(|l| [(l, NormScale), (l, NormShift)]);
+        assert_eq!(order(&n), [linear, norms.collect()].concat());
     }
 }

@@ -394,8 +394,6 @@ struct LayerState {
     dy: GpuTensor,
     dw: GpuTensor,
     db: GpuTensor,
-    w_state: (GpuTensor, GpuTensor),
-    b_state: (GpuTensor, GpuTensor),
     scratch: LinearScratch,
     /// `skip + drop(y)`, the next layer's input, when the layer has
     /// dropout or a residual connection.
@@ -454,8 +452,6 @@ struct NormState {
     buffers: crate::gpu::norm::NormBuffers,
     dgamma: GpuTensor,
     dbeta: GpuTensor,
-    gamma_state: (GpuTensor, GpuTensor),
-    beta_state: (GpuTensor, GpuTensor),
 }
 
 /// Device state of a layer's learned PReLU slopes.
@@ -464,8 +460,6 @@ struct SlopeState {
     grad: GpuTensor,
     /// Per-unit partial sums of dL/da.
     units: GpuTensor,
-    /// Optimizer state.
-    state: (GpuTensor, GpuTensor),
     /// dL/dz, the linear part's upstream gradient.
     dz: GpuTensor,
 }
@@ -670,12 +664,6 @@ impl Trainer {
         let grads = gpu.zeros(1, layout.len())?;
         let state = (gpu.zeros(1, layout.len())?, gpu.zeros(1, layout.len())?);
         let grad_of = |l, kind| layout.view_of(&grads, l, kind);
-        let state_of = |l, kind| -> Result<(GpuTensor, GpuTensor), Error> {
-            Ok((
-                layout.view_of(&state.0, l, kind)?,
-                layout.view_of(&state.1, l, kind)?,
-            ))
-        };
         let fused = match fused_shape {
             Some(shape) => Some(fused::FusedState::new(
                 &gpu,
@@ -743,8 +731,6 @@ impl Trainer {
                 dy: gpu.zeros(rows, fan_out)?,
                 dw: grad_of(l, ParamKind::Weight)?,
                 db: grad_of(l, ParamKind::Bias)?,
-                w_state: state_of(l, ParamKind::Weight)?,
-                b_state: state_of(l, ParamKind::Bias)?,
                 scratch: gpu.linear_scratch(shape)?,
                 out: if mc.is_residual(l) || mc.has_dropout(l) {
                     Some(gpu.zeros(rows, fan_out)?)
@@ -765,8 +751,6 @@ impl Trainer {
                         buffers: gpu.norm_buffers(kind, rows, fan_out)?,
                         dgamma: grad_of(l, ParamKind::NormScale)?,
                         dbeta: grad_of(l, ParamKind::NormShift)?,
-                        gamma_state: state_of(l, ParamKind::NormScale)?,
-                        beta_state: state_of(l, ParamKind::NormShift)?,
                     }),
                     _ => None,
                 },
@@ -775,7 +759,6 @@ impl Trainer {
                     _ => Some(SlopeState {
                         grad: grad_of(l, ParamKind::Slopes)?,
                         units: gpu.zeros(1, fan_out)?,
-                        state: state_of(l, ParamKind::Slopes)?,
                         dz: gpu.zeros(rows, fan_out)?,
                     }),
                 },
@@ -976,24 +959,21 @@ impl Trainer {
         self.model.set_standardizer(standardizer)
     }
 
-    /// Every optimizer state pair in checkpoint order: (weight, bias) of each
-    /// layer, then the learned slopes of the layers that have them.
-    fn optimizer_tensors(&self) -> Vec<&(GpuTensor, GpuTensor)> {
-        let mut v: Vec<&(GpuTensor, GpuTensor)> = self
-            .layers
-            .iter()
-            .flat_map(|l| [&l.w_state, &l.b_state])
-            .collect();
-        v.extend(
-            self.layers
-                .iter()
-                .filter_map(|l| l.slopes.as_ref().map(|s| &s.state)),
-        );
-        for n in self.layers.iter().filter_map(|l| l.norm.as_ref()) {
-            v.push(&n.gamma_state);
-            v.push(&n.beta_state);
-        }
-        v
+    /// Every optimizer state pair (views of the two state arenas) in
+    /// checkpoint order, from the arena's entry table
+    /// ([`ParamLayout::checkpoint_order`](crate::nn::ParamLayout)).
+    fn optimizer_tensors(&self) -> Result<Vec<(GpuTensor, GpuTensor)>, Error> {
+        let layout = self.model.layout();
+        layout
+            .checkpoint_order()
+            .into_iter()
+            .map(|e| {
+                Ok((
+                    layout.view(&self.state.0, e)?,
+                    layout.view(&self.state.1, e)?,
+                ))
+            })
+            .collect()
     }
 
     /// The tensor layer `l` hands to the next layer in training.

@@ -32,10 +32,10 @@ impl Trainer {
         let norms = self.model.norm_values_async().await?;
         let running = self.model.running_stat_values_async().await?;
         let mut optimizer_state = Vec::new();
-        for (a, b) in self.optimizer_tensors() {
+        for (a, b) in self.optimizer_tensors()? {
             optimizer_state.push((
-                self.gpu.download_async(a).await?,
-                self.gpu.download_async(b).await?,
+                self.gpu.download_async(&a).await?,
+                self.gpu.download_async(&b).await?,
             ));
         }
         let totals = self.gpu.download_async(&self.train_totals).await?;
@@ -100,15 +100,15 @@ impl Trainer {
         }
         let model = Mlp::from_checkpoint(gpu, checkpoint)?;
         let mut t = Trainer::new(model, config, train, validation)?;
-        let tensors = t.optimizer_tensors();
+        let tensors = t.optimizer_tensors()?;
         if tensors.len() != state.optimizer_state.len() {
             return Err(Error::Config(
                 "the checkpoint's optimizer state does not match the model".into(),
             ));
         }
         for ((a, b), (sa, sb)) in tensors.into_iter().zip(&state.optimizer_state) {
-            gpu.write(a, sa)?;
-            gpu.write(b, sb)?;
+            gpu.write(&a, sa)?;
+            gpu.write(&b, sb)?;
         }
         gpu.write(&t.train_totals, &state.epoch_totals)?;
         t.step = state.step;
