@@ -28,7 +28,7 @@
 use std::sync::Arc;
 
 use super::elementwise::{buffer_entries, grid_1d, record_pass, record_pass_entries};
-use super::fused_sg::{self, SgLayout};
+use super::fused_sg::{self, GradsOut, SgLayout};
 use super::tensor::{align_floats, Bind};
 use super::{shader, Gpu, GpuTensor};
 use crate::activation::{Activation, Saved};
@@ -344,22 +344,22 @@ pub fn fused_grads_source(act: Activation) -> String {
     shader::assemble(shader::FUSED_MLP_GRADS_WGSL, Some(act))
 }
 
-/// The weight-gradient kernel of `design`; with `update` (aligned subgroup
-/// layouts only), the one that also applies plain SGD
-/// (`shaders/sgd_fold.wgsl`).
-fn design_grads_source(act: Activation, design: Design, update: bool) -> String {
+/// The weight-gradient kernel of `design`, doing what `out` says with the
+/// gradients (the workgroup-memory design only stores them; the subgroup
+/// design folds SGD in, `shaders/sgd_fold.wgsl`, where aligned).
+fn design_grads_source(act: Activation, design: Design, out: GradsOut) -> String {
     match design {
         Design::Lanes { .. } => fused_grads_source(act),
-        Design::Subgroup(l) if update => shader::assemble(
+        Design::Subgroup(l) if out != GradsOut::Store => shader::assemble(
             &format!(
                 "{}\n{}\n{}",
                 shader::OPTIM_COMMON_WGSL,
                 shader::SGD_FOLD_WGSL,
-                fused_sg::grads_kernel(&l, true)
+                fused_sg::grads_kernel(&l, out)
             ),
             Some(act),
         ),
-        Design::Subgroup(l) => shader::assemble(&fused_sg::grads_kernel(&l, false), Some(act)),
+        Design::Subgroup(l) => shader::assemble(&fused_sg::grads_kernel(&l, out), Some(act)),
     }
 }
 
@@ -372,12 +372,12 @@ pub(crate) fn fused_subgroup_grads_source(
     input: usize,
     width: usize,
     subgroup: u32,
-    update: bool,
+    out: GradsOut,
 ) -> String {
     design_grads_source(
         act,
         Design::Subgroup(SgLayout::new(input, width, subgroup)),
-        update,
+        out,
     )
 }
 
@@ -572,6 +572,9 @@ pub(crate) struct SgdFold<'a> {
     pub first_bad: &'a wgpu::Buffer,
     /// The optimizer's settings (`OptimParams`).
     pub settings: &'a wgpu::Buffer,
+    /// Whether the weight gradients are also stored in the gradient arena
+    /// (a logged step's norms read them; an unlogged step's nothing).
+    pub keep_grads: bool,
 }
 
 impl SgdFold<'_> {
@@ -824,7 +827,7 @@ impl Gpu {
         let weight_grads = self.pipeline(
             &grads_key,
             "weight_grads",
-            || design_grads_source(act, design, false),
+            || design_grads_source(act, design, GradsOut::Store),
             true,
         )?;
         let end = |col: usize, len: &dyn Fn(usize) -> usize| {
@@ -1129,11 +1132,16 @@ impl Gpu {
                 )?;
                 check_at_least(op, "the momentum buffers", f.momentum, f.arena.len())?;
                 let design = bufs.design;
-                let key = format!("fused_mlp_grads:{act}:{}:sgd", design.key());
+                let out = if f.keep_grads {
+                    GradsOut::StoreAndUpdate
+                } else {
+                    GradsOut::Update
+                };
+                let key = format!("fused_mlp_grads:{act}:{}:{out:?}", design.key());
                 Some(self.pipeline(
                     &key,
                     "weight_grads",
-                    || design_grads_source(act, design, true),
+                    || design_grads_source(act, design, out),
                     true,
                 )?)
             }
@@ -1181,6 +1189,10 @@ impl Gpu {
             ];
             let pipeline = match (&updating, fold) {
                 (Some(pipeline), Some(f)) => {
+                    if !f.keep_grads {
+                        // The kernel stores no gradient.
+                        bindings.retain(|(b, _)| *b != 4);
+                    }
                     bindings.extend(f.bindings());
                     pipeline
                 }

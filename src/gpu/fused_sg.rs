@@ -602,15 +602,37 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
     s
 }
 
+/// What the weight-gradient kernel does with the gradients it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GradsOut {
+    /// Stores them in the gradient arena (binding 4).
+    Store,
+    /// Stores them and applies plain SGD to each weight and bias in the
+    /// parameter arena (binding 7, with `shaders/sgd_fold.wgsl`'s
+    /// bindings), flagging non-finite gradients, updated parameters and
+    /// layer inputs as the optimizer's dispatch and the finite check would:
+    /// the step then needs neither (aligned layouts only).
+    StoreAndUpdate,
+    /// Applies SGD as `StoreAndUpdate` does without storing the gradients
+    /// (binding 4 unbound): on an unlogged step nothing reads them.
+    Update,
+}
+
+impl GradsOut {
+    fn stores(self) -> bool {
+        self != GradsOut::Update
+    }
+
+    fn updates(self) -> bool {
+        self != GradsOut::Store
+    }
+}
+
 /// The weight-gradient kernel for `layout`, to follow the activation
 /// prelude: the bindings of `shaders/fused_mlp_grads.wgsl` with its own
-/// parameters. With `update` (aligned layouts only) it also applies plain
-/// SGD to each weight and bias it made the gradient of, in the parameter
-/// arena (binding 7) with `shaders/sgd_fold.wgsl`'s bindings, and flags
-/// non-finite gradients, updated parameters and layer inputs as the
-/// optimizer's dispatch and the finite check would: the step then needs
-/// neither.
-pub(crate) fn grads_kernel(l: &SgLayout, update: bool) -> String {
+/// parameters, doing what `out` says with the gradients.
+pub(crate) fn grads_kernel(l: &SgLayout, out: GradsOut) -> String {
+    let update = out.updates();
     debug_assert!(l.aligned || !update, "the folded update needs vec4 rows");
     let ob = l.grad_ob();
     let elem = if l.aligned { "vec4<f32>" } else { "f32" };
@@ -752,33 +774,34 @@ pub(crate) fn grads_kernel(l: &SgLayout, update: bool) -> String {
     }
     if l.aligned {
         // Whole vec4s (every width a multiple of 4 and every block aligned,
-        // so k < fan_in holds for all four), one store each; with `update`
+        // so k < fan_in holds for all four), one store each and, updating,
         // the weights' SGD step beside it.
-        let fold = |to: &str, v: &str| {
-            if update {
-                format!("\n        mask |= sgd_at(({to}) / 4u, {v}, rule);")
-            } else {
-                String::new()
+        let body = |grad: &str, weight: &str, v: &str| {
+            let mut b = String::new();
+            if out.stores() {
+                b += &format!("\n        grads[({grad}) / 4u] = {v};");
             }
+            if update {
+                b += &format!("\n        mask |= sgd_at(({weight}) / 4u, {v}, rule);");
+            }
+            b
         };
         for o in 0..4 * ob {
+            let row = format!("(o0 + {o}u) * fan_in + k");
             let _ = writeln!(
                 s,
-                "    if (o0 + {o}u < width && k < fan_in) {{\n\
-                 \x20       grads[(table[l].z + (o0 + {o}u) * fan_in + k) / 4u] = a{o};{}\n\
-                 \x20   }}",
-                fold(
-                    &format!("table[l].x + (o0 + {o}u) * fan_in + k"),
+                "    if (o0 + {o}u < width && k < fan_in) {{{}\n    }}",
+                body(
+                    &format!("table[l].z + {row}"),
+                    &format!("table[l].x + {row}"),
                     &format!("a{o}")
                 )
             );
         }
         let _ = writeln!(
             s,
-            "    if (k_tile == 0u && lane < OB && my_o < width) {{\n\
-             \x20       grads[(table[l].w + my_o) / 4u] = db;{}\n\
-             \x20   }}",
-            fold("table[l].y + my_o", "db")
+            "    if (k_tile == 0u && lane < OB && my_o < width) {{{}\n    }}",
+            body("table[l].w + my_o", "table[l].y + my_o", "db")
         );
     } else {
         for o in 0..4 * ob {

@@ -2,6 +2,7 @@
 //! with naga. Needs no GPU.
 
 use crate::gpu::fused;
+use crate::gpu::fused_sg::GradsOut;
 use crate::gpu::gemm::{generate, Epilogue, GemmVariant};
 use crate::gpu::shader;
 use crate::Activation;
@@ -120,13 +121,15 @@ fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
         }
         out.push((
             format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}]"),
-            fused::fused_subgroup_grads_source(act, input, width, subgroup, false),
+            fused::fused_subgroup_grads_source(act, input, width, subgroup, GradsOut::Store),
         ));
         if input % 4 == 0 && width % 4 == 0 {
-            out.push((
-                format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}, sgd]"),
-                fused::fused_subgroup_grads_source(act, input, width, subgroup, true),
-            ));
+            for grads in [GradsOut::StoreAndUpdate, GradsOut::Update] {
+                out.push((
+                    format!("fused_mlp_grads[{act}, subgroup {subgroup}, {input} -> {width}, {grads:?}]"),
+                    fused::fused_subgroup_grads_source(act, input, width, subgroup, grads),
+                ));
+            }
         }
     }
     for v in GemmVariant::CANDIDATES {

@@ -106,6 +106,7 @@ impl Trainer {
             step: &self.step_state,
             first_bad: &self.first_bad,
             settings,
+            keep_grads: log,
         });
         if log && fold.is_some() {
             // The parameters before the update, for the weight and update
