@@ -76,7 +76,10 @@ fn head_step_sgd(@builtin(local_invocation_index) lid: u32) {
 // Each invocation of a phase owns a block of 4 outputs that share one
 // operand, loaded once for the 4: 5 loads per term of their sums instead
 // of 8 (on llvmpipe the loads are the cost). Outputs past the edge are
-// computed on the last real index and not stored.
+// computed on the last real index and not stored. The 4 sums are named,
+// not an array indexed in a loop: SwiftShader (the browser's software
+// adapter) computed wrong gradients from that form (the playground's step
+// check caught it; lavapipe was right).
 
 // Logit j of row r from the block's accumulator, stored where j is real;
 // bit 1 if it is not finite.
@@ -130,9 +133,40 @@ fn head_forward(lid: u32) -> u32 {
     return seen;
 }
 
-// The block of 4 input vec4s from k0, the last ones clamped to the width.
+// The block of 4 input vec4s from k0, the last ones clamped to the width
+// (a clamped one equals the one before it and is not stored).
 fn block_of(k0: u32, w4: u32) -> vec4<u32> {
     return min(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(w4 - 1u));
+}
+
+// A block's 4 sums.
+struct Block4 {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
+// One term of a block's sums over rows: d times the last hidden layer's
+// output at row offset `at`, input vec4s k.
+fn block_fma(s: Block4, d: vec4<f32>, at: u32, k: vec4<u32>) -> Block4 {
+    return Block4(
+        fma(d, y_last[at + k.x], s.v0),
+        fma(d, y_last[at + k.y], s.v1),
+        fma(d, y_last[at + k.z], s.v2),
+        fma(d, y_last[at + k.w], s.v3),
+    );
+}
+
+// One term of a block's sums over classes: d times the weight row at `at`,
+// input vec4s k.
+fn block_fma_w(s: Block4, d: vec4<f32>, at: u32, k: vec4<u32>) -> Block4 {
+    return Block4(
+        fma(d, arena[at + k.x], s.v0),
+        fma(d, arena[at + k.y], s.v1),
+        fma(d, arena[at + k.z], s.v2),
+        fma(d, arena[at + k.w], s.v3),
+    );
 }
 
 // Phase 2, after phase 1's rows are in: the gradients (per class, a block
@@ -149,17 +183,20 @@ fn head_backward(lid: u32) {
     for (var item = lid; item < classes * blocks; item += WIDTH) {
         let j = item / blocks;
         let k = block_of((item % blocks) * 4u, w4);
-        var s: array<vec4<f32>, 4>;
+        var s = Block4();
         for (var r = 0u; r < rows; r++) {
-            let d = vec4<f32>(dlogits[r * classes + j]);
-            for (var e = 0u; e < 4u; e++) {
-                s[e] = fma(d, y_last[r * w4 + k[e]], s[e]);
-            }
+            s = block_fma(s, vec4<f32>(dlogits[r * classes + j]), r * w4, k);
         }
-        for (var e = 0u; e < 4u; e++) {
-            if (k.x + e < w4) {
-                grads[p.dw_off / 4u + j * w4 + k.x + e] = s[e];
-            }
+        let at = p.dw_off / 4u + j * w4 + k.x;
+        grads[at] = s.v0;
+        if (k.y > k.x) {
+            grads[at + 1u] = s.v1;
+        }
+        if (k.z > k.y) {
+            grads[at + 2u] = s.v2;
+        }
+        if (k.w > k.z) {
+            grads[at + 3u] = s.v3;
         }
     }
     // The bias gradient, four classes a vec4 (zeros past the last class,
@@ -179,17 +216,20 @@ fn head_backward(lid: u32) {
     for (var item = lid; item < rows * blocks; item += WIDTH) {
         let r = item / blocks;
         let k = block_of((item % blocks) * 4u, w4);
-        var s: array<vec4<f32>, 4>;
+        var s = Block4();
         for (var j = 0u; j < classes; j++) {
-            let d = vec4<f32>(dlogits[r * classes + j]);
-            for (var e = 0u; e < 4u; e++) {
-                s[e] = fma(d, arena[w_off4 + j * w4 + k[e]], s[e]);
-            }
+            s = block_fma_w(s, vec4<f32>(dlogits[r * classes + j]), w_off4 + j * w4, k);
         }
-        for (var e = 0u; e < 4u; e++) {
-            if (k.x + e < w4) {
-                dy_last[r * w4 + k.x + e] = s[e];
-            }
+        let at = r * w4 + k.x;
+        dy_last[at] = s.v0;
+        if (k.y > k.x) {
+            dy_last[at + 1u] = s.v1;
+        }
+        if (k.z > k.y) {
+            dy_last[at + 2u] = s.v2;
+        }
+        if (k.w > k.z) {
+            dy_last[at + 3u] = s.v3;
         }
     }
 }
