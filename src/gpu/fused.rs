@@ -350,16 +350,30 @@ pub fn fused_grads_source(act: Activation) -> String {
 fn design_grads_source(act: Activation, design: Design, out: GradsOut) -> String {
     match design {
         Design::Lanes { .. } => fused_grads_source(act),
-        Design::Subgroup(l) if out != GradsOut::Store => shader::assemble(
-            &format!(
-                "{}\n{}\n{}",
-                shader::OPTIM_COMMON_WGSL,
-                shader::SGD_FOLD_WGSL,
-                fused_sg::grads_kernel(&l, out)
-            ),
-            Some(act),
-        ),
-        Design::Subgroup(l) => shader::assemble(&fused_sg::grads_kernel(&l, out), Some(act)),
+        Design::Subgroup(l) => {
+            let fold = if out.updates() {
+                format!("{}\n{}\n", shader::OPTIM_COMMON_WGSL, shader::SGD_FOLD_WGSL)
+            } else {
+                String::new()
+            };
+            shader::assemble(
+                &format!("{fold}{}", fused_sg::grads_kernel(&l, out)),
+                Some(act),
+            )
+        }
+    }
+}
+
+/// The pipeline-cache key of [`design_grads_source`]'s kernel (the
+/// workgroup-memory design's is the same for every width: one per
+/// activation).
+fn design_grads_key(act: Activation, design: Design, out: GradsOut) -> String {
+    match (design, out) {
+        (Design::Lanes { .. }, _) => format!("fused_mlp_grads:{act}"),
+        (Design::Subgroup(_), GradsOut::Store) => {
+            format!("fused_mlp_grads:{act}:{}", design.key())
+        }
+        (Design::Subgroup(_), _) => format!("fused_mlp_grads:{act}:{}:{out:?}", design.key()),
     }
 }
 
@@ -586,6 +600,15 @@ impl SgdFold<'_> {
             (12, self.first_bad),
             (13, self.settings),
         ]
+    }
+
+    /// What the weight-gradient kernel does with its gradients.
+    fn grads_out(&self) -> GradsOut {
+        if self.keep_grads {
+            GradsOut::StoreAndUpdate
+        } else {
+            GradsOut::Update
+        }
     }
 
     /// The weight-gradient kernel's: the arena at 7 and the fold's own.
@@ -818,14 +841,8 @@ impl Gpu {
             let z = self.pipeline(&format!("{key}:z"), "forward", || source(true, false), true)?;
             (stack("forward")?, z)
         };
-        // The workgroup-memory design's gradient kernel is the same for
-        // every width: one pipeline per activation.
-        let grads_key = match design {
-            Design::Lanes { .. } => format!("fused_mlp_grads:{act}"),
-            Design::Subgroup(_) => format!("fused_mlp_grads:{act}:{}", design.key()),
-        };
         let weight_grads = self.pipeline(
-            &grads_key,
+            &design_grads_key(act, design, GradsOut::Store),
             "weight_grads",
             || design_grads_source(act, design, GradsOut::Store),
             true,
@@ -1114,7 +1131,8 @@ impl Gpu {
         check_len(op, "dy_last", dy_last, shape.batch * shape.width)?;
         check_at_least(op, "w", w, bufs.needs.0)?;
         check_at_least(op, "grads", grads, bufs.needs.2)?;
-        let updating = match fold {
+        // The folding kernel, with the fold it binds.
+        let folding = match fold {
             Some(f) => {
                 if !bufs.folds_sgd() {
                     return Err(Error::Config(
@@ -1131,19 +1149,14 @@ impl Gpu {
                     bufs.needs.0.max(bufs.needs.1),
                 )?;
                 check_at_least(op, "the momentum buffers", f.momentum, f.arena.len())?;
-                let design = bufs.design;
-                let out = if f.keep_grads {
-                    GradsOut::StoreAndUpdate
-                } else {
-                    GradsOut::Update
-                };
-                let key = format!("fused_mlp_grads:{act}:{}:{out:?}", design.key());
-                Some(self.pipeline(
-                    &key,
+                let (design, out) = (bufs.design, f.grads_out());
+                let pipeline = self.pipeline(
+                    &design_grads_key(act, design, out),
                     "weight_grads",
                     || design_grads_source(act, design, out),
                     true,
-                )?)
+                )?;
+                Some((pipeline, f))
             }
             None => None,
         };
@@ -1187,16 +1200,16 @@ impl Gpu {
                 (4, &grads),
                 (5, &bufs.table),
             ];
-            let pipeline = match (&updating, fold) {
-                (Some(pipeline), Some(f)) => {
-                    if !f.keep_grads {
+            let pipeline = match &folding {
+                Some((pipeline, f)) => {
+                    if !f.grads_out().stores() {
                         // The kernel stores no gradient.
                         bindings.retain(|(b, _)| *b != 4);
                     }
                     bindings.extend(f.bindings());
                     pipeline
                 }
-                _ => &bufs.weight_grads,
+                None => &bufs.weight_grads,
             };
             record_pass(
                 self,

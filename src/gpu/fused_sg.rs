@@ -619,11 +619,13 @@ pub(crate) enum GradsOut {
 }
 
 impl GradsOut {
-    fn stores(self) -> bool {
+    /// Whether the gradients land in the gradient arena.
+    pub(crate) fn stores(self) -> bool {
         self != GradsOut::Update
     }
 
-    fn updates(self) -> bool {
+    /// Whether the kernel applies SGD (and binds `shaders/sgd_fold.wgsl`'s).
+    pub(crate) fn updates(self) -> bool {
         self != GradsOut::Store
     }
 }

@@ -42,20 +42,21 @@ impl Trainer {
         let mut start = 0;
         while start < rows {
             let n = chunk.min(rows - start);
+            // As in a step: where the fused forward gathers, nothing else does.
+            let gathers = self.fused.as_ref().is_some_and(|f| f.bufs.gathers());
+            if !gathers {
+                self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
+            }
             match &self.fused {
                 Some(f) => {
-                    if f.bufs.gathers() {
+                    if gathers {
                         self.record_fused_evaluation(encoder, f, split, start)?;
                     } else {
-                        self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
                         self.record_fused_forward(encoder, f, false)?;
                     }
                     self.record_forward_from(encoder, f.shape.layers, n, false, false)?;
                 }
-                None => {
-                    self.record_gather(encoder, split, &self.identity_perm, Some(start), n)?;
-                    self.record_forward(encoder, n, false, false)?;
-                }
+                None => self.record_forward(encoder, n, false, false)?,
             }
             self.record_loss(encoder, n, totals)?;
             start += n;
