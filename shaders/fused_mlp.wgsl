@@ -32,7 +32,9 @@ struct FusedParams {
     // Floats per layer in zs and dz (layer l at l * act_stride), and in
     // ys0 and ys1 (layer l at (l / 2) * act_stride).
     act_stride: u32,
-    _pad0: u32,
+    // Rows per invocation of the workgroup-memory design (RPER, read at
+    // run time: see fused_mlp_lanes.wgsl).
+    rper: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -49,6 +51,9 @@ struct FusedParams {
 // forward: y_last (written, [batch, width]); backward: dy_last (read).
 @group(0) @binding(5) var<storage, read_write> io: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dz: array<f32>;
+// The backward's weights (workgroup-memory design): laid out by `pack`, or,
+// where the input and hidden widths are multiples of 4, the weights
+// themselves as vec4s (see wp_base), which `pack_t4` transposes into wt.
 @group(0) @binding(7) var<storage, read_write> wp: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> w: array<f32>;
 // Per layer: where its weight (x) and bias (y) start in w and bias
@@ -134,6 +139,46 @@ fn pack(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         wp[j] = v;
     }
+}
+
+// `pack` where the input and hidden widths are multiples of 4: wt from the
+// weights read as vec4s (bound as wp), one invocation per 4 x 4 block (4
+// vec4 loads, 4 vec4 stores). The backward reads the weights where they lie.
+@compute @workgroup_size(64)
+fn pack_t4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i * 4u >= p.wt_len) {
+        return;
+    }
+    // Block (k4, cg) of layer l: wt[l][4 k4 + j][cg] = W_l[4 cg .. 4 cg + 3][4 k4 + j].
+    var l = 0u;
+    var local = i;
+    var fan4 = p.in4;
+    let first = p.in4 * CG;
+    if (i >= first) {
+        let per = p.w4 * CG;
+        l = 1u + (i - first) / per;
+        local = (i - first) % per;
+        fan4 = p.w4;
+    }
+    let k4 = local / CG;
+    let cg = local % CG;
+    var r0 = vec4<f32>(0.0);
+    var r1 = vec4<f32>(0.0);
+    var r2 = vec4<f32>(0.0);
+    var r3 = vec4<f32>(0.0);
+    if (cg < p.w4) {
+        let at = w_off(l) / 4u + cg * 4u * fan4 + k4;
+        r0 = wp[at];
+        r1 = wp[at + fan4];
+        r2 = wp[at + 2u * fan4];
+        r3 = wp[at + 3u * fan4];
+    }
+    let out = wt_off(l) + k4 * 4u * CG + cg;
+    wt[out] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+    wt[out + CG] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+    wt[out + 2u * CG] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+    wt[out + 3u * CG] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
 }
 
 fn act4(z: vec4<f32>) -> vec4<f32> {

@@ -34,7 +34,8 @@
 @group(0) @binding(7) var<storage, read_write> first_bad: array<atomic<u32>>;
 
 const WIDTH: u32 = 64u;
-const PER_INVOCATION: u32 = 4u;
+// The chunk size is OPTIM_CHUNK in src/train/trainer/mod.rs.
+const PER_INVOCATION: u32 = 16u;
 
 // Sets the chunk's layer's slots for what `mask` says (once per invocation).
 fn flag(c: vec4<u32>, mask: u32, step_number: u32) {

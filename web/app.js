@@ -564,6 +564,7 @@ async function runTest() {
             epochs: r.epochs,
             first_to_last_hidden_grad_ratio: hidden[0].weight_grad_norm / hidden[hidden.length - 1].weight_grad_norm,
             ms_per_step: 1000 * r.seconds / r.stepsTimed,
+            call_ms: r.callMs,
             divergence: r.divergence,
           };
         });

@@ -25,6 +25,7 @@
 //! run. CPU twin: [`crate::reference::fused_mlp`]; `fusedmlp bench
 //! --fused` times both designs and the layered path.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use super::elementwise::{buffer_entries, grid_1d, record_pass, record_pass_entries};
@@ -40,8 +41,14 @@ pub const FUSED_KERNEL_ENV: &str = "FUSEDMLP_FUSED_KERNEL";
 
 /// The widest hidden layer the fused path takes.
 pub const MAX_FUSED_WIDTH: usize = 128;
-/// Invocations per workgroup of the forward and backward kernels.
-const THREADS: u32 = 128;
+/// Batch rows each invocation of the workgroup-memory design's forward and
+/// backward owns: on SwiftShader, the browser's software adapter, 8 ran
+/// the main job's stack forward and backward 2.3x faster than 2 (each vec4
+/// of weights loaded then feeds 8 rows instead of 2), 16 no faster. (Two
+/// vec4s of columns an invocation, or the rows' loops written out with
+/// named accumulators, gained up to 1.15x there but took lavapipe 3x
+/// longer to compile.)
+const LANE_ROWS: u32 = 8;
 
 /// The shape of a fused stack: `layers` hidden layers of `width` units on
 /// an input of `input` features, for `batch` rows.
@@ -155,6 +162,12 @@ enum Design {
     /// The hidden width rounded up to the lanes a row takes: 16, 32, 64 or 128.
     Lanes {
         lanes: u32,
+        /// Whether the net's input width is a multiple of 4 (the weight
+        /// gradients then read the input as vec4s).
+        input4: bool,
+        /// Whether the hidden width is a multiple of 4 (the weight
+        /// gradients then read the activations and dz as vec4s).
+        width4: bool,
     },
     Subgroup(SgLayout),
 }
@@ -166,7 +179,7 @@ impl Design {
     /// `wp_off`) names the constant.
     fn cg(&self) -> u32 {
         match self {
-            Design::Lanes { lanes } => lanes / 4,
+            Design::Lanes { lanes, .. } => lanes / 4,
             Design::Subgroup(_) => 4,
         }
     }
@@ -184,10 +197,25 @@ impl Design {
         }
     }
 
+    /// Whether the workgroup-memory design's backward reads the weights
+    /// where they lie, as vec4s (the input and hidden widths multiples of
+    /// 4): no backward layout, and `pack_t4` lays out the forward's.
+    fn natural(&self) -> bool {
+        matches!(
+            self,
+            Design::Lanes {
+                input4: true,
+                width4: true,
+                ..
+            }
+        )
+    }
+
     /// vec4s of the backward layout of layers 1.. (`[pad4(width), cg]`;
-    /// none in the subgroup design).
+    /// none in the subgroup design or where [`Design::natural`]).
     fn wp_len(&self, shape: FusedShape) -> usize {
         match self {
+            _ if self.natural() => 0,
             Design::Lanes { .. } => {
                 shape.layers.saturating_sub(1) * pad4(shape.width) * self.cg() as usize
             }
@@ -198,6 +226,7 @@ impl Design {
     /// The entry point that lays the weights out, if any.
     fn pack_entry(&self) -> Option<&'static str> {
         match self {
+            _ if self.natural() => Some("pack_t4"),
             Design::Lanes { .. } => Some("pack"),
             Design::Subgroup(l) if !l.aligned => Some("pack_rows"),
             Design::Subgroup(_) => None,
@@ -207,7 +236,13 @@ impl Design {
     /// Batch rows one forward or backward workgroup owns.
     fn block_rows(&self) -> u32 {
         match self {
-            Design::Lanes { lanes } => (THREADS / (lanes / 4)).max(16),
+            Design::Lanes { lanes, .. } => {
+                if *lanes == 16 {
+                    32
+                } else {
+                    16
+                }
+            }
             Design::Subgroup(l) => l.rows,
         }
     }
@@ -215,7 +250,9 @@ impl Design {
     /// What names the compiled kernels of this design for one activation.
     fn key(&self) -> String {
         match self {
-            Design::Lanes { lanes } => format!("lanes{lanes}"),
+            Design::Lanes { lanes, .. } => {
+                format!("lanes{lanes}{}", if self.natural() { "n" } else { "" })
+            }
             Design::Subgroup(l) => format!(
                 "sg{}w{}r{}{}",
                 l.s,
@@ -243,7 +280,8 @@ struct FusedParams {
     wt_len: u32,
     wp_len: u32,
     act_stride: u32,
-    pad: [u32; 3],
+    rper: u32,
+    pad: [u32; 2],
 }
 
 /// The weight-gradient kernel's parameters (`GradParams` in
@@ -270,12 +308,24 @@ fn prelude(act: Activation, design: Design, keep_all_z: bool) -> String {
     let cg = design.cg();
     let mut s = format!("const CG: u32 = {cg}u;\n");
     if let Design::Lanes { .. } = design {
-        let rg = THREADS / cg;
+        // Invocations: a vec4 of columns and LANE_ROWS rows each.
         let rows = design.block_rows();
+        let rg = rows / LANE_ROWS;
         s.push_str(&format!(
-            "const RG: u32 = {rg}u;\nconst ROWS: u32 = {rows}u;\nconst RPER: u32 = {}u;\n",
-            rows / rg
+            "const THREADS: u32 = {}u;\nconst RG: u32 = {rg}u;\n\
+             const ROWS: u32 = {rows}u;\nconst RPER: u32 = {LANE_ROWS}u;\n",
+            rg * cg
         ));
+        s.push_str(if design.natural() {
+            // wp is the weights: row o of layer l at w_off(l) / 4 + o * w4
+            // (column groups past the width, whose sums nothing stores,
+            // read the last real one).
+            "fn wp_base(l: u32, cg: u32) -> u32 { return w_off(l) / 4u + min(cg, p.w4 - 1u); }\n\
+             fn wp_stride() -> u32 { return p.w4; }\n"
+        } else {
+            "fn wp_base(l: u32, cg: u32) -> u32 { return wp_off(l) + cg; }\n\
+             fn wp_stride() -> u32 { return CG; }\n"
+        });
     }
     let from_z = act.saved() == Saved::PreActivation;
     if from_z || keep_all_z {
@@ -296,10 +346,16 @@ fn prelude(act: Activation, design: Design, keep_all_z: bool) -> String {
 
 /// The source of the pack, forward and backward kernels for `act` in the
 /// workgroup-memory design at `lanes` (16, 32, 64 or 128; with
-/// `keep_all_z`, a forward that stores every pre-activation).
+/// `keep_all_z`, a forward that stores every pre-activation; with
+/// `aligned`, for input and hidden widths that are multiples of 4).
 #[cfg(test)]
-pub(crate) fn fused_source(act: Activation, lanes: u32, keep_all_z: bool) -> String {
-    design_source(act, Design::Lanes { lanes }, keep_all_z, false)
+pub(crate) fn fused_source(act: Activation, lanes: u32, keep_all_z: bool, aligned: bool) -> String {
+    let design = Design::Lanes {
+        lanes,
+        input4: aligned,
+        width4: aligned,
+    };
+    design_source(act, design, keep_all_z, false)
 }
 
 /// The source of the pack, forward and backward kernels for `act` in the
@@ -338,10 +394,39 @@ fn design_source(act: Activation, design: Design, keep_all_z: bool, gathered: bo
     )
 }
 
-/// The source of the weight-gradient kernel for `act` (the
-/// workgroup-memory design).
-pub fn fused_grads_source(act: Activation) -> String {
-    shader::assemble(shader::FUSED_MLP_GRADS_WGSL, Some(act))
+/// The source of the weight-gradient kernel of the workgroup-memory design
+/// for `act`, reading the net's input as vec4s where `input4` (its width is
+/// a multiple of 4) and the hidden activations and dz where `width4`.
+pub fn fused_grads_source(act: Activation, input4: bool, width4: bool) -> String {
+    let mut s = String::new();
+    // The loaders the kernel names: (binding, buffer, loader, vec4s?).
+    for (binding, buffer, loader, vec4) in [
+        (1, "gx", "ld_x0", input4),
+        (2, "gys0", "ld_y0", width4),
+        (6, "gys1", "ld_y1", width4),
+        (3, "gdz", "ld_dz", width4),
+    ] {
+        let body = if vec4 {
+            format!("return {buffer}[at / 4u + k4];")
+        } else {
+            let comp =
+                |c: u32| format!("select(0.0, {buffer}[at + min(k + {c}u, n - 1u)], k + {c}u < n)");
+            format!(
+                "let k = k4 * 4u;\n    return vec4<f32>({}, {}, {}, {});",
+                comp(0),
+                comp(1),
+                comp(2),
+                comp(3)
+            )
+        };
+        let ty = if vec4 { "vec4<f32>" } else { "f32" };
+        let _ = write!(
+            s,
+            "@group(0) @binding({binding}) var<storage, read> {buffer}: array<{ty}>;\n\
+             fn {loader}(at: u32, k4: u32, n: u32) -> vec4<f32> {{\n    {body}\n}}\n"
+        );
+    }
+    shader::assemble(&format!("{s}{}", shader::FUSED_MLP_GRADS_WGSL), Some(act))
 }
 
 /// The weight-gradient kernel of `design`, doing what `out` says with the
@@ -349,7 +434,7 @@ pub fn fused_grads_source(act: Activation) -> String {
 /// design folds SGD in, `shaders/sgd_fold.wgsl`, where aligned).
 fn design_grads_source(act: Activation, design: Design, out: GradsOut) -> String {
     match design {
-        Design::Lanes { .. } => fused_grads_source(act),
+        Design::Lanes { input4, width4, .. } => fused_grads_source(act, input4, width4),
         Design::Subgroup(l) => {
             let fold = if out.updates() {
                 format!("{}\n{}\n", shader::OPTIM_COMMON_WGSL, shader::SGD_FOLD_WGSL)
@@ -369,7 +454,9 @@ fn design_grads_source(act: Activation, design: Design, out: GradsOut) -> String
 /// activation).
 fn design_grads_key(act: Activation, design: Design, out: GradsOut) -> String {
     match (design, out) {
-        (Design::Lanes { .. }, _) => format!("fused_mlp_grads:{act}"),
+        (Design::Lanes { input4, width4, .. }, _) => {
+            format!("fused_mlp_grads:{act}:{input4}:{width4}")
+        }
         (Design::Subgroup(_), GradsOut::Store) => {
             format!("fused_mlp_grads:{act}:{}", design.key())
         }
@@ -741,6 +828,8 @@ impl Gpu {
         match kernel {
             FusedKernel::Lanes => Ok(Design::Lanes {
                 lanes: (shape.width as u32).next_power_of_two().max(16),
+                input4: shape.input.is_multiple_of(4),
+                width4: shape.width.is_multiple_of(4),
             }),
             FusedKernel::Subgroup if self.subgroups_ok() => Ok(Design::Subgroup(SgLayout::new(
                 shape.input,
@@ -823,7 +912,8 @@ impl Gpu {
             wt_len: wt_len as u32,
             wp_len: wp_len as u32,
             act_stride: shape.act_stride() as u32,
-            pad: [0; 3],
+            rper: LANE_ROWS,
+            pad: [0; 2],
         })?;
         let (grad_params, grad_items, grad_group) = self.grad_params(shape, design)?;
         let key = format!("fused_mlp:{act}:{}", design.key());
@@ -905,10 +995,10 @@ impl Gpu {
         let layers = shape.layers as u64;
         let (tiles, items, group) = match design {
             Design::Lanes { .. } => {
-                // 4 x 4 tiles of each layer's [width, in_l + 1] gradient matrix.
-                let tiles = |n: usize| n.div_ceil(4) as u32;
+                // 8 x 8 tiles of each layer's [width, in_l] dW.
+                let tiles = |n: usize| n.div_ceil(8) as u32;
                 let row_tiles = tiles(shape.width);
-                let (col_tiles0, col_tiles) = (tiles(shape.input + 1), tiles(shape.width + 1));
+                let (col_tiles0, col_tiles) = (tiles(shape.input), tiles(shape.width));
                 let items =
                     row_tiles as u64 * (col_tiles0 as u64 + (layers - 1) * col_tiles as u64);
                 ([row_tiles, col_tiles0, col_tiles], items, 64)
@@ -1023,8 +1113,14 @@ impl Gpu {
         }
         check_at_least(op, "w", w, bufs.needs.0)?;
         check_at_least(op, "b", b, bufs.needs.1)?;
+        // One invocation per vec4 (per 4 x 4 block for pack_t4).
         let vec4s = (bufs.design.wt_len(shape) + bufs.design.wp_len(shape)) as u64;
-        let (gx, gy, _) = grid_1d(self, vec4s, 64)?;
+        let items = if bufs.design.natural() {
+            vec4s.div_ceil(4)
+        } else {
+            vec4s
+        };
+        let (gx, gy, _) = grid_1d(self, items, 64)?;
         let blocks = self.row_blocks(shape, bufs.design)?;
         let keep_z = keep_all_z || act.saved() == Saved::PreActivation;
         let forward = if keep_all_z {
@@ -1035,10 +1131,14 @@ impl Gpu {
         self.scoped("recording the fused forward", || {
             if let Some(pack) = &bufs.pack {
                 let mut bindings: Vec<(u32, &dyn Bind)> =
-                    vec![(0, &bufs.params), (2, &bufs.wt), (8, &w), (10, &bufs.table)];
-                // Only the workgroup-memory design lays out a backward copy.
-                if let Design::Lanes { .. } = bufs.design {
-                    bindings.push((7, &bufs.wp));
+                    vec![(0, &bufs.params), (2, &bufs.wt), (10, &bufs.table)];
+                // pack_t4 reads the weights as vec4s (binding 7); the other
+                // packs read floats, and only the workgroup-memory design's
+                // lays out a backward copy.
+                match bufs.design {
+                    d if d.natural() => bindings.push((7, &w)),
+                    Design::Lanes { .. } => bindings.extend([(7, &bufs.wp as &dyn Bind), (8, &w)]),
+                    Design::Subgroup(_) => bindings.push((8, &w)),
                 }
                 record_pass(
                     self,
@@ -1168,6 +1268,7 @@ impl Gpu {
             let mut bindings: Vec<(u32, &dyn Bind)> =
                 vec![(0, &bufs.params), (5, &dy_last), (6, &bufs.dz)];
             match bufs.design {
+                d if d.natural() => bindings.extend([(7, &w as &dyn Bind), (10, &bufs.table)]),
                 Design::Lanes { .. } => bindings.push((7, &bufs.wp)),
                 Design::Subgroup(l) if l.aligned => bindings.push((10, &bufs.table)),
                 Design::Subgroup(_) => bindings.push((12, &bufs.wt)),

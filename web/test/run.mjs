@@ -207,6 +207,12 @@ for (const s of result.steps || []) {
   if (!s.passes) problems.push(`step check: ${s.activation} differs from the CPU reference step (worst ${s.worst} of tolerance)`);
 }
 if ((result.steps || []).length !== 2) problems.push('the step check did not run for both nets');
+// The median of a run's calls' ms per step, its first call (which builds
+// and compiles the kernels) left out.
+const steady = (calls) => {
+  const c = (calls || []).slice(1).sort((a, b) => a - b);
+  return c.length ? c[c.length >> 1].toFixed(1) : '-';
+};
 const relu = (result.preset || []).find((r) => r.activation === 'relu');
 const sigmoid = (result.preset || []).find((r) => r.activation === 'sigmoid');
 if (!relu || !sigmoid) {
@@ -215,7 +221,8 @@ if (!relu || !sigmoid) {
   for (const r of [relu, sigmoid]) {
     console.log(`preset ${r.activation}: ${r.steps} steps, batch loss ${r.first_loss.toFixed(4)} -> ${r.last_loss.toFixed(4)}, ` +
       `epochs ${JSON.stringify(r.epochs.map((e) => [e[0], Number(e[1].toFixed(4)), Number(e[4].toFixed(3))]))}, ` +
-      `first/last hidden gradient norm ${r.first_to_last_hidden_grad_ratio.toExponential(2)}, ${r.ms_per_step.toFixed(1)} ms/step`);
+      `first/last hidden gradient norm ${r.first_to_last_hidden_grad_ratio.toExponential(2)}, ${r.ms_per_step.toFixed(1)} ms/step ` +
+      `(${steady(r.call_ms)} ms/step after the first call, which compiles the kernels)`);
     if (r.divergence) problems.push(`${r.activation} diverged: ${r.divergence}`);
   }
   const reluEpochLoss = relu.epochs.length ? relu.epochs[relu.epochs.length - 1][1] : relu.last_loss;

@@ -97,16 +97,20 @@ fn all_kernel_sources(act: Activation) -> Vec<(String, String)> {
             format!("norm[{act}]"),
             shader::assemble(shader::NORM_WGSL, Some(act)),
         ),
-        (
-            format!("fused_mlp_grads[{act}]"),
-            fused::fused_grads_source(act),
-        ),
     ];
+    for (input4, width4) in [(true, true), (false, true), (true, false), (false, false)] {
+        out.push((
+            format!("fused_mlp_grads[{act}, input4={input4}, width4={width4}]"),
+            fused::fused_grads_source(act, input4, width4),
+        ));
+    }
     for lanes in [16, 32, 64, 128] {
-        for keep_all_z in [false, true] {
+        for (keep_all_z, aligned) in [(false, false), (true, false), (false, true), (true, true)] {
             out.push((
-                format!("fused_mlp[{act}, {lanes} lanes, keep_all_z={keep_all_z}]"),
-                fused::fused_source(act, lanes, keep_all_z),
+                format!(
+                    "fused_mlp[{act}, {lanes} lanes, keep_all_z={keep_all_z}, aligned={aligned}]"
+                ),
+                fused::fused_source(act, lanes, keep_all_z, aligned),
             ));
         }
     }
