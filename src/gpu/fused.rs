@@ -15,8 +15,10 @@
 //! - the workgroup-memory design (`shaders/fused_mlp_lanes.wgsl`, runs
 //!   anywhere): a workgroup owns a block of 16 batch rows (32 at widths up
 //!   to 16) in workgroup memory; an invocation owns four adjacent columns
-//!   (a `vec4`) of some of its rows and streams the layer's weights, laid
-//!   out transposed and padded so every load is a whole `vec4`.
+//!   (a `vec4`) of 8 of its rows and streams the layer's weights as whole
+//!   `vec4`s: the forward's laid out transposed and padded, the
+//!   backward's where they lie when the widths are multiples of 4 (laid
+//!   out padded when not).
 //!
 //! Narrow deep nets are bound by the number of dispatches and loads, not
 //! by FLOPs (the main job's 20 × 64 hidden stack at batch 32 is 5 MFLOP
@@ -45,8 +47,8 @@ pub const MAX_FUSED_WIDTH: usize = 128;
 /// backward owns: on SwiftShader, the browser's software adapter, 8 ran
 /// the main job's stack forward and backward 2.3x faster than 2 (each vec4
 /// of weights loaded then feeds 8 rows instead of 2), 16 no faster. (Two
-/// vec4s of columns an invocation, or the rows' loops written out with
-/// named accumulators, gained up to 1.15x there but took lavapipe 3x
+/// vec4s of columns an invocation gained nothing there; the rows' loops
+/// written out with named accumulators gained 1.15x but took lavapipe 3x
 /// longer to compile.)
 const LANE_ROWS: u32 = 8;
 
@@ -147,8 +149,8 @@ impl FusedShape {
 /// Which design of the fused kernels runs a stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FusedKernel {
-    /// Workgroups of 128 invocations that keep a block of rows in
-    /// workgroup memory (`shaders/fused_mlp_lanes.wgsl`): runs anywhere.
+    /// Workgroups that keep a block of rows in workgroup memory
+    /// (`shaders/fused_mlp_lanes.wgsl`): runs anywhere.
     Lanes,
     /// One subgroup per workgroup, a block's rows in registers, handed
     /// between invocations by subgroup shuffles (`gpu::fused_sg`): needs
@@ -220,6 +222,17 @@ impl Design {
                 shape.layers.saturating_sub(1) * pad4(shape.width) * self.cg() as usize
             }
             Design::Subgroup(_) => 0,
+        }
+    }
+
+    /// Invocations of the layout pass: one per vec4 it writes, one per 4 x 4
+    /// block for `pack_t4`.
+    fn pack_items(&self, shape: FusedShape) -> u64 {
+        let vec4s = (self.wt_len(shape) + self.wp_len(shape)) as u64;
+        if self.natural() {
+            vec4s.div_ceil(4)
+        } else {
+            vec4s
         }
     }
 
@@ -1113,14 +1126,7 @@ impl Gpu {
         }
         check_at_least(op, "w", w, bufs.needs.0)?;
         check_at_least(op, "b", b, bufs.needs.1)?;
-        // One invocation per vec4 (per 4 x 4 block for pack_t4).
-        let vec4s = (bufs.design.wt_len(shape) + bufs.design.wp_len(shape)) as u64;
-        let items = if bufs.design.natural() {
-            vec4s.div_ceil(4)
-        } else {
-            vec4s
-        };
-        let (gx, gy, _) = grid_1d(self, items, 64)?;
+        let (gx, gy, _) = grid_1d(self, bufs.design.pack_items(shape), 64)?;
         let blocks = self.row_blocks(shape, bufs.design)?;
         let keep_z = keep_all_z || act.saved() == Saved::PreActivation;
         let forward = if keep_all_z {
