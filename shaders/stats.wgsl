@@ -5,8 +5,6 @@
 
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
-
 struct ClipParams {
     first: u32,
     count: u32,
@@ -35,27 +33,45 @@ fn clip_scale() {
     }
 }
 
-// Sums of squares of segments of the arenas, one workgroup per segment:
-// strided partial sums, then a tree, in a fixed order. Every per-tensor
-// norm a logged step reports is one dispatch; the global gradient norm that
-// clipping reads is one segment, the whole gradient arena.
-struct Segment {
-    // Where the tensor starts in its arena, and its length, in floats.
+// Sums of squares of segments of the arenas in two barrier-free passes,
+// each sum in a fixed order: `sumsq_chunks` gives each invocation one chunk
+// (at most NORM_CHUNK floats of one segment) to sum serially, and
+// `sumsq_segments` gives each invocation one segment, whose chunks' sums
+// it adds in order. A tree of barriers in one workgroup per segment cost
+// SwiftShader (the browser's software adapter) 20-30 ms for the main job's
+// 123 segments; this costs it a fraction of one. Every per-tensor norm a
+// logged step reports comes from one such pair of dispatches; the global
+// gradient norm that clipping reads is the gradient segments' sums added in
+// slot order (clip_scale).
+struct Chunk {
+    // Where the chunk starts in its arena, and its length, in floats.
     offset: u32,
     len: u32,
-    // Where in `norms` the result goes.
-    slot: u32,
     // 0: Σ g² over the gradients; 1: Σ w² over the saved (pre-update)
     // parameters; 2: Σ (w - w_prev)² (the update).
     source: u32,
+    pad: u32,
 }
 
-@group(0) @binding(10) var<storage, read> segments: array<Segment>;
-@group(0) @binding(11) var<storage, read> seg_grads: array<f32>;
-@group(0) @binding(12) var<storage, read> seg_params: array<f32>;
-@group(0) @binding(13) var<storage, read> seg_prev: array<f32>;
+struct Segment {
+    // The segment's chunks: `count` of them from `first`.
+    first: u32,
+    count: u32,
+    // Where in `norms` the result goes.
+    slot: u32,
+    pad: u32,
+}
 
-fn segment_value(source: u32, i: u32) -> f32 {
+@group(0) @binding(7) var<storage, read> chunks: array<Chunk>;
+@group(0) @binding(8) var<storage, read_write> chunk_sums: array<f32>;
+@group(0) @binding(10) var<storage, read> segments: array<Segment>;
+// The arenas as vec4s (every tensor starts at an aligned float, a multiple
+// of 4, and every arena's length is one too).
+@group(0) @binding(11) var<storage, read> seg_grads: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> seg_params: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read> seg_prev: array<vec4<f32>>;
+
+fn segment_value(source: u32, i: u32) -> vec4<f32> {
     if (source == 0u) {
         return seg_grads[i];
     }
@@ -65,26 +81,39 @@ fn segment_value(source: u32, i: u32) -> f32 {
     return seg_params[i] - seg_prev[i];
 }
 
-@compute @workgroup_size(256)
-fn sumsq_segments(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let s = segments[wg.x];
+@compute @workgroup_size(64)
+fn sumsq_chunks(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= arrayLength(&chunks)) {
+        return;
+    }
+    let c = chunks[gid.x];
+    let base = c.offset / 4u;
+    let whole = c.len / 4u;
     var acc = 0.0;
-    for (var i = lid; i < s.len; i = i + 256u) {
-        let v = segment_value(s.source, s.offset + i);
-        acc = acc + v * v;
+    for (var i = 0u; i < whole; i = i + 1u) {
+        let v = segment_value(c.source, base + i);
+        acc = acc + dot(v, v);
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var width = 128u; width > 0u; width = width / 2u) {
-        if (lid < width) {
-            partial[lid] = partial[lid] + partial[lid + width];
-        }
-        workgroupBarrier();
+    // The last vec4's floats past the chunk (the next tensor's or the
+    // alignment gap's) count as zeros.
+    let rest = c.len % 4u;
+    if (rest > 0u) {
+        let keep = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(rest);
+        let v = select(vec4<f32>(0.0), segment_value(c.source, base + whole), keep);
+        acc = acc + dot(v, v);
     }
-    if (lid == 0u) {
-        norms[s.slot] = partial[0];
+    chunk_sums[gid.x] = acc;
+}
+
+@compute @workgroup_size(64)
+fn sumsq_segments(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= arrayLength(&segments)) {
+        return;
     }
+    let s = segments[gid.x];
+    var total = 0.0;
+    for (var i = 0u; i < s.count; i = i + 1u) {
+        total = total + chunk_sums[s.first + i];
+    }
+    norms[s.slot] = total;
 }

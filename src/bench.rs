@@ -612,6 +612,12 @@ pub struct TrainPathRow {
     /// With profiling: the median milliseconds of a whole step run that way
     /// (the passes plus the host's recording and the submissions' overhead).
     pub profiled_step_ms: Option<f64>,
+    /// With profiling: [`TrainPathRow::passes`] for a step that logs its
+    /// diagnostics (every step logged, each read back before the next).
+    pub logged_passes: Vec<(String, f64)>,
+    /// With profiling: [`TrainPathRow::profiled_step_ms`] for a logged
+    /// step, its diagnostics' readback included.
+    pub profiled_logged_step_ms: Option<f64>,
     /// With profiling: the unlogged step's plan as its `Debug` output
     /// prints it (every dispatch and copy in order); empty without.
     pub plan: String,
@@ -678,13 +684,18 @@ pub fn train_path_bench(
             }
             for (kernels, mut trainer, first, dispatches, host, per) in paths {
                 let per_step = median(&per);
-                let (passes, profiled_step_ms, plan) = if profile {
-                    let (passes, whole) = trainer.profile_steps(steps)?;
-                    let plan = trainer.step_plan(false).map(|p| format!("{p:?}"));
-                    (passes, Some(whole), plan.unwrap_or_default())
-                } else {
-                    (Vec::new(), None, String::new())
-                };
+                let (mut passes, mut logged_passes) = ((Vec::new(), None), (Vec::new(), None));
+                let mut plan = String::new();
+                if profile {
+                    let (p, whole) = trainer.profile_steps(steps, false)?;
+                    passes = (p, Some(whole));
+                    plan = trainer
+                        .step_plan(false)
+                        .map(|p| format!("{p:?}"))
+                        .unwrap_or_default();
+                    let (p, whole) = trainer.profile_steps(steps, true)?;
+                    logged_passes = (p, Some(whole));
+                }
                 rows.push(TrainPathRow {
                     net,
                     activation: act.to_string(),
@@ -695,8 +706,10 @@ pub fn train_path_bench(
                     step_gflops: flops / per_step / 1e9,
                     fraction_of_peak: 0.0,
                     first_step_seconds: first,
-                    passes,
-                    profiled_step_ms,
+                    passes: passes.0,
+                    profiled_step_ms: passes.1,
+                    logged_passes: logged_passes.0,
+                    profiled_logged_step_ms: logged_passes.1,
                     plan,
                 });
             }

@@ -903,30 +903,13 @@ fn run_train_paths_bench(
             "\n{}×{} b{} {} {}: each pass submitted and waited on alone (median ms over 20 steps)",
             r.net.depth, r.net.width, r.net.batch, r.activation, r.kernels
         );
-        let mut merged: Vec<(String, f64, usize)> = Vec::new();
-        for (label, ms) in &r.passes {
-            match merged.iter_mut().find(|m| &m.0 == label) {
-                Some(m) => {
-                    m.1 += ms;
-                    m.2 += 1;
-                }
-                None => merged.push((label.clone(), *ms, 1)),
-            }
-        }
-        for (label, ms, count) in &merged {
-            println!("  {label:<28} {count:>4} × {:>9.3} ms", ms);
-        }
-        let passes: f64 = r.passes.iter().map(|p| p.1).sum();
-        println!(
-            "  {:<28} {:>4}   {passes:>9.3} ms (whole step run this way: {:.3} ms)",
-            "sum of passes",
-            r.passes.len(),
-            r.profiled_step_ms.unwrap_or(0.0)
-        );
+        print_passes(&r.passes, r.profiled_step_ms);
         println!("  the step's plan (replayed every unlogged step):");
         for line in r.plan.lines() {
             println!("    {line}");
         }
+        println!("  a step that logs its diagnostics (read back before the next step):");
+        print_passes(&r.logged_passes, r.profiled_logged_step_ms);
     }
     if let Some(path) = json {
         write_json(
@@ -935,6 +918,31 @@ fn run_train_paths_bench(
         )?;
     }
     Ok(true)
+}
+
+/// Prints a profiled step's passes, those of one label merged, their sum
+/// and the whole step's time run that way.
+fn print_passes(passes: &[(String, f64)], whole_ms: Option<f64>) {
+    let mut merged: Vec<(String, f64, usize)> = Vec::new();
+    for (label, ms) in passes {
+        match merged.iter_mut().find(|m| &m.0 == label) {
+            Some(m) => {
+                m.1 += ms;
+                m.2 += 1;
+            }
+            None => merged.push((label.clone(), *ms, 1)),
+        }
+    }
+    for (label, ms, count) in &merged {
+        println!("  {label:<28} {count:>4} × {:>9.3} ms", ms);
+    }
+    let sum: f64 = passes.iter().map(|p| p.1).sum();
+    println!(
+        "  {:<28} {:>4}   {sum:>9.3} ms (whole step run this way: {:.3} ms)",
+        "sum of passes",
+        passes.len(),
+        whole_ms.unwrap_or(0.0)
+    );
 }
 
 fn run_fused_bench(

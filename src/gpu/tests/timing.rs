@@ -47,10 +47,13 @@ fn timings_after_a_texture_kernel_still_measure_the_work() {
         (t, wall_each)
     };
     let (t, wall_each) = time(dims);
-    // Only meaningful where the kernel, not the submission, dominates.
+    // Only meaningful where the kernel, not the submission, dominates. A
+    // bogus interval is a hundredth of the work or less; the margin is wide
+    // because the lib's other tests share the cores (0.25 once failed while
+    // they ran).
     if wall_each > 5e-3 {
         assert!(
-            t.seconds > 0.25 * wall_each,
+            t.seconds > 0.05 * wall_each,
             "{:.3} ms measured for a kernel that took {:.3} ms",
             t.seconds * 1e3,
             wall_each * 1e3

@@ -101,7 +101,7 @@ impl Trainer {
                 accuracy: floats[1],
                 learning_rate: p.learning_rate,
                 // Σ g² over the whole arena (the same sum clipping reads).
-                grad_global_norm: norms[self.slots.arena_grad() as usize].sqrt(),
+                grad_global_norm: global_norm(norms, self.slots.grads()),
                 layers,
             });
         }
@@ -174,4 +174,11 @@ impl Trainer {
     pub fn readbacks(&self) -> u64 {
         self.readbacks
     }
+}
+
+/// The global gradient norm from the per-tensor sums of squares in slots
+/// `(first, count)`, summed in slot order as `clip_scale` sums them.
+fn global_norm(norms: &[f32], (first, count): (u32, u32)) -> f32 {
+    let slots = &norms[first as usize..(first + count) as usize];
+    slots.iter().fold(0.0f32, |total, v| total + v).sqrt()
 }

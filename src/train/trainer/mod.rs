@@ -212,10 +212,10 @@ enum DiagBuffers {
     Own(usize),
 }
 
-/// An arena segment whose sum of squares `sumsq_segments`
-/// (`shaders/stats.wgsl`) computes.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// An arena segment whose sum of squares the norm passes
+/// (`shaders/stats.wgsl`) compute; `offset` is a multiple of 4 (the passes
+/// read vec4s), as every tensor's offset in the arena is.
+#[derive(Clone, Copy)]
 struct NormSegment {
     offset: u32,
     len: u32,
@@ -224,17 +224,48 @@ struct NormSegment {
     source: u32,
 }
 
-/// A table of [`NormSegment`]s, made once.
+/// Floats one invocation of `sumsq_chunks` sums: small enough that the main
+/// job's tensors split into a few hundred chunks (work for every core of a
+/// software adapter), large enough that a segment's chunk sums stay few.
+const NORM_CHUNK: u32 = 512;
+
+/// The norm passes' tables, made once: every segment cut into chunks of
+/// at most [`NORM_CHUNK`] floats (`[offset, len, source, 0]`), each
+/// segment's run of chunks (`[first, count, slot, 0]`), and the chunks'
+/// sums.
 struct NormSegments {
-    table: wgpu::Buffer,
+    chunks: wgpu::Buffer,
+    chunk_count: u32,
+    segments: wgpu::Buffer,
     count: u32,
+    chunk_sums: GpuTensor,
 }
 
 impl NormSegments {
     fn new(gpu: &Gpu, what: &str, segments: &[NormSegment]) -> Result<NormSegments, Error> {
+        let mut chunks: Vec<[u32; 4]> = Vec::new();
+        let mut runs: Vec<[u32; 4]> = Vec::new();
+        // Chunks of one source side by side, so neighbouring invocations
+        // take the same branch (a segment's chunks stay one run).
+        let mut by_source = segments.to_vec();
+        by_source.sort_by_key(|s| s.source);
+        for s in &by_source {
+            let first = chunks.len() as u32;
+            for start in (0..s.len).step_by(NORM_CHUNK as usize) {
+                chunks.push([s.offset + start, NORM_CHUNK.min(s.len - start), s.source, 0]);
+            }
+            runs.push([first, chunks.len() as u32 - first, s.slot, 0]);
+        }
+        // An empty table cannot be bound: one empty chunk and run.
+        if chunks.is_empty() {
+            chunks.push([0; 4]);
+        }
         Ok(NormSegments {
-            table: gpu.table(what, segments)?,
-            count: segments.len() as u32,
+            chunks: gpu.table(&format!("{what} (chunks)"), &chunks)?,
+            chunk_count: chunks.len() as u32,
+            segments: gpu.table(what, &runs)?,
+            count: runs.len() as u32,
+            chunk_sums: gpu.zeros(1, chunks.len())?,
         })
     }
 }
@@ -445,12 +476,14 @@ impl Slots {
     fn global(&self) -> u32 {
         (7 * self.layers) as u32
     }
-    /// Σ g² over the whole gradient arena (what clipping scales by).
-    fn arena_grad(&self) -> u32 {
-        (7 * self.layers + 1) as u32
+    /// The gradient slots, (first, count): every tensor's Σ g², whose sum
+    /// in slot order is the global gradient norm's square (clipping's
+    /// `clip_scale` and a logged step's report sum them the same way).
+    fn grads(&self) -> (u32, u32) {
+        (0, (5 * self.layers) as u32)
     }
     fn count(&self) -> usize {
-        7 * self.layers + 2
+        7 * self.layers + 1
     }
 }
 
@@ -523,7 +556,7 @@ pub struct Trainer {
     /// The tensors whose norms a logged step reports.
     logged_norms: NormSegments,
     /// The whole gradient arena: the global norm clipping reads.
-    global_norm: NormSegments,
+    clip_norms: NormSegments,
     /// Every gradient, laid out as the model's parameter arena
     /// ([`Mlp::layout`]); the layers' `dw`, `db`, ... are views of it.
     grads: GpuTensor,
@@ -826,21 +859,15 @@ impl Trainer {
         )?;
         let (diag, columns) =
             diag_groups(&gpu, &layers, (&zs, &z_starts), (&acts, &act_starts), rows)?;
-        // Σ g² over the whole gradient arena: what clipping reads before the
-        // update, and (in the logged norms' one dispatch) what a logged step
-        // reports as the global gradient norm.
-        let whole = NormSegment {
-            offset: 0,
-            len: u32::try_from(layout.len()).map_err(|_| {
-                Error::Config("the parameter arena is too large for u32 offsets".into())
-            })?,
-            slot: slots.arena_grad(),
-            source: 0,
-        };
-        let mut segments = norm_segments(&layout, &slots)?;
-        segments.push(whole);
+        // Every tensor's Σ g² (and on logged steps Σ w² and the update's):
+        // one workgroup a tensor, so no workgroup walks the whole arena (on
+        // SwiftShader a segment of the main job's whole gradient arena took
+        // one thread about 3 ms). Clipping sums the gradients' slots.
+        let segments = norm_segments(&layout, &slots)?;
         let logged_norms = NormSegments::new(&gpu, "the norm segments", &segments)?;
-        let global_norm = NormSegments::new(&gpu, "the global norm's segment", &[whole])?;
+        let grads_only: Vec<NormSegment> =
+            segments.iter().copied().filter(|s| s.source == 0).collect();
+        let clip_norms = NormSegments::new(&gpu, "the gradients' norm segments", &grads_only)?;
         let stats = gpu.zeros(1, 2 * crate::gpu::VIEW_ALIGN)?;
         let head = match &fused {
             Some(_) => fused::head_params(&gpu, &model.config, &layout, rows)?,
@@ -851,7 +878,7 @@ impl Trainer {
             columns,
             prev_params: gpu.zeros(1, layout.len())?,
             logged_norms,
-            global_norm,
+            clip_norms,
             acts,
             finite,
             row_stats,

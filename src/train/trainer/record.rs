@@ -217,36 +217,46 @@ impl Trainer {
         })
     }
 
-    /// Records sums of squares of the arena segments in `segments`
-    /// (`sumsq_segments`), one workgroup per segment, into their slots of
-    /// `norms`.
+    /// Records sums of squares of the arena segments in `segments` into
+    /// their slots of `norms`: each chunk summed by one invocation
+    /// (`sumsq_chunks`), then each segment's chunk sums added in order by
+    /// one invocation (`sumsq_segments`).
     pub(super) fn record_norms(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         segments: &NormSegments,
     ) -> Result<(), Error> {
         let gpu = &self.gpu;
-        let pipeline = gpu.pipeline(
-            "stats",
-            "sumsq_segments",
-            || shader::STATS_WGSL.to_string(),
-            false,
-        )?;
+        let src = || shader::STATS_WGSL.to_string();
+        let chunks = gpu.pipeline("stats", "sumsq_chunks", src, false)?;
+        let sums = gpu.pipeline("stats", "sumsq_segments", src, false)?;
         gpu.scoped("recording norms", || {
             record_pass(
                 gpu,
                 encoder,
-                "sumsq_segments",
-                &pipeline,
+                "sumsq_chunks",
+                &chunks,
                 &[
-                    (3, &self.norms),
-                    (10, &segments.table),
+                    (7, &segments.chunks),
+                    (8, &segments.chunk_sums),
                     (11, &self.grads),
                     (12, self.model.arena()),
                     (13, &self.prev_params),
                 ],
-                (segments.count, 1, 1),
-            )
+                (segments.chunk_count.div_ceil(64), 1, 1),
+            );
+            record_pass(
+                gpu,
+                encoder,
+                "sumsq_segments",
+                &sums,
+                &[
+                    (3, &self.norms),
+                    (8, &segments.chunk_sums),
+                    (10, &segments.segments),
+                ],
+                (segments.count.div_ceil(64), 1, 1),
+            );
         })
     }
 

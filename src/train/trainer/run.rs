@@ -366,8 +366,19 @@ impl Trainer {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.bench_logging_every(u64::MAX, f)
+    }
+
+    /// [`Trainer::unlogged_bench`] with every `log_every`-th step logged
+    /// (1: every step) instead.
+    #[cfg(feature = "cli")]
+    fn bench_logging_every<T>(
+        &mut self,
+        log_every: u64,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let saved_log_every = self.config.log_every;
-        self.config.log_every = u64::MAX;
+        self.config.log_every = log_every;
         self.step = 1;
         let result = self.run_steps(2).and_then(|()| f(self));
         self.config.log_every = saved_log_every;
@@ -402,16 +413,20 @@ impl Trainer {
         })
     }
 
-    /// Where an unlogged step's time goes: each compute pass submitted and
-    /// waited on alone (see [`Gpu::profile_passes`]), `steps` times; returns
-    /// (label, median milliseconds) per pass in recording order and the
-    /// median wall-clock milliseconds of the whole step run that way.
+    /// Where a step's time goes: each compute pass submitted and waited on
+    /// alone (see [`Gpu::profile_passes`]), `steps` times, on unlogged
+    /// steps or (`logged`) on steps that all log, each step's diagnostics
+    /// read back before the next; returns (label, median milliseconds) per
+    /// pass in recording order and the median wall-clock milliseconds of
+    /// the whole step run that way (a logged step's readback included).
     #[cfg(feature = "cli")]
     pub(crate) fn profile_steps(
         &mut self,
         steps: usize,
+        logged: bool,
     ) -> Result<(Vec<(String, f64)>, f64), Error> {
-        self.unlogged_bench(|t| {
+        let log_every = if logged { 1 } else { u64::MAX };
+        self.bench_logging_every(log_every, |t| {
             t.gpu.wait("profiling steps", None)?;
             let mut per_pass: Vec<(String, Vec<f64>)> = Vec::new();
             let mut whole = Vec::new();
@@ -420,6 +435,7 @@ impl Trainer {
                 let gpu = t.gpu.clone();
                 let passes = gpu.profile_passes(|| t.submit_bench_step(s))?;
                 t.gpu.wait("profiling steps", None)?;
+                pollster::block_on(t.collect_logs(true))?;
                 whole.push(start.elapsed().as_secs_f64() * 1e3);
                 for (i, (label, secs)) in passes.into_iter().enumerate() {
                     if per_pass.len() <= i {

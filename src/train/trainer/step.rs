@@ -250,9 +250,9 @@ impl Trainer {
             self.record_fused_backward(&mut encoder, f, fold.as_ref())?;
         }
         if self.config.clip_norm.is_some() {
-            // The global norm: one reduction over the whole gradient arena
-            // (its gaps are zeros), which clipping reads.
-            self.record_norms(&mut encoder, &self.global_norm)?;
+            // The global norm: every gradient tensor's Σ g², summed in slot
+            // order by clip_scale.
+            self.record_norms(&mut encoder, &self.clip_norms)?;
             let pipeline = gpu.pipeline(
                 "stats",
                 "clip_scale",
@@ -260,8 +260,8 @@ impl Trainer {
                 false,
             )?;
             let params = gpu.params(&ClipParams {
-                first: self.slots.arena_grad(),
-                count: 1,
+                first: self.slots.grads().0,
+                count: self.slots.grads().1,
                 out_slot: self.slots.global(),
                 max_norm: self.config.clip_norm.unwrap_or(0.0),
             })?;
