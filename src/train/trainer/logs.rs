@@ -100,7 +100,7 @@ impl Trainer {
                 loss: floats[0],
                 accuracy: floats[1],
                 learning_rate: p.learning_rate,
-                // Σ g² over the whole arena (the same sum clipping reads).
+                // Every gradient tensor's Σ g², added as clipping adds them.
                 grad_global_norm: global_norm(norms, self.slots.grads()),
                 layers,
             });

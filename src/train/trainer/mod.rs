@@ -555,7 +555,8 @@ pub struct Trainer {
     columns: GpuTensor,
     /// The tensors whose norms a logged step reports.
     logged_norms: NormSegments,
-    /// The whole gradient arena: the global norm clipping reads.
+    /// Every gradient tensor: the sums of squares clipping adds into the
+    /// global norm.
     clip_norms: NormSegments,
     /// Every gradient, laid out as the model's parameter arena
     /// ([`Mlp::layout`]); the layers' `dw`, `db`, ... are views of it.
