@@ -73,18 +73,18 @@ fn add_row(t: ptr<function, Tile>, d0: vec4<f32>, d1: vec4<f32>, xa: vec4<f32>, 
     (*t).d1 += d1;
 }
 
-// Floats k .. k + 3 of the row at `at`, those before fan_in.
-fn store4(at: u32, k: u32, fan_in: u32, v: vec4<f32>) {
-    if (k < fan_in) {
+// Floats k .. k + 3 of the row at `at`, those before n.
+fn store4(at: u32, k: u32, n: u32, v: vec4<f32>) {
+    if (k < n) {
         grads[at + k] = v.x;
     }
-    if (k + 1u < fan_in) {
+    if (k + 1u < n) {
         grads[at + k + 1u] = v.y;
     }
-    if (k + 2u < fan_in) {
+    if (k + 2u < n) {
         grads[at + k + 2u] = v.z;
     }
-    if (k + 3u < fan_in) {
+    if (k + 3u < n) {
         grads[at + k + 3u] = v.w;
     }
 }
@@ -95,12 +95,6 @@ fn store_row(at: u32, o: u32, k0: u32, fan_in: u32, a: vec4<f32>, b: vec4<f32>) 
     if (o < gp.width) {
         store4(at + o * fan_in, k0, fan_in, a);
         store4(at + o * fan_in, k0 + 4u, fan_in, b);
-    }
-}
-
-fn store_bias(at: u32, o: u32, v: f32) {
-    if (o < gp.width) {
-        grads[at + o] = v;
     }
 }
 
@@ -171,14 +165,8 @@ fn weight_grads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     store_row(at, o0 + 6u, k0, fan_in, t.a6, t.b6);
     store_row(at, o0 + 7u, k0, fan_in, t.a7, t.b7);
     if (kb == 0u) {
-        let bt = table[l].w;
-        store_bias(bt, o0, t.d0.x);
-        store_bias(bt, o0 + 1u, t.d0.y);
-        store_bias(bt, o0 + 2u, t.d0.z);
-        store_bias(bt, o0 + 3u, t.d0.w);
-        store_bias(bt, o0 + 4u, t.d1.x);
-        store_bias(bt, o0 + 5u, t.d1.y);
-        store_bias(bt, o0 + 6u, t.d1.z);
-        store_bias(bt, o0 + 7u, t.d1.w);
+        // The 8 outputs' bias gradients, those inside the layer.
+        store4(table[l].w, o0, width, t.d0);
+        store4(table[l].w, o0 + 4u, width, t.d1);
     }
 }

@@ -1,7 +1,6 @@
 // Reductions for gradient clipping and gradient-flow diagnostics. Every sum
-// runs in a fixed order (workgroup trees, or one invocation looping), so a
-// run is bit-for-bit repeatable; histogram counts are integer atomics, which
-// commute. CPU twin: reference::mlp (diagnostics) and reference::optim (norms).
+// runs in a fixed order (each invocation looping over its chunk or its
+// list), so a run is bit-for-bit repeatable. CPU twin: reference::optim.
 
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
 

@@ -464,7 +464,7 @@ fn design_grads_source(act: Activation, design: Design, out: GradsOut) -> String
 
 /// The pipeline-cache key of [`design_grads_source`]'s kernel (the
 /// workgroup-memory design's is the same for every width: one per
-/// activation).
+/// activation and whether the input and hidden widths are multiples of 4).
 fn design_grads_key(act: Activation, design: Design, out: GradsOut) -> String {
     match (design, out) {
         (Design::Lanes { input4, width4, .. }, _) => {

@@ -860,10 +860,9 @@ impl Trainer {
         )?;
         let (diag, columns) =
             diag_groups(&gpu, &layers, (&zs, &z_starts), (&acts, &act_starts), rows)?;
-        // Every tensor's Σ g² (and on logged steps Σ w² and the update's):
-        // one workgroup a tensor, so no workgroup walks the whole arena (on
-        // SwiftShader a segment of the main job's whole gradient arena took
-        // one thread about 3 ms). Clipping sums the gradients' slots.
+        // Every tensor's Σ g² (and on logged steps Σ w² and the update's),
+        // each tensor in chunks of NORM_CHUNK floats, so no invocation walks
+        // a whole tensor or the arena. Clipping sums the gradients' slots.
         let segments = norm_segments(&layout, &slots)?;
         let logged_norms = NormSegments::new(&gpu, "the norm segments", &segments)?;
         let grads_only: Vec<NormSegment> =
