@@ -52,7 +52,7 @@ fn close(gpu: &[f32], cpu: &[f32], rel: f32, what: &str) {
 /// has subgroups of 8, the subgroup design must be among them.
 fn kernels(gpu: &Gpu) -> Vec<FusedKernel> {
     let mut out = vec![FusedKernel::Lanes];
-    if gpu.subgroups_ok() {
+    if gpu.fused_subgroups_ok() {
         out.push(FusedKernel::Subgroup);
     } else {
         assert!(

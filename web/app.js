@@ -5,6 +5,22 @@
 import init, { gpuInfo, selfTest, checkStep, readSettings, loseDevice, Session } from './pkg/fusedmlp_web.js';
 import { EXPERIMENTS, experimentById } from './experiments.js';
 
+// The fused kernels' fastest design exchanges activations between the
+// invocations of a subgroup. wgpu 30's WebGPU backend does not ask the
+// adapter for the `subgroups` feature, so every device request the module
+// makes asks for it where the adapter has it (the crate checks the device
+// it gets and falls back to workgroup memory without it).
+if (globalThis.GPUAdapter && !GPUAdapter.prototype.requestDevice.asksForSubgroups) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  const withSubgroups = function (descriptor = {}) {
+    const features = [...(descriptor.requiredFeatures || [])];
+    if (this.features.has('subgroups') && !features.includes('subgroups')) features.push('subgroups');
+    return requestDevice.call(this, { ...descriptor, requiredFeatures: features });
+  };
+  withSubgroups.asksForSubgroups = true;
+  GPUAdapter.prototype.requestDevice = withSubgroups;
+}
+
 const ACTIVATIONS = ['relu', 'leaky_relu', 'prelu', 'elu', 'selu', 'celu', 'gelu', 'gelu_tanh', 'sigmoid',
   'tanh', 'softplus', 'silu', 'mish', 'hardtanh', 'relu6', 'hardsigmoid', 'hardswish', 'softsign',
   'log_sigmoid', 'identity'];
@@ -539,6 +555,7 @@ async function runTest() {
   try {
     console.log('test: adapter');
     result.adapter = JSON.parse(await gpuInfo());
+    result.adapter_subgroups = !!(await navigator.gpu.requestAdapter())?.features.has('subgroups');
     result.adapter_line = $('adapter').textContent;
     console.log('test: self-test');
     result.selftest = await runSelfTest();

@@ -51,6 +51,11 @@ pub(crate) struct GpuInner {
     /// Whether `rgba32float` storage textures can be written and read back
     /// in compute shaders (the texture GEMM kinds).
     pub(crate) texture_operands: bool,
+    /// Whether kernels may use WGSL's subgroup operations: natively the
+    /// device's `SUBGROUP` feature; in the browser its `subgroups` feature,
+    /// which wgpu 30's WebGPU backend neither requests nor reports, so the
+    /// page asks for it (`web/app.js`) and the device is asked directly.
+    pub(crate) shader_subgroups: bool,
     /// Textures the texture GEMM kinds pack their operands into, by
     /// (operand, width, height); reused by every GEMM of that size (each
     /// command buffer packs before it reads, and the queue runs command
@@ -257,6 +262,12 @@ impl Gpu {
                 v.push(e.to_string());
             }
         }));
+        #[cfg(not(target_arch = "wasm32"))]
+        let shader_subgroups = features.contains(wgpu::Features::SUBGROUP);
+        #[cfg(target_arch = "wasm32")]
+        let shader_subgroups = device
+            .as_webgpu()
+            .is_some_and(|d| d.features().has("subgroups"));
         let timeout = std::env::var(TIMEOUT_ENV)
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
@@ -276,6 +287,7 @@ impl Gpu {
                 timeout: Duration::from_secs(timeout),
                 tuning: Mutex::new(Default::default()),
                 texture_operands,
+                shader_subgroups,
                 staging: Mutex::new(HashMap::new()),
             }),
         })
@@ -491,6 +503,14 @@ impl Gpu {
         let source = source();
         // Catch shader errors with naga's full report before wgpu sees them.
         super::shader::validate(key, &source)?;
+        // A browser's compiler wants subgroup operations declared, where
+        // naga rejects the declaration (it takes them undeclared).
+        #[cfg(target_arch = "wasm32")]
+        let source = if self.inner.shader_subgroups {
+            format!("enable subgroups;\n{source}")
+        } else {
+            source
+        };
         let device = &self.inner.device;
         let pipeline = self.scoped(&format!("compiling kernel {key}::{entry}"), || {
             let desc = wgpu::ShaderModuleDescriptor {

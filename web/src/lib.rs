@@ -50,6 +50,8 @@ pub async fn gpu_info() -> Result<String, JsValue> {
         "description": gpu.describe(),
         "max_workgroup_storage": limits.max_compute_workgroup_storage_size,
         "max_storage_buffers": limits.max_storage_buffers_per_shader_stage,
+        "subgroup_min_size": info.subgroup_min_size,
+        "fused_kernel": format!("{:?}", gpu.fused_kernel()),
     }))
 }
 

@@ -195,6 +195,13 @@ closeServer();
 const problems = [];
 if (!result.ok) fail(`the page reported an error: ${result.error}`);
 console.log(`adapter: ${result.adapter.description}`);
+console.log(`fused kernels: ${result.adapter.fused_kernel} design (subgroups of ${result.adapter.subgroup_min_size}; ` +
+  `the adapter ${result.adapter_subgroups ? 'offers' : 'does not offer'} the subgroups feature)`);
+// Where the adapter offers subgroups, the page asks for them and the
+// fused stack runs its subgroup design.
+if (result.adapter_subgroups && result.adapter.fused_kernel !== 'Subgroup') {
+  problems.push(`the adapter offers subgroups but the fused kernels run the ${result.adapter.fused_kernel} design`);
+}
 const st = result.selftest || [];
 if (st.length !== 20) problems.push(`self-test has ${st.length} activations, expected 20`);
 for (const r of st) {

@@ -8,7 +8,7 @@ use crate::Activation;
 fn a_fused_stack_takes_at_most_four_dispatches_at_any_depth() {
     let Some(gpu) = super::gpu() else { return };
     let mut kernels = vec![FusedKernel::Lanes];
-    if gpu.subgroups_ok() {
+    if gpu.fused_subgroups_ok() {
         kernels.push(FusedKernel::Subgroup);
     }
     // The subgroup design reads weights where they lie when the widths are
