@@ -844,7 +844,7 @@ impl Gpu {
     }
 
     /// Whether the subgroup design can run here: subgroup operations in
-    /// kernels, and subgroups of at least [`MIN_FUSED_SUBGROUP`]
+    /// kernels, and subgroups of at least 4
     /// invocations (a workgroup is one subgroup of the adapter's smallest
     /// size). On SwiftShader (subgroups of 4) the main job's step took
     /// 7.4-8.4 ms in this design and 9.7-11.7 in the workgroup-memory one,
