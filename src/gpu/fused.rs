@@ -273,10 +273,11 @@ impl Design {
                 format!("lanes{lanes}{}", if self.natural() { "n" } else { "" })
             }
             Design::Subgroup(l) => format!(
-                "sg{}w{}r{}{}",
+                "sg{}w{}r{}o{}{}",
                 l.s,
                 l.width,
                 l.rows,
+                l.grad_ob,
                 if l.aligned { "a" } else { "u" }
             ),
         }
@@ -392,7 +393,7 @@ pub(crate) fn fused_subgroup_source(
 ) -> String {
     design_source(
         act,
-        Design::Subgroup(SgLayout::new(input, width, subgroup)),
+        Design::Subgroup(SgLayout::new(input, width, subgroup, true)),
         keep_all_z,
         gathered,
     )
@@ -496,7 +497,7 @@ pub(crate) fn fused_subgroup_grads_source(
 ) -> String {
     design_grads_source(
         act,
-        Design::Subgroup(SgLayout::new(input, width, subgroup)),
+        Design::Subgroup(SgLayout::new(input, width, subgroup, true)),
         out,
     )
 }
@@ -865,6 +866,7 @@ impl Gpu {
                     shape.input,
                     shape.width,
                     self.adapter_info().subgroup_min_size,
+                    self.adapter_info().device_type == wgpu::DeviceType::Cpu,
                 )))
             }
             FusedKernel::Subgroup => Err(Error::Config(format!(

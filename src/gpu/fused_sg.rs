@@ -35,14 +35,16 @@
 //! in a loop over the registers copied to a private array, not once per
 //! register (compile time halved); the rows per workgroup are capped at
 //! 16 accumulators per invocation (32 ran 1.1x faster and took 3x longer
-//! to compile); a weight-gradient tile takes 32 outputs (16 took 1.14x
-//! longer).
+//! to compile); a weight-gradient tile takes 32 outputs on a GPU (16 took
+//! llvmpipe 1.14x longer) and 64 on SwiftShader (see
+//! [`SMALL_SUBGROUP_CPU_GRAD_OB`]).
 //!
 //! The weight gradients are one dispatch over every layer's tiles: a
 //! workgroup owns `4·OB` output rows and `4·S` input columns of one
 //! layer's dW, each invocation one vec4 of columns; per batch row it loads
-//! that vec4 of the layer's input and (lanes below `OB`) one vec4 of dz,
-//! broadcast to the others. Every sum runs over rows, or inputs, in order:
+//! that vec4 of the layer's input and, lane `lane`, the vec4s of dz of
+//! output groups `lane`, `lane + S`, ... below `OB`, broadcast to the
+//! others. Every sum runs over rows, or inputs, in order:
 //! runs are bit-identical. CPU twin: [`crate::reference::fused_mlp`].
 
 use std::fmt::Write;
@@ -56,8 +58,20 @@ pub(crate) const WEIGHT_TEXTURE_WIDTH: u32 = 1024;
 /// `9 + GATHER_BINDINGS` a stage for the forward to gather.
 pub(crate) const GATHER_BINDINGS: u32 = 5;
 
-/// The vec4 groups of output rows a weight-gradient tile takes.
+/// The vec4 groups of output rows a weight-gradient tile takes on a GPU:
+/// 32 outputs, 128 accumulator floats an invocation (more would spill out
+/// of a GPU's registers).
 const GRAD_OB: u32 = 8;
+/// The same on a CPU driver with subgroups of 4 (SwiftShader, natively and
+/// as Chromium's WebGPU adapter), whose accumulators live in the L1 cache
+/// whatever their number: 64 outputs, each row's input vec4 then feeding
+/// twice the multiply-adds. Against 32, three rounds taking turns (`bench
+/// --train`, the main job's step): 7.3, 8.4, 8.3 -> 6.7, 6.9, 6.8 ms.
+/// lavapipe (subgroups of 8) keeps 32: 64 ran its step 1.1x faster
+/// (2.35, 2.23, 1.99 -> 2.08, 1.98, 1.77 ms) but took it about 2.5 s more
+/// to compile with its shader cache empty (a first step of 12.4 s against
+/// 10.1), and every test compiles dozens of these kernels.
+const SMALL_SUBGROUP_CPU_GRAD_OB: u32 = 16;
 /// The most vec4 accumulators per invocation (more rows per workgroup
 /// load the weights fewer times, but compile slower).
 const MAX_ACCUMULATORS: u32 = 16;
@@ -79,12 +93,14 @@ pub(crate) struct SgLayout {
     /// kernels read weights, inputs and gradients as vec4s where they lie
     /// (no weight layout pass).
     pub aligned: bool,
+    /// The vec4 groups of outputs a weight-gradient tile takes.
+    pub grad_ob: u32,
 }
 
 impl SgLayout {
     /// The layout for `width` hidden units on `input` features, on
-    /// subgroups of `s` invocations.
-    pub fn new(input: usize, width: usize, s: u32) -> Self {
+    /// subgroups of `s` invocations of a GPU or (`cpu`) a CPU driver.
+    pub fn new(input: usize, width: usize, s: u32, cpu: bool) -> Self {
         let ncg = (width as u32).div_ceil(4).max(1);
         let cpl = ncg.div_ceil(s);
         let rows = (MAX_ACCUMULATORS / cpl).clamp(1, 2 * s);
@@ -95,6 +111,11 @@ impl SgLayout {
             rows,
             ncg,
             aligned: input.is_multiple_of(4) && width.is_multiple_of(4),
+            grad_ob: if cpu && s < 8 {
+                SMALL_SUBGROUP_CPU_GRAD_OB
+            } else {
+                GRAD_OB
+            },
         }
     }
 
@@ -111,7 +132,21 @@ impl SgLayout {
 
     /// The vec4 output groups of a weight-gradient tile.
     pub fn grad_ob(&self) -> u32 {
-        GRAD_OB.min(self.s)
+        self.grad_ob
+    }
+
+    /// The vec4s of a weight-gradient tile's dz each invocation loads a
+    /// row (the tile's output groups over the subgroup).
+    fn grad_dz(&self) -> u32 {
+        self.grad_ob.div_ceil(self.s)
+    }
+
+    /// WGSL for the output group lane `lane` loads into `dv{d}`.
+    fn lane_plus(&self, d: u32) -> String {
+        match d {
+            0 => "lane".into(),
+            _ => format!("lane + {}u", d * self.s),
+        }
     }
 
     /// vec4s of the row-padded copy of the weights the unaligned kernels
@@ -737,10 +772,17 @@ pub(crate) fn grads_kernel(l: &SgLayout, out: GradsOut) -> String {
          \x20   let k_tile = i % k_tiles;\n\
          \x20   let o0 = (i / k_tiles) * 4u * OB;\n\
          \x20   let k = (k_tile * S + lane) * 4u;\n\
-         \x20   // Lanes below OB load the tile's dz, output group `lane`.\n\
-         \x20   let my_o = o0 + min(lane, OB - 1u) * 4u;\n\
-         \x20   var db = vec4<f32>(0.0);\n",
+         \x20   // The tile's dz: lane `lane` loads output group `lane + S d` into\n\
+         \x20   // dv{d} (a clamped duplicate past OB).\n",
     );
+    for d in 0..l.grad_dz() {
+        line(
+            &mut s,
+            4,
+            &format!("let my_o{d} = o0 + min({}, OB - 1u) * 4u;", l.lane_plus(d)),
+        );
+        line(&mut s, 4, &format!("var db{d} = vec4<f32>(0.0);"));
+    }
     for o in 0..4 * ob {
         line(&mut s, 4, &format!("var a{o} = vec4<f32>(0.0);"));
     }
@@ -748,12 +790,12 @@ pub(crate) fn grads_kernel(l: &SgLayout, out: GradsOut) -> String {
         // Whether any input this invocation read is not finite.
         line(&mut s, 4, "var seen = false;");
     }
-    s.push_str(
-        "    for (var r = 0u; r < gp.batch; r++) {\n\
-         \x20       let dv = dz4_at(l, r, my_o);\n\
-         \x20       db += dv;\n\
-         \x20       let xv = x4_at(l, r, k, fan_in);\n",
-    );
+    line(&mut s, 4, "for (var r = 0u; r < gp.batch; r++) {");
+    for d in 0..l.grad_dz() {
+        line(&mut s, 8, &format!("let dv{d} = dz4_at(l, r, my_o{d});"));
+        line(&mut s, 8, &format!("db{d} += dv{d};"));
+    }
+    line(&mut s, 8, "let xv = x4_at(l, r, k, fan_in);");
     if update {
         line(&mut s, 8, "seen = seen | nonfinite4(xv);");
     }
@@ -761,7 +803,7 @@ pub(crate) fn grads_kernel(l: &SgLayout, out: GradsOut) -> String {
         line(
             &mut s,
             8,
-            &format!("let g{b} = subgroupBroadcast(dv, {b}u);"),
+            &format!("let g{b} = subgroupBroadcast(dv{}, {}u);", b / l.s, b % l.s),
         );
         for (j, e) in E.iter().enumerate() {
             let o = b * 4 + j as u32;
@@ -803,11 +845,18 @@ pub(crate) fn grads_kernel(l: &SgLayout, out: GradsOut) -> String {
                 )
             );
         }
-        let _ = writeln!(
-            s,
-            "    if (k_tile == 0u && lane < OB && my_o < width) {{{}\n    }}",
-            body("table[l].w + my_o", "table[l].y + my_o", "db")
-        );
+        for d in 0..l.grad_dz() {
+            let _ = writeln!(
+                s,
+                "    if (k_tile == 0u && {} < OB && my_o{d} < width) {{{}\n    }}",
+                l.lane_plus(d),
+                body(
+                    &format!("table[l].w + my_o{d}"),
+                    &format!("table[l].y + my_o{d}"),
+                    &format!("db{d}")
+                )
+            );
+        }
     } else {
         for o in 0..4 * ob {
             let _ = writeln!(
@@ -822,15 +871,19 @@ pub(crate) fn grads_kernel(l: &SgLayout, out: GradsOut) -> String {
                  \x20   }}"
             );
         }
-        s.push_str(
-            "    if (k_tile == 0u && lane < OB) {\n\
-             \x20       for (var e = 0u; e < 4u; e++) {\n\
-             \x20           if (my_o + e < width) {\n\
-             \x20               grads[table[l].w + my_o + e] = db[e];\n\
-             \x20           }\n\
-             \x20       }\n\
-             \x20   }\n",
-        );
+        for d in 0..l.grad_dz() {
+            let _ = writeln!(
+                s,
+                "    if (k_tile == 0u && {} < OB) {{\n\
+                 \x20       for (var e = 0u; e < 4u; e++) {{\n\
+                 \x20           if (my_o{d} + e < width) {{\n\
+                 \x20               grads[table[l].w + my_o{d} + e] = db{d}[e];\n\
+                 \x20           }}\n\
+                 \x20       }}\n\
+                 \x20   }}",
+                l.lane_plus(d)
+            );
+        }
     }
     if update {
         s.push_str(
