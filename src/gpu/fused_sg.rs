@@ -35,8 +35,10 @@
 //! in a loop over the registers copied to a private array, not once per
 //! register (compile time halved); the rows per workgroup are capped at
 //! 16 accumulators per invocation (32 ran 1.1x faster and took 3x longer
-//! to compile); a weight-gradient tile takes 32 outputs on a GPU (16 took
-//! llvmpipe 1.14x longer) and 64 on SwiftShader (see
+//! to compile); the forward runs every layer in one loop, so that its
+//! epilogue is written out once (a copy for the first layer more than
+//! doubled its compile time); a weight-gradient tile takes 32 outputs on a
+//! GPU (16 took llvmpipe 1.14x longer) and 64 on SwiftShader (see
 //! [`SMALL_SUBGROUP_CPU_GRAD_OB`]).
 //!
 //! The weight gradients are one dispatch over every layer's tiles: a
@@ -320,8 +322,6 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
         "// The first layer reads the net's input: lane q loads rows q, q + S, ...",
     );
     line(&mut s, 4, "// and hands them to every lane.");
-    line(&mut s, 4, "{");
-    line(&mut s, 8, "let start = w_start(0u);");
     for q in 0..l.rq() {
         line(
             &mut s,
@@ -352,6 +352,14 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
             line(&mut s, 8, "}");
         }
     }
+    // One loop over the layers, the first reading the net's input, so that
+    // the epilogue is written out once: with a copy for the first layer,
+    // lavapipe took 2.2-2.4x as long to compile the forward (its shader
+    // cache empty: 7.8-8.1 s against 3.4-3.6 with the machine busy).
+    line(&mut s, 4, "for (var l = 0u; l < p.layers; l++) {");
+    line(&mut s, 8, "let start = w_start(l);");
+    zero(&mut s, l, 8);
+    line(&mut s, 8, "if (l == 0u) {");
     for c in 0..l.cpl {
         for e in 0..4 {
             line(
@@ -411,7 +419,6 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
     }
     forward_fmas(&mut s, l, 12);
     line(&mut s, 8, "}");
-    line(&mut s, 4, "}");
     // A layer's epilogue: bias, activation, the stores, and the outputs
     // into the y registers (zero past the width).
     let epilogue = |s: &mut String, layer: &str, indent: usize| {
@@ -468,9 +475,7 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
         }
         line(s, indent, "}");
     };
-    epilogue(&mut s, "0u", 4);
-    line(&mut s, 4, "for (var l = 1u; l < p.layers; l++) {");
-    line(&mut s, 8, "let start = w_start(l);");
+    line(&mut s, 8, "} else {");
     for c in 0..l.cpl {
         for e in 0..4 {
             line(
@@ -480,7 +485,6 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
             );
         }
     }
-    zero(&mut s, l, 8);
     for slot in 0..l.cpl {
         line(
             &mut s,
@@ -503,6 +507,7 @@ pub(crate) fn kernels(l: &SgLayout, gathered: bool) -> String {
         forward_fmas(&mut s, l, 12);
         line(&mut s, 8, "}");
     }
+    line(&mut s, 8, "}");
     epilogue(&mut s, "l", 8);
     line(&mut s, 4, "}");
     s.push_str("}\n\n");
