@@ -848,7 +848,7 @@ impl Gpu {
     /// kernels, and subgroups of at least 4
     /// invocations (a workgroup is one subgroup of the adapter's smallest
     /// size). On SwiftShader (subgroups of 4) the main job's step took
-    /// 7.4-8.4 ms in this design and 9.7-11.7 in the workgroup-memory one,
+    /// 8.0-9.1 ms in this design and 13.7-15.9 in the workgroup-memory one,
     /// three rounds taking turns.
     pub fn fused_subgroups_ok(&self) -> bool {
         self.inner.shader_subgroups && self.adapter_info().subgroup_min_size >= MIN_FUSED_SUBGROUP
