@@ -845,9 +845,8 @@ impl Gpu {
     }
 
     /// Whether the subgroup design can run here: subgroup operations in
-    /// kernels, and subgroups of at least 4
-    /// invocations (a workgroup is one subgroup of the adapter's smallest
-    /// size). On SwiftShader (subgroups of 4) the main job's step took
+    /// kernels, and subgroups of at least 4 invocations (a workgroup is one
+    /// subgroup of the adapter's smallest size). On SwiftShader (subgroups of 4) the main job's step took
     /// 8.0-9.1 ms in this design and 13.7-15.9 in the workgroup-memory one,
     /// three rounds taking turns.
     pub fn fused_subgroups_ok(&self) -> bool {
@@ -1040,7 +1039,7 @@ impl Gpu {
             Design::Subgroup(l) => {
                 // Tiles of 4 OB outputs by 4 S inputs of each layer's dW.
                 let k_tiles = |n: usize| (n as u32).div_ceil(4 * l.s);
-                let o_tiles = (shape.width as u32).div_ceil(4 * l.grad_ob());
+                let o_tiles = (shape.width as u32).div_ceil(4 * l.grad_ob);
                 let (k_tiles0, k_tiles) = (k_tiles(shape.input), k_tiles(shape.width));
                 let groups = o_tiles as u64 * (k_tiles0 as u64 + (layers - 1) * k_tiles as u64);
                 ([k_tiles0, k_tiles, o_tiles], groups * l.s as u64, l.s)

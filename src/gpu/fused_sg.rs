@@ -9,7 +9,7 @@
 //! vec4 on this host), while a shuffle stays in registers; the
 //! workgroup-memory design loads about one float per 1.3 multiply-adds.
 //! SwiftShader (subgroups of 4, natively and as Chromium's WebGPU adapter)
-//! gains too: 1.3-1.45x on the main job's stack, as its barriers and
+//! gains too: 1.3-1.9x on the main job's step, as its barriers and
 //! workgroup memory are slow.
 //! Here a workgroup is one subgroup of `S` invocations that owns `ROWS`
 //! batch rows; invocation `lane` owns the vec4 column groups `lane + S·c`
@@ -130,11 +130,6 @@ impl SgLayout {
     /// Invocations' vec4s of input rows loaded for the first layer.
     fn rq(&self) -> u32 {
         self.rows.div_ceil(self.s)
-    }
-
-    /// The vec4 output groups of a weight-gradient tile.
-    pub fn grad_ob(&self) -> u32 {
-        self.grad_ob
     }
 
     /// The vec4s of a weight-gradient tile's dz each invocation loads a
@@ -679,7 +674,7 @@ impl GradsOut {
 pub(crate) fn grads_kernel(l: &SgLayout, out: GradsOut) -> String {
     let update = out.updates();
     debug_assert!(l.aligned || !update, "the folded update needs vec4 rows");
-    let ob = l.grad_ob();
+    let ob = l.grad_ob;
     let elem = if l.aligned { "vec4<f32>" } else { "f32" };
     let mut s = String::new();
     let _ = writeln!(
