@@ -61,16 +61,11 @@ fn dz_and_bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
 // columns hold zeros, as the GEMMs require. db is a second pass over dzt.
 @group(0) @binding(6) var dz_packed: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(7) var dzt_packed: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(8) var dzt_read: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(8) var packed_read: texture_storage_2d<rgba32float, read>;
 
-@compute @workgroup_size(64)
-fn dz_packed_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c4 = gid.x;
-    let b4 = gid.y;
-    if (4u * c4 >= p.cols || 4u * b4 >= p.batch) {
-        return;
-    }
-    // rows[r] = dz[4 b4 + r, 4 c4 .. 4 c4 + 4].
+// dz[4 b4 + r, 4 c4 .. 4 c4 + 4] for r < 4, each row's texel stored in
+// dz_packed (rows past the batch are left out and returned as zeros).
+fn dz_block(c4: u32, b4: u32) -> array<vec4<f32>, 4> {
     var rows = array<vec4<f32>, 4>();
     for (var r = 0u; r < 4u; r = r + 1u) {
         let b = 4u * b4 + r;
@@ -87,6 +82,17 @@ fn dz_packed_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
         textureStore(dz_packed, vec2<u32>(c4, b), v);
         rows[r] = v;
     }
+    return rows;
+}
+
+@compute @workgroup_size(64)
+fn dz_packed_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c4 = gid.x;
+    let b4 = gid.y;
+    if (4u * c4 >= p.cols || 4u * b4 >= p.batch) {
+        return;
+    }
+    let rows = dz_block(c4, b4);
     for (var c = 0u; c < 4u; c = c + 1u) {
         let o = 4u * c4 + c;
         if (o < p.cols) {
@@ -94,6 +100,18 @@ fn dz_packed_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
             textureStore(dzt_packed, vec2<u32>(b4, o), t);
         }
     }
+}
+
+// dz alone, for the backward GEMMs that read B along n (src/gpu/gemm_kn.rs):
+// they read dz both ways, so no transpose is written.
+@compute @workgroup_size(64)
+fn dz_packed_only(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c4 = gid.x;
+    let b4 = gid.y;
+    if (4u * c4 >= p.cols || 4u * b4 >= p.batch) {
+        return;
+    }
+    _ = dz_block(c4, b4);
 }
 
 // db[o] = the sum of dzt's row o, in the same order as dz_and_bias_grad.
@@ -105,7 +123,7 @@ fn bias_grad_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var b4 = 0u; 4u * b4 < p.batch; b4 = b4 + 1u) {
-        let t = textureLoad(dzt_read, vec2<u32>(b4, o));
+        let t = textureLoad(packed_read, vec2<u32>(b4, o));
         for (var c = 0u; c < 4u; c = c + 1u) {
             if (4u * b4 + c < p.batch) {
                 sum = sum + t[c];
@@ -113,4 +131,25 @@ fn bias_grad_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     db[o] = sum;
+}
+
+// db[4 c4 .. 4 c4 + 4] = the column sums of dz's texel column c4, each
+// column summed over the batch in order (as dz_and_bias_grad: the same
+// bits). Workgroups of 16: at 256 outputs, 4 of them rather than 1, for
+// more than one of llvmpipe's threads.
+@compute @workgroup_size(16)
+fn bias_grad_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c4 = gid.x;
+    if (4u * c4 >= p.cols) {
+        return;
+    }
+    var sum = vec4<f32>(0.0);
+    for (var b = 0u; b < p.batch; b = b + 1u) {
+        sum = sum + textureLoad(packed_read, vec2<u32>(c4, b));
+    }
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        if (4u * c4 + c < p.cols) {
+            db[4u * c4 + c] = sum[c];
+        }
+    }
 }

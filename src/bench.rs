@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::gpu::cache::TuningRecord;
 use crate::gpu::fused::{FusedBuffers, FusedKernel};
 use crate::gpu::gemm::Epilogue;
-use crate::gpu::linear::{GemmDims, LinearScratch};
+use crate::gpu::linear::{BackwardGemms, DzChain, GemmDims, LinearScratch};
 use crate::gpu::timing::median;
 pub use crate::gpu::timing::TimeSource;
 use crate::gpu::{Gpu, GpuTensor};
@@ -180,7 +180,8 @@ impl LinearFixture {
             Some(&self.dx),
             &self.dw,
             &self.db,
-            None,
+            BackwardGemms::Auto,
+            DzChain::ALONE,
         )
     }
 

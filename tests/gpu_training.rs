@@ -999,6 +999,49 @@ fn fused_path_steps_equal_reference_steps_at_ragged_shapes() {
     }
 }
 
+/// The layered path where its backward runs the k-by-n GEMMs (texture
+/// operands and subgroups of 8, at about 128³ and up): layers whose dX
+/// GEMM leaves the layer below's dz directly, a width that is not a
+/// multiple of 4 (partial texels, k tails) and one that is, f' from z
+/// (tanh) and from y (ReLU), a residual connection (which keeps dX in
+/// memory). Against the reference step; where the k-by-n path runs, only
+/// the top layer of each linked run makes its own dz.
+#[test]
+fn linked_k_by_n_backward_steps_equal_reference_steps() {
+    let Some(gpu) = common::gpu() else { return };
+    let data = small_data(160, 40, 3, 7);
+    for (width, act, residual) in [
+        (130, Activation::Tanh, false),
+        (132, Activation::Relu, false),
+        (132, Activation::Gelu, true),
+    ] {
+        let mut config = MlpConfig::deep(40, 4, width, 3, act);
+        config.seed = 3;
+        config.residual = residual;
+        let train = TrainConfig::default()
+            .with_batch_size(160)
+            .with_learning_rate(0.02)
+            .with_optimizer(Optimizer::sgd())
+            .with_kernels(Kernels::Layered);
+        let what = format!("{width} {act} residual {residual}");
+        let (trainer, _) = steps_against_reference_on(&gpu, &config, &train, &data, &what);
+        let plan = format!(
+            "{:?}",
+            trainer.step_plan(false).expect("an unlogged step ran")
+        );
+        let own_dz = plan.matches("dispatch dz_packed_only").count();
+        println!("{what}: {own_dz} layers make their own dz in the k-by-n backward");
+        // Where the hidden layers run the k-by-n GEMMs, linked, only the top
+        // one makes its dz; residual connections (layers 1-3) keep each
+        // layer's dX in memory, so each makes its own.
+        if residual {
+            assert!(own_dz == 0 || own_dz >= 3, "{what}\n{plan}");
+        } else {
+            assert!(own_dz <= 1, "{what}\n{plan}");
+        }
+    }
+}
+
 /// Plain SGD folded into the fused path's gradient kernels (the output
 /// layer's and the stack's weight gradients, no optimizer or finite-check
 /// dispatch): input and hidden widths multiples of 4, SGD without

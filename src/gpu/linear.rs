@@ -9,6 +9,7 @@ use super::elementwise::{
     buffer_entries, buffer_entry, record_pass, record_pass_entries, split_rows, texture_entry,
 };
 use super::gemm::{self, Epilogue, GemmParams, GemmVariant};
+use super::gemm_kn::{self, KnForm, KnVariant};
 use super::shader;
 use super::tensor::{Bind, GpuTensor};
 use crate::activation::{Activation, Saved};
@@ -39,6 +40,30 @@ impl LinearShape {
     /// Floating-point operations of the forward GEMM (2·b·i·o).
     pub fn forward_flops(&self) -> f64 {
         2.0 * self.batch as f64 * self.in_features as f64 * self.out_features as f64
+    }
+
+    /// The dimensions of the backward's two GEMMs on padded operands:
+    /// `dX = dz·W` (`[batch, in]`, depth out) and `dW = dzᵀ·X` (`[out, in]`,
+    /// depth batch).
+    pub(crate) fn backward_dims(&self) -> (GemmDims, GemmDims) {
+        let (bt, i, o) = (self.batch, self.in_features, self.out_features);
+        let dx = GemmDims {
+            m: bt,
+            n: i,
+            k: o,
+            lda: pad4(o),
+            ldb: pad4(o),
+            ldc: i,
+        };
+        let dw = GemmDims {
+            m: o,
+            n: i,
+            k: bt,
+            lda: pad4(bt),
+            ldb: pad4(bt),
+            ldc: i,
+        };
+        (dx, dw)
     }
 
     /// Checks a layer's host slices (x, w, b and optionally dy) against the shape.
@@ -116,6 +141,62 @@ struct PackParams {
     texels: u32,
     columns: u32,
     pad: [u32; 3],
+}
+
+/// Where a k-by-n GEMM leaves its result.
+enum KnOut<'a> {
+    /// `C` row-major, row stride n.
+    Rows(&'a GpuTensor),
+    /// The layer below's packed dz: its activation, its saved tensor and
+    /// the texture.
+    Dz(Activation, &'a GpuTensor, wgpu::TextureView),
+}
+
+/// Which kernels run a linear layer's two backward GEMMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackwardGemms {
+    /// The autotuner's choice; where it picks texture kinds and subgroups
+    /// of 8 are allowed, the k-by-n kernels ([`BackwardGemms::KByN`]).
+    Auto,
+    /// Both GEMMs by this k-contiguous variant, on transposed operands.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Variant(GemmVariant),
+    /// The k-by-n kernels (`gpu::gemm_kn`): W, X and dz read as they are,
+    /// nothing transposed.
+    #[cfg_attr(not(test), allow(dead_code))]
+    KByN,
+}
+
+/// How one layer's backward on the k-by-n path links to its neighbours'
+/// (`Gpu::record_linear_backward`): consecutive layers alternate between
+/// two pooled textures for their packed dz, so that a layer's dX GEMM can
+/// leave the layer below's dz, already multiplied by that layer's `f'`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DzChain<'a> {
+    /// This layer's dz already sits in its texture, left by the layer
+    /// above: `dy` is not read.
+    pub ready: bool,
+    /// Which of the two textures holds this layer's dz (0 or 1; the layer
+    /// below uses the other).
+    pub parity: u8,
+    /// Instead of writing dX to `dx`, leave the layer below's
+    /// `dz = dX ⊙ f'(saved)` in the other texture: that layer's activation
+    /// and saved tensor (z, or y for the ReLU family).
+    pub below: Option<(Activation, &'a GpuTensor)>,
+}
+
+impl DzChain<'_> {
+    /// A layer on its own: dz from `dy`, dX into `dx`.
+    pub const ALONE: DzChain<'static> = DzChain {
+        ready: false,
+        parity: 0,
+        below: None,
+    };
+
+    /// The operand-texture slot of dz at `parity`.
+    fn slot(parity: u8) -> u8 {
+        2 + (parity & 1)
+    }
 }
 
 /// Where a GEMM operand's elements live.
@@ -484,40 +565,61 @@ impl Gpu {
                 )))
             }
         };
-        // Past the per-dimension limit, split the rows over several dispatches.
-        let mut first = 0u32;
-        while first < row_groups_total {
-            let groups = (row_groups_total - first).min(max_dim);
-            let params = self.params(&params_of(first * variant.tile_rows())?)?;
-            let mut buffers: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![(0, &params), (4, y)];
-            if let (Some(a), Some(b)) = (a, b) {
-                buffers.push((1, a));
-                buffers.push((2, b));
+        let mut buffers: Vec<(u32, &dyn crate::gpu::tensor::Bind)> = vec![(4, y)];
+        if let (Some(a), Some(b)) = (a, b) {
+            buffers.push((1, a));
+            buffers.push((2, b));
+        }
+        if let Epilogue::BiasActivation { save_z, .. } = epilogue {
+            let bias = bias.ok_or_else(|| Error::Config("GEMM epilogue needs a bias".into()))?;
+            buffers.push((3, bias));
+            if save_z {
+                let z = z.ok_or_else(|| Error::Config("GEMM epilogue needs z".into()))?;
+                buffers.push((5, z));
             }
-            if let Epilogue::BiasActivation { save_z, .. } = epilogue {
-                let bias =
-                    bias.ok_or_else(|| Error::Config("GEMM epilogue needs a bias".into()))?;
-                buffers.push((3, bias));
-                if save_z {
-                    let z = z.ok_or_else(|| Error::Config("GEMM epilogue needs z".into()))?;
-                    buffers.push((5, z));
-                }
-            }
-            let mut entries = buffer_entries(&buffers);
-            if let Some((ta, tb)) = &textures {
-                entries.extend([texture_entry(1, ta), texture_entry(2, tb)]);
-            }
-            self.scoped("recording a GEMM", || {
+        }
+        let mut entries = buffer_entries(&buffers);
+        if let Some((ta, tb)) = &textures {
+            entries.extend([texture_entry(1, ta), texture_entry(2, tb)]);
+        }
+        self.record_gemm_grid(
+            encoder,
+            "recording a GEMM",
+            &pipeline,
+            (col_groups, row_groups_total, variant.tile_rows()),
+            params_of,
+            &entries,
+        )
+    }
+
+    /// Records a GEMM kernel's dispatches: `col_groups × row_groups`
+    /// workgroups of `tile_rows` rows, split over several dispatches past
+    /// the per-dimension limit, each with its parameters
+    /// (`params_of(first row)`) at binding 0 beside `entries`.
+    fn record_gemm_grid(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        context: &str,
+        pipeline: &wgpu::ComputePipeline,
+        (col_groups, row_groups, tile_rows): (u32, u32, u32),
+        params_of: impl Fn(u32) -> Result<GemmParams, Error>,
+        entries: &[wgpu::BindGroupEntry],
+    ) -> Result<(), Error> {
+        let max_dim = self.limits().max_compute_workgroups_per_dimension;
+        for (first, groups) in row_chunks(row_groups, max_dim) {
+            let params = self.params(&params_of(first * tile_rows)?)?;
+            let mut all = vec![buffer_entry(0, &params)];
+            all.extend(entries.iter().cloned());
+            self.scoped(context, || {
                 record_pass_entries(
                     self,
                     encoder,
                     "gemm",
-                    &pipeline,
-                    &entries,
+                    pipeline,
+                    &all,
                     (col_groups, groups, 1),
                 )
             })?;
-            first += groups;
         }
         Ok(())
     }
@@ -636,8 +738,16 @@ impl Gpu {
     /// next to the O(n³) GEMMs). Texture kinds read W and X transposed in
     /// their packing pass instead, with no transpose pass.
     ///
-    /// `variant` runs both GEMMs with one kernel variant instead of the
-    /// autotuner's choice (`None`), for tests and benchmarks of each variant.
+    /// Where the autotuner picks the texture kinds on an adapter with
+    /// subgroups of 8, dX and dW run instead through the k-by-n kernels of
+    /// `gpu::gemm_kn`, which read dz, W and X in the layouts the
+    /// activation step and plain copies leave (no transpose at all), and
+    /// `chain` can link consecutive layers: the dX GEMM then leaves the
+    /// layer below's dz (`dX ⊙ f'`) in its texture instead of dX in `dx`,
+    /// and that layer's backward starts from it ([`DzChain`]).
+    ///
+    /// `gemms` picks the kernels instead of the autotuner
+    /// ([`BackwardGemms::Auto`]), for tests and benchmarks of each.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_linear_backward(
         &self,
@@ -651,11 +761,12 @@ impl Gpu {
         dx: Option<&GpuTensor>,
         dw: &GpuTensor,
         db: &GpuTensor,
-        variant: Option<GemmVariant>,
+        gemms: BackwardGemms,
+        chain: DzChain,
     ) -> Result<(), Error> {
-        let choose = |dims: GemmDims| match variant {
-            Some(v) => Ok(v),
-            None => self.gemm_variant(dims),
+        let choose = |dims: GemmDims| match gemms {
+            BackwardGemms::Variant(v) => Ok(v),
+            _ => self.gemm_variant(dims),
         };
         act.validate()?;
         let shape = LinearShape::new(x.rows(), x.cols(), w.rows());
@@ -682,24 +793,7 @@ impl Gpu {
             }
             return Ok(());
         }
-        let dx_dims = GemmDims {
-            m: bt,
-            n: i,
-            k: o,
-            lda: pad4(o),
-            ldb: pad4(o),
-            ldc: i,
-        };
-        let dw_dims = GemmDims {
-            m: o,
-            n: i,
-            k: bt,
-            lda: pad4(bt),
-            ldb: pad4(bt),
-            ldc: i,
-        };
-        let v_dx = dx.map(|_| choose(dx_dims)).transpose()?;
-        let v_dw = choose(dw_dims)?;
+        let (dx_dims, dw_dims) = shape.backward_dims();
         let params = self.params(&DzParams {
             batch: to_u32("batch", bt)?,
             cols: to_u32("out_features", o)?,
@@ -714,6 +808,88 @@ impl Gpu {
                 false,
             )
         };
+        // A pass of the activation step (`entry`): the parameters at
+        // binding 0 and `entries`.
+        let record_dz_pass = |encoder: &mut wgpu::CommandEncoder,
+                              entry: &str,
+                              entries: &[wgpu::BindGroupEntry],
+                              groups: (u32, u32, u32)|
+         -> Result<(), Error> {
+            let pipeline = dz_pipeline(entry)?;
+            let mut all = vec![buffer_entry(0, &params)];
+            all.extend(entries.iter().cloned());
+            self.scoped("recording linear_backward", || {
+                record_pass_entries(self, encoder, entry, &pipeline, &all, groups)
+            })
+        };
+        // dz packed: one invocation per 4 × 4 block.
+        let texels = to_u32("out_features", o.div_ceil(4))?;
+        let dz_groups = (texels.div_ceil(64), to_u32("batch", bt.div_ceil(4))?, 1);
+        let kn = match gemms {
+            BackwardGemms::KByN => true,
+            BackwardGemms::Variant(_) => false,
+            BackwardGemms::Auto => self.backward_is_k_by_n(shape, dx.is_some())?,
+        };
+        if (chain.ready || chain.below.is_some()) && !kn {
+            return Err(Error::Config(
+                "a chained linear backward needs the k-by-n GEMMs, which this adapter or shape \
+                 does not use"
+                    .into(),
+            ));
+        }
+        if kn {
+            let dz = self
+                .operand_texture(DzChain::slot(chain.parity), bt, o)?
+                .create_view(&Default::default());
+            if !chain.ready {
+                let entries = [
+                    buffer_entry(1, &dy),
+                    buffer_entry(2, &saved),
+                    texture_entry(6, &dz),
+                ];
+                record_dz_pass(encoder, "dz_packed_only", &entries, dz_groups)?;
+            }
+            let entries = [buffer_entry(4, &db), texture_entry(8, &dz)];
+            record_dz_pass(
+                encoder,
+                "bias_grad_columns",
+                &entries,
+                (texels.div_ceil(16), 1, 1),
+            )?;
+            // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i]: W as the forward reads it;
+            // or the layer below's dz from it.
+            if let Some(dx) = dx {
+                let w_view = self.record_pack(encoder, 1, Operand::Rows(w, i), (o, i))?;
+                let out = match chain.below {
+                    None => KnOut::Rows(dx),
+                    Some((act_below, saved_below)) => {
+                        act_below.validate()?;
+                        check_tensor("linear_backward", "saved below", saved_below, bt, i)?;
+                        let view = self
+                            .operand_texture(DzChain::slot(chain.parity ^ 1), bt, i)?
+                            .create_view(&Default::default());
+                        KnOut::Dz(act_below, saved_below, view)
+                    }
+                };
+                self.record_kn_gemm(encoder, KnForm::Ab, (bt, i, o), &dz, &w_view, out)?;
+            } else if chain.below.is_some() {
+                return Err(Error::Config(
+                    "a linear backward without dX cannot leave the layer below's dz".into(),
+                ));
+            }
+            // 3. dW[o, i] = Σ_b dz[b, o]·X[b, i]: X as the forward reads it.
+            let x_view = self.record_pack(encoder, 0, Operand::Rows(x, i), (bt, i))?;
+            return self.record_kn_gemm(
+                encoder,
+                KnForm::AtB,
+                (o, i, bt),
+                &dz,
+                &x_view,
+                KnOut::Rows(dw),
+            );
+        }
+        let v_dx = dx.map(|_| choose(dx_dims)).transpose()?;
+        let v_dw = choose(dw_dims)?;
         // 1. dz = dy ⊙ f'(saved), its transpose, and db = Σ_batch dz: for
         // texture kinds straight into their packed textures (no buffer copy
         // of either, no packing pass; db then from dzᵀ), else into buffers
@@ -727,42 +903,16 @@ impl Gpu {
                 dzt = self
                     .operand_texture(3, o, bt)?
                     .create_view(&Default::default());
-                let blocks = dz_pipeline("dz_packed_blocks")?;
-                let bias = dz_pipeline("bias_grad_packed")?;
-                let block_groups = (
-                    to_u32("out_features", o.div_ceil(4))?.div_ceil(64),
-                    to_u32("batch", bt.div_ceil(4))?,
-                    1,
-                );
+                let entries = [
+                    buffer_entry(1, &dy),
+                    buffer_entry(2, &saved),
+                    texture_entry(6, &dz),
+                    texture_entry(7, &dzt),
+                ];
+                record_dz_pass(encoder, "dz_packed_blocks", &entries, dz_groups)?;
+                let entries = [buffer_entry(4, &db), texture_entry(8, &dzt)];
                 let bias_groups = (to_u32("out_features", o)?.div_ceil(64), 1, 1);
-                self.scoped("recording linear_backward", || {
-                    record_pass_entries(
-                        self,
-                        encoder,
-                        "dz_packed_blocks",
-                        &blocks,
-                        &[
-                            buffer_entry(0, &params),
-                            buffer_entry(1, &dy),
-                            buffer_entry(2, &saved),
-                            texture_entry(6, &dz),
-                            texture_entry(7, &dzt),
-                        ],
-                        block_groups,
-                    );
-                    record_pass_entries(
-                        self,
-                        encoder,
-                        "bias_grad_packed",
-                        &bias,
-                        &[
-                            buffer_entry(0, &params),
-                            buffer_entry(4, &db),
-                            texture_entry(8, &dzt),
-                        ],
-                        bias_groups,
-                    );
-                })?;
+                record_dz_pass(encoder, "bias_grad_packed", &entries, bias_groups)?;
                 (Operand::Packed(&dz), Operand::Packed(&dzt))
             } else {
                 let entry = "dz_and_bias_grad";
@@ -796,6 +946,90 @@ impl Gpu {
         }
         // 3. dW[o, i] = Σ_b dzᵀ[o, b]·X[b, i].
         self.record_gemm_times_rows(encoder, v_dw, dw_dims, a_dw, (x, &scratch.xt), dw)
+    }
+
+    /// Whether [`Gpu::record_linear_backward`] runs `shape` through the
+    /// k-by-n GEMMs when the autotuner chooses: where it picks the texture
+    /// kinds for both backward GEMMs on an adapter with subgroups of 8.
+    pub(crate) fn backward_is_k_by_n(
+        &self,
+        shape: LinearShape,
+        with_dx: bool,
+    ) -> Result<bool, Error> {
+        let (bt, o) = (shape.batch, shape.out_features);
+        if !self.subgroups_ok() || bt == 0 || o == 0 {
+            return Ok(false);
+        }
+        let (dx_dims, dw_dims) = shape.backward_dims();
+        Ok(self.gemm_variant(dw_dims)?.kind.uses_textures()
+            && (!with_dx || self.gemm_variant(dx_dims)?.kind.uses_textures()))
+    }
+
+    /// Records `C[m, n]` (row stride n) from two packed operands through
+    /// the k-by-n kernel of `form` (`gpu::gemm_kn`); `(m, n, k)` are the
+    /// GEMM's dimensions.
+    fn record_kn_gemm(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        form: KnForm,
+        (m, n, k): (usize, usize, usize),
+        a: &wgpu::TextureView,
+        b: &wgpu::TextureView,
+        out: KnOut,
+    ) -> Result<(), Error> {
+        if !self.subgroups_ok() {
+            return Err(Error::Config(
+                "the k-by-n backward GEMMs need subgroups of at least 8 invocations, which this \
+                 adapter lacks; use a k-contiguous variant"
+                    .into(),
+            ));
+        }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let v = KnVariant::for_columns(form, n);
+        let dz_of = match &out {
+            KnOut::Rows(_) => None,
+            KnOut::Dz(act, ..) => Some(*act),
+        };
+        let key = match dz_of {
+            None => format!("gemm_kn[{}]", v.name()),
+            Some(act) => format!("gemm_kn[{}, dz for {act}]", v.name()),
+        };
+        let pipeline = self.pipeline(&key, "gemm", || gemm_kn::generate(v, dz_of), true)?;
+        let col_groups = to_u32("GEMM columns", n)?.div_ceil(v.tile_cols());
+        let row_groups_total = to_u32("GEMM rows", m)?.div_ceil(v.tile_rows());
+        let (m32, n32, k32) = (
+            to_u32("GEMM rows", m)?,
+            to_u32("GEMM columns", n)?,
+            to_u32("GEMM depth", k)?,
+        );
+        let mut entries = vec![texture_entry(1, a), texture_entry(2, b)];
+        match &out {
+            KnOut::Rows(c) => entries.push(buffer_entry(4, *c)),
+            KnOut::Dz(_, saved, view) => {
+                entries.extend([buffer_entry(5, *saved), texture_entry(6, view)])
+            }
+        }
+        self.record_gemm_grid(
+            encoder,
+            "recording a k-by-n GEMM",
+            &pipeline,
+            (col_groups, row_groups_total, v.tile_rows()),
+            |row_offset| {
+                Ok(GemmParams {
+                    m: m32,
+                    n: n32,
+                    k: k32,
+                    lda: 0,
+                    ldb: 0,
+                    ldc: n32,
+                    row_offset,
+                    pad: 0,
+                })
+            },
+            &entries,
+        )
     }
 
     /// Records `C[m, n] = Σ_k A[m, k]·S[k, n]` (`dims`, whose B strides are
@@ -892,7 +1126,7 @@ impl Gpu {
         dy: &[f32],
         shape: LinearShape,
     ) -> Result<LinearGrads, Error> {
-        self.linear_backward_with(act, x, w, b, dy, shape, None)
+        self.linear_backward_with(act, x, w, b, dy, shape, BackwardGemms::Auto)
     }
 
     /// [`Gpu::linear_backward`] without blocking.
@@ -905,12 +1139,12 @@ impl Gpu {
         dy: &[f32],
         shape: LinearShape,
     ) -> Result<LinearGrads, Error> {
-        self.linear_backward_variant_async(act, x, w, b, dy, shape, None)
+        self.linear_backward_variant_async(act, x, w, b, dy, shape, BackwardGemms::Auto)
             .await
     }
 
-    /// [`Gpu::linear_backward`] with both backward GEMMs run by `variant`
-    /// (`None`: the autotuner's choice); for tests of each kernel variant.
+    /// [`Gpu::linear_backward`] with the backward GEMMs run by `gemms`; for
+    /// tests of each kernel.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn linear_backward_with(
         &self,
@@ -920,9 +1154,9 @@ impl Gpu {
         b: &[f32],
         dy: &[f32],
         shape: LinearShape,
-        variant: Option<GemmVariant>,
+        gemms: BackwardGemms,
     ) -> Result<LinearGrads, Error> {
-        pollster::block_on(self.linear_backward_variant_async(act, x, w, b, dy, shape, variant))
+        pollster::block_on(self.linear_backward_variant_async(act, x, w, b, dy, shape, gemms))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -934,7 +1168,7 @@ impl Gpu {
         b: &[f32],
         dy: &[f32],
         shape: LinearShape,
-        variant: Option<GemmVariant>,
+        gemms: BackwardGemms,
     ) -> Result<LinearGrads, Error> {
         act.validate()?;
         let LinearShape {
@@ -971,7 +1205,8 @@ impl Gpu {
             Some(&dxt),
             &dwt,
             &dbt,
-            variant,
+            gemms,
+            DzChain::ALONE,
         )?;
         self.submit("linear_backward", vec![encoder.finish()])?;
         Ok(LinearGrads {
@@ -980,6 +1215,14 @@ impl Gpu {
             db: self.download_async(&dbt).await?,
         })
     }
+}
+
+/// `(first, count)` row groups of each dispatch when `total` row groups are
+/// split past the per-dimension workgroup limit `max`.
+fn row_chunks(total: u32, max: u32) -> impl Iterator<Item = (u32, u32)> {
+    (0..total)
+        .step_by(max.max(1) as usize)
+        .map(move |first| (first, (total - first).min(max)))
 }
 
 fn check_tensor(

@@ -8,6 +8,7 @@ pub(crate) mod elementwise;
 pub(crate) mod fused;
 mod fused_sg;
 pub(crate) mod gemm;
+mod gemm_kn;
 pub(crate) mod linear;
 pub(crate) mod norm;
 pub(crate) mod plan;

@@ -5,7 +5,7 @@
 use super::{grid_values, run_gemm};
 
 use crate::gpu::gemm::{GemmKind, GemmVariant};
-use crate::gpu::linear::GemmDims;
+use crate::gpu::linear::{BackwardGemms, GemmDims};
 use crate::{reference, Activation, Error, LinearShape};
 
 /// Largest |gpu − ref| / (1e-4·mag + 1e-6), where mag is the same sum as
@@ -254,7 +254,15 @@ fn the_backward_through_every_gemm_kind_matches_the_reference() {
                 let mag = magnitudes(&x, &w, &b, &dy, shape);
                 for act in [Activation::Relu, Activation::Gelu] {
                     let g = gpu
-                        .linear_backward_with(act, &x, &w, &b, &dy, shape, Some(*v))
+                        .linear_backward_with(
+                            act,
+                            &x,
+                            &w,
+                            &b,
+                            &dy,
+                            shape,
+                            BackwardGemms::Variant(*v),
+                        )
                         .unwrap();
                     let r = reference::linear_backward(act, &x, &w, &b, &dy, shape).unwrap();
                     for (what, ratio) in [
@@ -288,6 +296,67 @@ fn the_backward_through_every_gemm_kind_matches_the_reference() {
             .any(|v| v.kind == kind && tested.contains(&v.name()));
         assert_eq!(runs, tested_kind, "{kind:?}");
     }
+}
+
+#[test]
+fn the_k_by_n_backward_matches_the_reference_at_ragged_shapes_and_scales() {
+    let Some(gpu) = super::gpu() else { return };
+    if !gpu.subgroups_ok() || !gpu.texture_operands_fit(GemmDims::dense(4, 4, 4)) {
+        println!("skipped: the k-by-n kernels need subgroups of 8 and texture operands");
+        return;
+    }
+    // Batches, inputs and outputs that leave partial texels, partial row
+    // tiles, workgroups narrower and wider than the output, and k tails of
+    // 1 to 3 (k is the output width for dX, the batch for dW).
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 2),
+        (13, 17, 19),
+        (33, 64, 65),
+        (70, 33, 130),
+        (100, 257, 31),
+        (256, 256, 256),
+    ];
+    let mut cases = 0;
+    for &(bt, i, o) in &shapes {
+        let shape = LinearShape::new(bt, i, o);
+        // The upstream gradient at extreme scales (it scales dz, so all three
+        // gradients), and the input too for identity (scaling x through a
+        // ReLU would put z's cancellations on the wrong side of 0 in f32).
+        for scale in [1e-20f32, 1.0, 1e15] {
+            for act in [Activation::Relu, Activation::Tanh, Activation::Identity] {
+                let x_scale = if act == Activation::Identity {
+                    scale
+                } else {
+                    1.0
+                };
+                let x = grid_values(bt * i, (bt + i) as u64, x_scale);
+                let w = grid_values(o * i, (o * 3 + i) as u64, 0.25);
+                let b = grid_values(o, o as u64, 0.5);
+                let dy = grid_values(bt * o, (bt * 7 + o) as u64, scale);
+                let mag = magnitudes(&x, &w, &b, &dy, shape);
+                let g = gpu
+                    .linear_backward_with(act, &x, &w, &b, &dy, shape, BackwardGemms::KByN)
+                    .unwrap();
+                let r = reference::linear_backward(act, &x, &w, &b, &dy, shape).unwrap();
+                for (what, ratio) in [
+                    ("dx", worst_ratio(&g.dx, &r.dx, &mag.dx)),
+                    ("dw", worst_ratio(&g.dw, &r.dw, &mag.dw)),
+                    ("db", worst_ratio(&g.db, &r.db, &mag.db)),
+                ] {
+                    assert!(ratio <= 1.0, "{act} {bt}x{i}x{o} x{scale} {what}: {ratio}");
+                }
+                // db is summed in the same order as the buffer path's.
+                let v = GemmVariant::CANDIDATES[0];
+                let other = gpu
+                    .linear_backward_with(act, &x, &w, &b, &dy, shape, BackwardGemms::Variant(v))
+                    .unwrap();
+                assert_eq!(g.db, other.db, "{act} {bt}x{i}x{o} x{scale}");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, shapes.len() * 9);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::gpu::fused::SgdFold;
+use crate::gpu::linear::{BackwardGemms, DzChain};
 
 impl Trainer {
     /// Records and submits one optimizer step on the batch starting at
@@ -84,6 +85,33 @@ impl Trainer {
         Ok(())
     }
 
+    /// For each layer `l` of the layered backward (`first..until`), whether
+    /// its dX GEMM leaves layer `l - 1`'s dz in place (the k-by-n path,
+    /// `DzChain`), so that dX never goes through memory and layer `l - 1`
+    /// makes no dz of its own: both layers run the k-by-n GEMMs, layer `l`
+    /// has no residual connection (whose backward adds to `l - 1`'s dy),
+    /// and layer `l - 1` has nothing between its linear part and its dy
+    /// (no dropout, normalisation, learned slopes or residual connection).
+    fn linked_backward(&self, first: usize, until: usize) -> Result<Vec<bool>, Error> {
+        let b = self.config.batch_size;
+        let mut linked = vec![false; self.layers.len() + 1];
+        for (l, link) in linked.iter_mut().enumerate().take(until).skip(first + 1) {
+            let (above, below) = (&self.layers[l], &self.layers[l - 1]);
+            let plain_below =
+                !below.dropout && !below.residual && below.norm.is_none() && below.slopes.is_none();
+            if above.residual || !plain_below {
+                continue;
+            }
+            let shape_of = |l: usize| {
+                let w = &self.model.layers[l].weight;
+                crate::LinearShape::new(b, w.cols(), w.rows())
+            };
+            *link = self.gpu.backward_is_k_by_n(shape_of(l), true)?
+                && self.gpu.backward_is_k_by_n(shape_of(l - 1), l - 1 > 0)?;
+        }
+        Ok(linked)
+    }
+
     /// Records one step's passes (the step state already written): the
     /// batch, the forward, the loss, the backward, clipping, the update,
     /// the checks (the update and the checks inside the gradient kernels
@@ -148,7 +176,9 @@ impl Trainer {
             }
         };
         // Backward, last layer first. Each layer's `dy` holds dL/d(its
-        // output as the next layer sees it).
+        // output as the next layer sees it), except where the layer above
+        // leaves its dz directly (`linked`).
+        let linked = self.linked_backward(first_layered, layered_until)?;
         for l in (first_layered..layered_until).rev() {
             let layer = &self.layers[l];
             let params = &self.model.layers[l];
@@ -232,7 +262,20 @@ impl Trainer {
                 dx,
                 &layer.dw,
                 &layer.db,
-                None,
+                BackwardGemms::Auto,
+                DzChain {
+                    ready: linked.get(l + 1).copied().unwrap_or(false),
+                    parity: (l % 2) as u8,
+                    below: linked[l].then(|| {
+                        let below = &self.layers[l - 1];
+                        let saved = if below.act.saved() == Saved::PreActivation {
+                            &below.z
+                        } else {
+                            &below.y
+                        };
+                        (below.act, saved)
+                    }),
+                },
             )?;
             if layer.residual {
                 let prev = &self.layers[l - 1];
