@@ -46,19 +46,25 @@ pub(crate) struct KnVariant {
 }
 
 impl KnVariant {
-    /// The variant for a GEMM with `n` output columns: 16 rows by 2 texels
-    /// an invocation, and a workgroup no wider than the output (8 to 64
-    /// invocations). Measured on lavapipe at 256³ (the backward's GFLOP/s,
-    /// taking turns in three rounds): 16 × 2 22.4-34.6, 16 × 1 23.7-28.4,
-    /// 8 × 1 18.2-19.9, 32 × 1 21.7-30.7, 24 × 2 22.4-26.9, 8 × 4 19.2-28.0;
-    /// the k-contiguous texture kinds with their transposing packs
-    /// 16.3-25.1.
+    /// The variant for a GEMM with `n` output columns: 16 rows by 1 texel
+    /// an invocation for `Ab`, 32 by 1 for `AtB`, and a workgroup no wider
+    /// than the output (8 to 64 invocations). Measured on lavapipe at 256³,
+    /// each kernel alone, best of 7 rounds taking turns, GFLOP/s with the
+    /// adapter's peak at about 82: `Ab` 16 × 1 55.7, 32 × 1 54.8, 12 × 1 54.4,
+    /// 8 × 1 53.8, 16 × 2 44.4, 32 × 2 26.6; `AtB` 32 × 2 52.3 (49.3 in a
+    /// slower run, where 16 × 2 read 43.8), 32 × 1 47.6, 16 × 2 47.7, 8 × 2
+    /// 38.4, 8 × 1 33.4. 32 × 2 is not used: its 64 vec4 accumulators took
+    /// lavapipe seconds to compile with its shader cache empty.
     pub fn for_columns(form: KnForm, n: usize) -> Self {
-        let texels = n.div_ceil(4).div_ceil(COLS4 as usize).clamp(8, 64);
+        let (rows, cols4) = match form {
+            KnForm::Ab => (16, 1),
+            KnForm::AtB => (32, 1),
+        };
+        let texels = n.div_ceil(4).div_ceil(cols4 as usize).clamp(8, 64);
         KnVariant {
             form,
-            rows: 16,
-            cols4: COLS4,
+            rows,
+            cols4,
             workgroup: texels.next_power_of_two().min(64) as u32,
         }
     }
@@ -87,9 +93,6 @@ impl KnVariant {
         )
     }
 }
-
-/// Output texels an invocation owns.
-const COLS4: u32 = 2;
 
 const COMPS: [&str; 4] = ["x", "y", "z", "w"];
 
@@ -196,95 +199,114 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
                     8 * q
                 );
             }
-            let step = |s: &mut String, tail: bool| {
-                for q in 0..rows.div_ceil(8) {
-                    let _ = writeln!(
-                        s,
-                        "        let as{q} = textureLoad(a, vec2<u32>(kk, ra{q}));"
-                    );
-                }
-                for r in 0..rows {
-                    let _ = writeln!(
-                        s,
-                        "        let a{r} = subgroupBroadcast(as{}, {}u);",
-                        r / 8,
-                        r % 8
-                    );
-                }
-                for kq in 0..4 {
-                    for c in 0..cols4 {
-                        if tail {
-                            // Past k, A's texels hold zeros; B's rows are
-                            // clamped into range and zeroed, so that no
-                            // 0 · inf can appear.
-                            let _ = writeln!(
-                                s,
-                                "        let b{kq}_{c} = select(vec4<f32>(0.0), textureLoad(b, vec2<u32>(cb{c}, min(4u * kk + {kq}u, p.k - 1u))), 4u * kk + {kq}u < p.k);"
-                            );
-                        } else {
-                            let _ = writeln!(
-                                s,
-                                "        let b{kq}_{c} = textureLoad(b, vec2<u32>(cb{c}, 4u * kk + {kq}u));"
-                            );
-                        }
-                    }
-                }
-                for (kq, comp) in COMPS.iter().enumerate() {
-                    for r in 0..rows {
-                        for c in 0..cols4 {
-                            fma(
-                                s,
-                                &format!("vec4<f32>(a{r}.{comp})"),
-                                &format!("b{kq}_{c}"),
-                                &format!("acc{r}_{c}"),
-                            );
-                        }
-                    }
-                }
-            };
+            // Past k, A's texels hold zeros and B's rows are clamped to row
+            // k - 1: their products are zeros (NaN only where row k - 1 holds
+            // an infinity or a NaN, which the true sum then holds as well).
             s.push_str(
-                "    let full = p.k / 4u;\n    var kk = 0u;\n    loop {\n        if (kk >= full) { break; }\n",
+                "    let k4 = (p.k + 3u) / 4u;\n    var kk = 0u;\n    loop {\n        if (kk >= k4) { break; }\n",
             );
-            step(&mut s, false);
-            s.push_str("        kk = kk + 1u;\n    }\n    if (full * 4u < p.k) {\n");
-            step(&mut s, true);
-            s.push_str("    }\n");
-        }
-    }
-    for r in 0..rows {
-        for c in 0..cols4 {
-            let _ = writeln!(
-                s,
-                "    if (row_base + {r}u < p.m && ct{c} < nt) {{\n        \
-                 let at = (row_base + {r}u) * p.ldc + 4u * ct{c};"
-            );
-            if dz_of.is_some() {
-                // Components past n stay zero, as the GEMMs that read dz need.
-                s.push_str("        var d = vec4<f32>(0.0);\n");
-                for (i, comp) in COMPS.iter().enumerate() {
-                    let _ = writeln!(
-                        s,
-                        "        if (4u * ct{c} + {i}u < p.n) {{ d.{comp} = flush_subnormal(acc{r}_{c}.{comp} * derivative_from_saved(saved[at + {i}u])); }}"
-                    );
-                }
+            for q in 0..rows.div_ceil(8) {
                 let _ = writeln!(
                     s,
-                    "        textureStore(dz_out, vec2<u32>(ct{c}, row_base + {r}u), d);"
+                    "        let as{q} = textureLoad(a, vec2<u32>(kk, ra{q}));"
                 );
-            } else {
-                // Scalar stores: C's rows need not be 16-byte aligned.
+            }
+            for r in 0..rows {
+                let _ = writeln!(
+                    s,
+                    "        let a{r} = subgroupBroadcast(as{}, {}u);",
+                    r / 8,
+                    r % 8
+                );
+            }
+            for kq in 0..4 {
+                let _ = writeln!(s, "        let kb{kq} = min(4u * kk + {kq}u, p.k - 1u);");
+                for c in 0..cols4 {
+                    let _ = writeln!(
+                        s,
+                        "        let b{kq}_{c} = textureLoad(b, vec2<u32>(cb{c}, kb{kq}));"
+                    );
+                }
+            }
+            for (kq, comp) in COMPS.iter().enumerate() {
+                for r in 0..rows {
+                    for c in 0..cols4 {
+                        fma(
+                            &mut s,
+                            &format!("vec4<f32>(a{r}.{comp})"),
+                            &format!("b{kq}_{c}"),
+                            &format!("acc{r}_{c}"),
+                        );
+                    }
+                }
+            }
+            s.push_str("        kk = kk + 1u;\n    }\n");
+        }
+    }
+    if let Some(act) = dz_of {
+        dz_epilogue(&mut s, v, act);
+    } else {
+        // Scalar stores: C's rows need not be 16-byte aligned.
+        for r in 0..rows {
+            for c in 0..cols4 {
+                let _ = writeln!(
+                    s,
+                    "    if (row_base + {r}u < p.m && ct{c} < nt) {{\n        \
+                     let at = (row_base + {r}u) * p.ldc + 4u * ct{c};"
+                );
                 for (i, comp) in COMPS.iter().enumerate() {
                     let _ = writeln!(
                         s,
                         "        if (4u * ct{c} + {i}u < p.n) {{ y[at + {i}u] = acc{r}_{c}.{comp}; }}"
                     );
                 }
+                s.push_str("    }\n");
             }
-            s.push_str("    }\n");
         }
     }
     s.push_str("}\n");
     s
+}
+
+/// The layer below's dz from the accumulators, as a loop over them
+/// gathered in an array: `f'` (for `act`) and the store written out once,
+/// not once per accumulator, which keeps the kernel quick to compile (a
+/// GELU derivative per accumulator took lavapipe seconds).
+fn dz_epilogue(s: &mut String, v: KnVariant, act: Activation) {
+    let KnVariant {
+        rows,
+        cols4,
+        workgroup,
+        ..
+    } = v;
+    let accs: Vec<String> = (0..rows)
+        .flat_map(|r| (0..cols4).map(move |c| format!("acc{r}_{c}")))
+        .collect();
+    let _ = writeln!(
+        s,
+        "    // dz for `{act}`.\n    \
+         let outs = array<vec4<f32>, {}>({});\n    \
+         for (var r = 0u; r < {rows}u; r = r + 1u) {{\n        \
+         let row = row_base + r;\n        \
+         if (row >= p.m) {{ break; }}\n        \
+         for (var c = 0u; c < {cols4}u; c = c + 1u) {{\n            \
+         let ct = wid.x * {}u + lid.x + c * {workgroup}u;\n            \
+         if (ct >= nt) {{ break; }}\n            \
+         let v = outs[r * {cols4}u + c];\n            \
+         let at = row * p.ldc + 4u * ct;\n            \
+         var d = vec4<f32>(0.0);",
+        accs.len(),
+        accs.join(", "),
+        cols4 * workgroup
+    );
+    // Components past n stay zero, as the GEMMs that read dz need.
+    for (i, comp) in COMPS.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "            if (4u * ct + {i}u < p.n) {{ d.{comp} = flush_subnormal(v.{comp} * derivative_from_saved(saved[at + {i}u])); }}"
+        );
+    }
+    s.push_str("            textureStore(dz_out, vec2<u32>(ct, row), d);\n        }\n    }\n");
 }
 
 #[cfg(test)]

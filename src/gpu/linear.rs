@@ -584,7 +584,7 @@ impl Gpu {
         }
         self.record_gemm_grid(
             encoder,
-            "recording a GEMM",
+            ("gemm", "recording a GEMM"),
             &pipeline,
             (col_groups, row_groups_total, variant.tile_rows()),
             params_of,
@@ -599,7 +599,7 @@ impl Gpu {
     fn record_gemm_grid(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        context: &str,
+        (label, context): (&str, &str),
         pipeline: &wgpu::ComputePipeline,
         (col_groups, row_groups, tile_rows): (u32, u32, u32),
         params_of: impl Fn(u32) -> Result<GemmParams, Error>,
@@ -614,7 +614,7 @@ impl Gpu {
                 record_pass_entries(
                     self,
                     encoder,
-                    "gemm",
+                    label,
                     pipeline,
                     &all,
                     (col_groups, groups, 1),
@@ -871,7 +871,8 @@ impl Gpu {
                         KnOut::Dz(act_below, saved_below, view)
                     }
                 };
-                self.record_kn_gemm(encoder, KnForm::Ab, (bt, i, o), &dz, &w_view, out)?;
+                let v = KnVariant::for_columns(KnForm::Ab, i);
+                self.record_kn_gemm(encoder, v, (bt, i, o), &dz, &w_view, out)?;
             } else if chain.below.is_some() {
                 return Err(Error::Config(
                     "a linear backward without dX cannot leave the layer below's dz".into(),
@@ -881,7 +882,7 @@ impl Gpu {
             let x_view = self.record_pack(encoder, 0, Operand::Rows(x, i), (bt, i))?;
             return self.record_kn_gemm(
                 encoder,
-                KnForm::AtB,
+                KnVariant::for_columns(KnForm::AtB, i),
                 (o, i, bt),
                 &dz,
                 &x_view,
@@ -971,7 +972,7 @@ impl Gpu {
     fn record_kn_gemm(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        form: KnForm,
+        v: KnVariant,
         (m, n, k): (usize, usize, usize),
         a: &wgpu::TextureView,
         b: &wgpu::TextureView,
@@ -987,7 +988,6 @@ impl Gpu {
         if m == 0 || n == 0 {
             return Ok(());
         }
-        let v = KnVariant::for_columns(form, n);
         let dz_of = match &out {
             KnOut::Rows(_) => None,
             KnOut::Dz(act, ..) => Some(*act),
@@ -1013,7 +1013,13 @@ impl Gpu {
         }
         self.record_gemm_grid(
             encoder,
-            "recording a k-by-n GEMM",
+            (
+                match v.form {
+                    KnForm::Ab => "gemm_ab",
+                    KnForm::AtB => "gemm_atb",
+                },
+                "recording a k-by-n GEMM",
+            ),
             &pipeline,
             (col_groups, row_groups_total, v.tile_rows()),
             |row_offset| {
