@@ -217,9 +217,10 @@ fn mad(fma: bool, a: &str, b: &str, acc: &str) -> String {
 
 /// Generates the WGSL of one GEMM kernel (entry point `gemm`):
 /// `C[m, n] = Σ_k A[m, k]·B[n, k]`, both operands k-contiguous (the layout
-/// of `X·Wᵀ`; the backward GEMMs reach it through transposes). The texture
-/// kinds read A and B from `rgba32float` textures with texel `(t, r)`
-/// holding `[r, 4t..4t + 4]` (zero past k).
+/// of `X·Wᵀ`; the backward GEMMs reach it through transposes, or, where the
+/// texture kinds run, through `gpu::gemm_kn`'s kernels instead). The
+/// texture kinds read A and B from `rgba32float` textures with texel
+/// `(t, r)` holding `[r, 4t..4t + 4]` (zero past k).
 pub fn generate(variant: GemmVariant, epilogue: Epilogue) -> String {
     let GemmVariant {
         kind,
