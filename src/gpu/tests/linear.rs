@@ -411,6 +411,91 @@ fn wrong_lengths_are_shape_errors_naming_both() {
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 }
 
+/// A chained backward that cannot run as asked is a configuration error,
+/// not a silent unchained one: chaining on the k-contiguous kernels, or
+/// leaving the layer below's dz without a dX to make it from, or a saved
+/// tensor of the wrong shape.
+#[test]
+fn a_chained_backward_that_cannot_run_is_an_error() {
+    use crate::gpu::linear::DzChain;
+    let Some(gpu) = super::gpu() else { return };
+    let shape = LinearShape::new(8, 12, 16);
+    let t = |r, c| gpu.zeros(r, c).unwrap();
+    let (x, w, saved, dy) = (t(8, 12), t(16, 12), t(8, 16), t(8, 16));
+    let (dx, dw, db) = (t(8, 12), t(16, 12), t(1, 16));
+    let below_saved = t(8, 12);
+    let wrong_saved = t(8, 13);
+    let scratch = gpu.linear_scratch(shape).unwrap();
+    let kn_ok = gpu.subgroups_ok() && gpu.texture_operands_fit(GemmDims::dense(8, 12, 16));
+    let variant = GemmVariant::CANDIDATES[0];
+    let below = Some((Activation::Tanh, &below_saved));
+    let cases: Vec<(BackwardGemms, DzChain, bool, &str)> = vec![
+        (
+            BackwardGemms::Variant(variant),
+            DzChain {
+                ready: true,
+                parity: 0,
+                below: None,
+            },
+            true,
+            "k-by-n",
+        ),
+        (
+            BackwardGemms::Variant(variant),
+            DzChain {
+                ready: false,
+                parity: 1,
+                below,
+            },
+            true,
+            "k-by-n",
+        ),
+        (
+            BackwardGemms::KByN,
+            DzChain {
+                ready: false,
+                parity: 0,
+                below,
+            },
+            false,
+            "without dX",
+        ),
+        (
+            BackwardGemms::KByN,
+            DzChain {
+                ready: false,
+                parity: 0,
+                below: Some((Activation::Tanh, &wrong_saved)),
+            },
+            true,
+            "saved below",
+        ),
+    ];
+    for (gemms, chain, with_dx, needle) in cases {
+        if gemms == BackwardGemms::KByN && !kn_ok {
+            continue;
+        }
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        let err = gpu
+            .record_linear_backward(
+                &mut encoder,
+                Activation::Relu,
+                &x,
+                &w,
+                &saved,
+                &dy,
+                &scratch,
+                with_dx.then_some(&dx),
+                &dw,
+                &db,
+                gemms,
+                chain,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+}
+
 #[test]
 fn a_class_choice_that_cannot_hold_a_larger_member_falls_back() {
     let Some(gpu) = super::gpu() else { return };
