@@ -61,7 +61,7 @@ fn dz_and_bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
 // columns hold zeros, as the GEMMs require. db is a second pass over dzt.
 @group(0) @binding(6) var dz_packed: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(7) var dzt_packed: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(8) var packed_read: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(8) var dzt_read: texture_storage_2d<rgba32float, read>;
 
 // dz[4 b4 + r, 4 c4 .. 4 c4 + 4] for r < 4, each row's texel stored in
 // dz_packed (rows past the batch are left out and returned as zeros).
@@ -123,7 +123,7 @@ fn bias_grad_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var b4 = 0u; 4u * b4 < p.batch; b4 = b4 + 1u) {
-        let t = textureLoad(packed_read, vec2<u32>(b4, o));
+        let t = textureLoad(dzt_read, vec2<u32>(b4, o));
         for (var c = 0u; c < 4u; c = c + 1u) {
             if (4u * b4 + c < p.batch) {
                 sum = sum + t[c];
@@ -131,25 +131,4 @@ fn bias_grad_packed(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     db[o] = sum;
-}
-
-// db[4 c4 .. 4 c4 + 4] = the column sums of dz's texel column c4, each
-// column summed over the batch in order (as dz_and_bias_grad: the same
-// bits). Workgroups of 16: at 256 outputs, 4 of them rather than 1, for
-// more than one of llvmpipe's threads.
-@compute @workgroup_size(16)
-fn bias_grad_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c4 = gid.x;
-    if (4u * c4 >= p.cols) {
-        return;
-    }
-    var sum = vec4<f32>(0.0);
-    for (var b = 0u; b < p.batch; b = b + 1u) {
-        sum = sum + textureLoad(packed_read, vec2<u32>(c4, b));
-    }
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        if (4u * c4 + c < p.cols) {
-            db[4u * c4 + c] = sum[c];
-        }
-    }
 }

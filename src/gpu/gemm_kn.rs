@@ -9,7 +9,8 @@
 //! - [`KnForm::AtB`]: `C[m, n] = Σ_k A[k, m]·B[k, n]` (`dW = dzᵀ·X`): both
 //!   operands' texels run along their output dimension (dz and X as
 //!   written), so each k step is an outer product of a column of A and a row
-//!   of B.
+//!   of B. It also writes A's column sums `Σ_k A[k, m]` (`db`), summed in
+//!   order by the invocations that load A.
 //!
 //! Operands are `rgba32float` storage textures, texel `(t, r)` holding
 //! elements `4t..4t + 4` of row `r`, zero past the row's end. As in the
@@ -99,7 +100,7 @@ const COMPS: [&str; 4] = ["x", "y", "z", "w"];
 /// Generates the WGSL of one kernel (entry point `gemm`, bindings as the
 /// k-contiguous GEMMs: 0 `GemmParams`, 1 A, 2 B, 4 C with row stride `ldc`).
 ///
-/// With `dz_of` (the layer below's activation), the kernel stores instead
+/// With `dz_of` (the layer below's activation; `Ab` only), the kernel stores instead
 /// the layer below's `dz = flush_subnormal(C ⊙ f'(saved))` (as
 /// `shaders/linear_backward.wgsl`'s `dz_at`, bit for bit) into the packed
 /// texture at binding 6, zero past n, reading `saved` (row stride `ldc`) at
@@ -112,6 +113,7 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
         workgroup,
     } = v;
     assert!(rows.is_multiple_of(4) && (4..=32).contains(&rows));
+    assert!(dz_of.is_none() || form == KnForm::Ab, "only dX leaves a dz");
     let mut s = String::new();
     if let Some(act) = dz_of {
         s.push_str(shader::ACTIVATIONS_WGSL);
@@ -120,6 +122,12 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
         s.push('\n');
     }
     let out = match dz_of {
+        None if form == KnForm::AtB => {
+            "@group(0) @binding(4) var<storage, read_write> y: array<f32>;\n\
+             // A's column sums, Σ_k A[k, m].\n\
+             @group(0) @binding(3) var<storage, read_write> col_sums: array<f32>;"
+                .to_string()
+        }
         None => "@group(0) @binding(4) var<storage, read_write> y: array<f32>;".to_string(),
         Some(act) => format!(
             "// The layer below's dz for `{act}`.\n\
@@ -162,11 +170,15 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
         KnForm::AtB => {
             // One k a step: invocation sid % 8 loads texel sid % 8 of the
             // workgroup's rows (4 rows each) in A's row k.
+            // Each invocation also sums the texel it loads over k: A's
+            // column sums, in order (dz's, the bias gradient).
             let _ = writeln!(
                 s,
                 "    let ra = min(row_base / 4u + sid % 8u, (p.m + 3u) / 4u - 1u);\n    \
+                 var col_sum = vec4<f32>(0.0);\n    \
                  var kk = 0u;\n    loop {{\n        if (kk >= p.k) {{ break; }}\n        \
-                 let as0 = textureLoad(a, vec2<u32>(ra, kk));"
+                 let as0 = textureLoad(a, vec2<u32>(ra, kk));\n        \
+                 col_sum = col_sum + as0;"
             );
             for t in 0..rows / 4 {
                 let _ = writeln!(s, "        let a{t} = subgroupBroadcast(as0, {t}u);");
@@ -188,6 +200,17 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
                 }
             }
             s.push_str("        kk = kk + 1u;\n    }\n");
+            let _ = writeln!(
+                s,
+                "    // The workgroup's rows of A's column sums, from its first column\n    \
+                 // group and one invocation per texel.\n    \
+                 if (wid.x == 0u && lid.x < 8u && sid % 8u < {}u && row_base / 4u + sid % 8u < (p.m + 3u) / 4u) {{\n        \
+                 for (var e = 0u; e < 4u; e = e + 1u) {{\n            \
+                 let m = (row_base / 4u + sid % 8u) * 4u + e;\n            \
+                 if (m < p.m) {{ col_sums[m] = col_sum[e]; }}\n        \
+                 }}\n    }}",
+                rows / 4
+            );
         }
         KnForm::Ab => {
             // Four k a step: invocation sid % 8 loads A's rows 8q + sid % 8
@@ -322,7 +345,11 @@ mod tests {
                         rows,
                         ..KnVariant::for_columns(form, n)
                     };
-                    for dz_of in [None, Some(Activation::Gelu), Some(Activation::Relu)] {
+                    let dz_ofs = match form {
+                        KnForm::Ab => vec![None, Some(Activation::Gelu), Some(Activation::Relu)],
+                        KnForm::AtB => vec![None],
+                    };
+                    for dz_of in dz_ofs {
                         let src = generate(v, dz_of);
                         shader::validate(&v.name(), &src).unwrap_or_else(|e| panic!("{e}\n{src}"));
                     }

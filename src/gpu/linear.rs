@@ -147,6 +147,8 @@ struct PackParams {
 enum KnOut<'a> {
     /// `C` row-major, row stride n.
     Rows(&'a GpuTensor),
+    /// `C` row-major and A's column sums (`AtB` only).
+    RowsAndSums(&'a GpuTensor, &'a GpuTensor),
     /// The layer below's packed dz: its activation, its saved tensor and
     /// the texture.
     Dz(Activation, &'a GpuTensor, wgpu::TextureView),
@@ -849,13 +851,6 @@ impl Gpu {
                 ];
                 record_dz_pass(encoder, "dz_packed_only", &entries, dz_groups)?;
             }
-            let entries = [buffer_entry(4, &db), texture_entry(8, &dz)];
-            record_dz_pass(
-                encoder,
-                "bias_grad_columns",
-                &entries,
-                (texels.div_ceil(16), 1, 1),
-            )?;
             // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i]: W as the forward reads it;
             // or the layer below's dz from it.
             if let Some(dx) = dx {
@@ -886,7 +881,7 @@ impl Gpu {
                 (o, i, bt),
                 &dz,
                 &x_view,
-                KnOut::Rows(dw),
+                KnOut::RowsAndSums(dw, db),
             );
         }
         let v_dx = dx.map(|_| choose(dx_dims)).transpose()?;
@@ -988,9 +983,19 @@ impl Gpu {
         if m == 0 || n == 0 {
             return Ok(());
         }
+        if matches!(out, KnOut::RowsAndSums(..)) != (v.form == KnForm::AtB) {
+            return Err(Error::Config(
+                "a k-by-n GEMM writes column sums exactly when it is the AtB form".into(),
+            ));
+        }
         let dz_of = match &out {
-            KnOut::Rows(_) => None,
-            KnOut::Dz(act, ..) => Some(*act),
+            KnOut::Rows(_) | KnOut::RowsAndSums(..) => None,
+            KnOut::Dz(act, ..) if v.form == KnForm::Ab => Some(*act),
+            KnOut::Dz(..) => {
+                return Err(Error::Config(
+                    "only the Ab form of the k-by-n GEMMs (dX) leaves a dz".into(),
+                ))
+            }
         };
         let key = match dz_of {
             None => format!("gemm_kn[{}]", v.name()),
@@ -1007,6 +1012,9 @@ impl Gpu {
         let mut entries = vec![texture_entry(1, a), texture_entry(2, b)];
         match &out {
             KnOut::Rows(c) => entries.push(buffer_entry(4, *c)),
+            KnOut::RowsAndSums(c, sums) => {
+                entries.extend([buffer_entry(4, *c), buffer_entry(3, *sums)])
+            }
             KnOut::Dz(_, saved, view) => {
                 entries.extend([buffer_entry(5, *saved), texture_entry(6, view)])
             }
