@@ -346,11 +346,22 @@ impl Gpu {
     /// read only the first `rows`) so that a run whose last batch is short
     /// reuses the texture of the full batches.
     fn operand_texture(&self, slot: u8, rows: usize, k: usize) -> Result<wgpu::Texture, Error> {
+        let max = self.limits().max_texture_dimension_2d;
         let width = to_u32("GEMM depth", texture_width(k))?;
-        let height = to_u32("GEMM rows", rows)?
-            .div_ceil(64)
-            .saturating_mul(64)
-            .min(self.limits().max_texture_dimension_2d);
+        let rows32 = to_u32("GEMM rows", rows)?;
+        // A texture too small for the operand would drop rows or texels
+        // silently (stores past a texture's edge are discarded).
+        for (what, needed) in [("rows", rows32), ("texels a row", width)] {
+            if needed > max {
+                return Err(Error::DeviceLimit {
+                    what: format!("a GEMM operand texture's {what}"),
+                    limit: "max_texture_dimension_2d".into(),
+                    needed: needed as u64,
+                    available: max as u64,
+                });
+            }
+        }
+        let height = rows32.div_ceil(64).saturating_mul(64).min(max);
         let mut pool = self.inner.staging.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = pool.get(&(slot, width, height)) {
             return Ok(t.clone());
@@ -891,51 +902,53 @@ impl Gpu {
         // of either, no packing pass; db then from dzᵀ), else into buffers
         // with row strides pad4(out) and pad4(batch).
         let (dz, dzt);
-        let (a_dx, a_dw) =
-            if v_dw.kind.uses_textures() && v_dx.is_none_or(|v| v.kind.uses_textures()) {
-                dz = self
-                    .operand_texture(2, bt, o)?
-                    .create_view(&Default::default());
-                dzt = self
-                    .operand_texture(3, o, bt)?
-                    .create_view(&Default::default());
-                let entries = [
-                    buffer_entry(1, &dy),
-                    buffer_entry(2, &saved),
-                    texture_entry(6, &dz),
-                    texture_entry(7, &dzt),
-                ];
-                record_dz_pass(encoder, "dz_packed_blocks", &entries, dz_groups)?;
-                let entries = [buffer_entry(4, &db), texture_entry(8, &dzt)];
-                let bias_groups = (to_u32("out_features", o)?.div_ceil(64), 1, 1);
-                record_dz_pass(encoder, "bias_grad_packed", &entries, bias_groups)?;
-                (Operand::Packed(&dz), Operand::Packed(&dzt))
-            } else {
-                let entry = "dz_and_bias_grad";
-                let pipeline = dz_pipeline(entry)?;
-                let groups = to_u32("out_features", o)?.div_ceil(64);
-                self.scoped("recording linear_backward", || {
-                    record_pass(
-                        self,
-                        encoder,
-                        entry,
-                        &pipeline,
-                        &[
-                            (0, &params),
-                            (1, &dy),
-                            (2, &saved),
-                            (3, &scratch.dz),
-                            (4, &db),
-                            (5, &scratch.dzt),
-                        ],
-                        (groups, 1, 1),
-                    )
-                })?;
-                (
-                    Operand::Rows(&scratch.dz, pad4(o)),
-                    Operand::Rows(&scratch.dzt, pad4(bt)),
+        let (a_dx, a_dw) = if v_dw.kind.uses_textures()
+            && v_dx.is_none_or(|v| v.kind.uses_textures())
+            && self.texture_operands_fit(dx_dims)
+        {
+            dz = self
+                .operand_texture(2, bt, o)?
+                .create_view(&Default::default());
+            dzt = self
+                .operand_texture(3, o, bt)?
+                .create_view(&Default::default());
+            let entries = [
+                buffer_entry(1, &dy),
+                buffer_entry(2, &saved),
+                texture_entry(6, &dz),
+                texture_entry(7, &dzt),
+            ];
+            record_dz_pass(encoder, "dz_packed_blocks", &entries, dz_groups)?;
+            let entries = [buffer_entry(4, &db), texture_entry(8, &dzt)];
+            let bias_groups = (to_u32("out_features", o)?.div_ceil(64), 1, 1);
+            record_dz_pass(encoder, "bias_grad_packed", &entries, bias_groups)?;
+            (Operand::Packed(&dz), Operand::Packed(&dzt))
+        } else {
+            let entry = "dz_and_bias_grad";
+            let pipeline = dz_pipeline(entry)?;
+            let groups = to_u32("out_features", o)?.div_ceil(64);
+            self.scoped("recording linear_backward", || {
+                record_pass(
+                    self,
+                    encoder,
+                    entry,
+                    &pipeline,
+                    &[
+                        (0, &params),
+                        (1, &dy),
+                        (2, &saved),
+                        (3, &scratch.dz),
+                        (4, &db),
+                        (5, &scratch.dzt),
+                    ],
+                    (groups, 1, 1),
                 )
-            };
+            })?;
+            (
+                Operand::Rows(&scratch.dz, pad4(o)),
+                Operand::Rows(&scratch.dzt, pad4(bt)),
+            )
+        };
         // 2. dX[b, i] = Σ_o dz[b, o]·W[o, i].
         if let (Some(dx), Some(v)) = (dx, v_dx) {
             self.record_gemm_times_rows(encoder, v, dx_dims, a_dx, (w, &scratch.wt), dx)?;
@@ -957,7 +970,10 @@ impl Gpu {
             return Ok(false);
         }
         let (dx_dims, dw_dims) = shape.backward_dims();
-        Ok(self.gemm_variant(dw_dims)?.kind.uses_textures()
+        // dz is packed by batch rows whether or not dX is wanted: the batch
+        // must fit a texture's height (which dX's dimensions check).
+        Ok(self.texture_operands_fit(dx_dims)
+            && self.gemm_variant(dw_dims)?.kind.uses_textures()
             && (!with_dx || self.gemm_variant(dx_dims)?.kind.uses_textures()))
     }
 

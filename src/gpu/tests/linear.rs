@@ -496,6 +496,57 @@ fn a_chained_backward_that_cannot_run_is_an_error() {
     }
 }
 
+/// A first layer (no dX) whose batch is taller than a texture may be: the
+/// backward's dW GEMM alone would fit the texture kinds (its depth is the
+/// batch, a quarter of it in texels), but dz packed by rows would not, so
+/// the backward takes buffers instead of failing.
+#[test]
+fn a_batch_taller_than_a_texture_runs_the_first_layer_backward() {
+    let Some(gpu) = super::gpu() else { return };
+    let max = gpu.limits().max_texture_dimension_2d as usize;
+    let (bt, i, o) = (max + 5, 8, 32);
+    let shape = LinearShape::new(bt, i, o);
+    let x = grid_values(bt * i, 3, 1.0);
+    let w = grid_values(o * i, 4, 0.25);
+    let b = grid_values(o, 5, 0.5);
+    let dy = grid_values(bt * o, 6, 1.0);
+    let r = reference::linear_backward(Activation::Relu, &x, &w, &b, &dy, shape).unwrap();
+    let up = |v: &[f32], rows, cols| gpu.upload(v, rows, cols).unwrap();
+    let (xt, wt, yt) = (
+        up(&x, bt, i),
+        up(&w, o, i),
+        up(&grid_values(bt * o, 7, 1.0), bt, o),
+    );
+    let dyt = up(&dy, bt, o);
+    let (dw, db) = (gpu.zeros(o, i).unwrap(), gpu.zeros(1, o).unwrap());
+    // f' of ReLU from y: run the forward for y first.
+    let bias = up(&b, 1, o);
+    let scratch = gpu.linear_scratch(shape).unwrap();
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    gpu.record_linear_forward(&mut encoder, Activation::Relu, &xt, &wt, &bias, &yt, None)
+        .unwrap();
+    gpu.record_linear_backward(
+        &mut encoder,
+        Activation::Relu,
+        &xt,
+        &wt,
+        &yt,
+        &dyt,
+        &scratch,
+        None,
+        &dw,
+        &db,
+        BackwardGemms::Auto,
+        crate::gpu::linear::DzChain::ALONE,
+    )
+    .unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let mag = magnitudes(&x, &w, &b, &dy, shape);
+    let (gw, gb) = (gpu.download(&dw).unwrap(), gpu.download(&db).unwrap());
+    assert!(worst_ratio(&gw, &r.dw, &mag.dw) <= 1.0);
+    assert!(worst_ratio(&gb, &r.db, &mag.db) <= 1.0);
+}
+
 #[test]
 fn a_class_choice_that_cannot_hold_a_larger_member_falls_back() {
     let Some(gpu) = super::gpu() else { return };
