@@ -203,10 +203,12 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
             let _ = writeln!(
                 s,
                 "    // The workgroup's rows of A's column sums, from its first column\n    \
-                 // group and one invocation per texel.\n    \
-                 if (wid.x == 0u && lid.x < 8u && sid % 8u < {}u && row_base / 4u + sid % 8u < (p.m + 3u) / 4u) {{\n        \
+                 // group: invocation sid < 8 of each subgroup stores the texel it\n    \
+                 // loaded (subgroups store the same values, whatever the adapter's\n    \
+                 // subgroup size and numbering).\n    \
+                 if (wid.x == 0u && sid < {}u && row_base / 4u + sid < (p.m + 3u) / 4u) {{\n        \
                  for (var e = 0u; e < 4u; e = e + 1u) {{\n            \
-                 let m = (row_base / 4u + sid % 8u) * 4u + e;\n            \
+                 let m = (row_base / 4u + sid) * 4u + e;\n            \
                  if (m < p.m) {{ col_sums[m] = col_sum[e]; }}\n        \
                  }}\n    }}",
                 rows / 4
