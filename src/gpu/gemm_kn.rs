@@ -98,7 +98,8 @@ impl KnVariant {
 const COMPS: [&str; 4] = ["x", "y", "z", "w"];
 
 /// Generates the WGSL of one kernel (entry point `gemm`, bindings as the
-/// k-contiguous GEMMs: 0 `GemmParams`, 1 A, 2 B, 4 C with row stride `ldc`).
+/// k-contiguous GEMMs: 0 `GemmParams`, 1 A, 2 B, 4 C with row stride `ldc`;
+/// `AtB` also 3, A's column sums).
 ///
 /// With `dz_of` (the layer below's activation; `Ab` only), the kernel stores instead
 /// the layer below's `dz = flush_subnormal(C ⊙ f'(saved))` (as
@@ -115,12 +116,6 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
     assert!(rows.is_multiple_of(4) && (4..=32).contains(&rows));
     assert!(dz_of.is_none() || form == KnForm::Ab, "only dX leaves a dz");
     let mut s = String::new();
-    if let Some(act) = dz_of {
-        s.push_str(shader::ACTIVATIONS_WGSL);
-        s.push('\n');
-        s.push_str(&shader::activation_binding(act));
-        s.push('\n');
-    }
     let out = match dz_of {
         None if form == KnForm::AtB => {
             "@group(0) @binding(4) var<storage, read_write> y: array<f32>;\n\
@@ -290,7 +285,8 @@ pub(crate) fn generate(v: KnVariant, dz_of: Option<Activation>) -> String {
         }
     }
     s.push_str("}\n");
-    s
+    // The dz epilogue's f' comes from the activation library.
+    shader::assemble(&s, dz_of)
 }
 
 /// The layer below's dz from the accumulators, as a loop over them

@@ -924,26 +924,15 @@ impl Gpu {
             record_dz_pass(encoder, "bias_grad_packed", &entries, bias_groups)?;
             (Operand::Packed(&dz), Operand::Packed(&dzt))
         } else {
-            let entry = "dz_and_bias_grad";
-            let pipeline = dz_pipeline(entry)?;
+            let entries = [
+                buffer_entry(1, &dy),
+                buffer_entry(2, &saved),
+                buffer_entry(3, &scratch.dz),
+                buffer_entry(4, &db),
+                buffer_entry(5, &scratch.dzt),
+            ];
             let groups = to_u32("out_features", o)?.div_ceil(64);
-            self.scoped("recording linear_backward", || {
-                record_pass(
-                    self,
-                    encoder,
-                    entry,
-                    &pipeline,
-                    &[
-                        (0, &params),
-                        (1, &dy),
-                        (2, &saved),
-                        (3, &scratch.dz),
-                        (4, &db),
-                        (5, &scratch.dzt),
-                    ],
-                    (groups, 1, 1),
-                )
-            })?;
+            record_dz_pass(encoder, "dz_and_bias_grad", &entries, (groups, 1, 1))?;
             (
                 Operand::Rows(&scratch.dz, pad4(o)),
                 Operand::Rows(&scratch.dzt, pad4(bt)),

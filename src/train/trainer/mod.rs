@@ -446,6 +446,18 @@ struct LayerState {
     norm: Option<NormState>,
 }
 
+impl LayerState {
+    /// What the layer's backward reads `f'` from: the pre-activation, or
+    /// the output for activations whose derivative follows from it.
+    fn saved(&self) -> &GpuTensor {
+        if self.act.saved() == Saved::PreActivation {
+            &self.z
+        } else {
+            &self.y
+        }
+    }
+}
+
 /// Slots of the `norms` buffer.
 struct Slots {
     layers: usize,

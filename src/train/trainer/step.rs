@@ -94,20 +94,21 @@ impl Trainer {
     /// (no dropout, normalisation, learned slopes or residual connection).
     fn linked_backward(&self, first: usize, until: usize) -> Result<Vec<bool>, Error> {
         let b = self.config.batch_size;
+        // Whether each layer's backward runs the k-by-n GEMMs (the first
+        // has no dX).
+        let k_by_n = (first..until)
+            .map(|l| {
+                let w = &self.model.layers[l].weight;
+                let shape = crate::LinearShape::new(b, w.cols(), w.rows());
+                self.gpu.backward_is_k_by_n(shape, l > 0)
+            })
+            .collect::<Result<Vec<bool>, Error>>()?;
         let mut linked = vec![false; self.layers.len() + 1];
         for (l, link) in linked.iter_mut().enumerate().take(until).skip(first + 1) {
             let (above, below) = (&self.layers[l], &self.layers[l - 1]);
             let plain_below =
                 !below.dropout && !below.residual && below.norm.is_none() && below.slopes.is_none();
-            if above.residual || !plain_below {
-                continue;
-            }
-            let shape_of = |l: usize| {
-                let w = &self.model.layers[l].weight;
-                crate::LinearShape::new(b, w.cols(), w.rows())
-            };
-            *link = self.gpu.backward_is_k_by_n(shape_of(l), true)?
-                && self.gpu.backward_is_k_by_n(shape_of(l - 1), l - 1 > 0)?;
+            *link = !above.residual && plain_below && k_by_n[l - first] && k_by_n[l - 1 - first];
         }
         Ok(linked)
     }
@@ -187,11 +188,7 @@ impl Trainer {
             } else {
                 self.layer_output(l - 1)
             };
-            let saved = if layer.act.saved() == Saved::PreActivation {
-                &layer.z
-            } else {
-                &layer.y
-            };
+            let saved = layer.saved();
             let dy = match &layer.d_dropped {
                 Some(dd) if layer.dropout => {
                     self.record_regularize(
@@ -268,12 +265,7 @@ impl Trainer {
                     parity: (l % 2) as u8,
                     below: linked[l].then(|| {
                         let below = &self.layers[l - 1];
-                        let saved = if below.act.saved() == Saved::PreActivation {
-                            &below.z
-                        } else {
-                            &below.y
-                        };
-                        (below.act, saved)
+                        (below.act, below.saved())
                     }),
                 },
             )?;
